@@ -1,0 +1,669 @@
+# cython: language_level=3
+"""ACE energy/force/virial and design-matrix kernels (OpenMP over atoms, GIL released).
+
+Per atom i (notation of DESIGN.md):
+  A1[mu, k]      = sum_{j: mu_j = mu} g_k(r_ij)                       (rank-1 base, real)
+  A[mu, n, l, m] = sum_{j: mu_j = mu} R_nl(r_ij) Ytilde_lm(r_ij)       (complex, m >= 0 stored,
+                   A[l, -m] = (-1)^m conj(A[l, m]))
+  rho_p          = sum_products c_p Re(prod_t A_t)                      (C-tilde products)
+  E_i            = F(rho) * s + core + E0                               (s: core blending factor)
+Forces by the adjoint: W = dE_i/dA (folded onto m >= 0), then for each neighbour
+  dE_i/dD_ij = sum_nlm Re(W_nlm grad(R_nl Ytilde_lm)) + sum_k W1_k g_k' rhat + core terms,
+stored per pair; a serial pass scatters them into forces and the strain derivative
+  sum_ij D_ij (x) dE_i/dD_ij   (= volume * stress in ASE's convention).
+The compiled model arrays are built and validated by ace.evaluator; here nothing is checked.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange
+from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free
+
+from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
+from ace._core._openmp cimport omp_get_thread_num
+from ace._core._radial cimport (core_exponential, cutoff_func_poly, embedding, radial_base,
+                                zbl_pair)
+
+cdef enum:
+    MAX_RANK = 8
+
+cdef enum:
+    INNER_DENSITY = 0
+    INNER_DISTANCE = 1
+    INNER_ZBL = 2
+
+
+cdef struct Model:
+    int n_elements, nradbase, nradmax, lmax, n_lm, n_ylm, n_a1, n_a, inner_type
+    # bonds, indexed mu_i * n_elements + mu_j
+    const int* family
+    const double* lam
+    const double* rcut
+    const double* dcut
+    const int* bond_nradbase
+    const int* bond_nradmax
+    const int* bond_lmax
+    const double* r_in
+    const double* delta_in
+    const double* prehc
+    const double* lambdahc
+    const double* crad          # [n_bonds, nradmax, lmax + 1, nradbase]
+    # elements
+    const int* npot
+    const int* ndensity
+    const double* fs_w          # [n_elements, n_coef]
+    const double* fs_m
+    const double* rho_core_cut
+    const double* drho_core_cut
+    const double* e0
+    const double* atomic_number
+    # products: C-tilde functions (energy) or B-functions (design rows)
+    const int* func_first       # [n_elements + 1]
+    const int* func_rank        # [n_funcs]
+    const int* comb_first       # [n_funcs + 1]
+    const int* comb_index       # [n_combs, MAX_RANK]: A1 index (rank 1) or A index (any m)
+    const double* comb_coef     # [n_combs, n_coef]
+    int n_coef
+
+
+cdef struct Scratch:
+    double* g                   # [max_nb, nradbase]   inner-cut radial base
+    double* dg
+    double* R                   # [max_nb, nradmax * (lmax + 1)]
+    double* dR
+    double* yr                  # [max_nb, n_ylm]
+    double* yi
+    double* dyr                 # [max_nb, n_ylm * 3]
+    double* dyi
+    double* rhat                # [max_nb, 3]
+    double* dist                # [max_nb]
+    int* nb_mu                  # [max_nb] neighbour species, -1 outside the bond cutoff
+    double* radial_extra        # [max_nb] extra dE/dr along rhat (core terms, blending)
+    double complex* A           # [n_a]
+    double* A1                  # [n_a1]
+    double complex* GA          # [n_coef, n_a]   d rho_p / dA
+    double* G1                  # [n_coef, n_a1]
+    double* rho                 # [n_coef]
+    double* dE_drho             # [n_coef]
+    double* grad                # [max_nb * 3]  design: per-neighbour gradient of one function
+    int* touched                # [n_a + n_a1]  design: indices with nonzero adjoint
+    char* mark                  # [n_a + n_a1]
+
+
+cdef class CompiledModel:
+    """Holds the arrays of a compiled model alive and exposes them as a C struct."""
+    cdef Model model
+    cdef object _arrays
+
+    def __init__(self, dict arrays, dict sizes):
+        self._arrays = {}
+        for key, value in arrays.items():
+            dtype = np.int32 if np.asarray(value).dtype.kind in "iub" else np.float64
+            self._arrays[key] = np.ascontiguousarray(value, dtype=dtype)
+        a = self._arrays
+        m = &self.model
+        m.n_elements = sizes["n_elements"]
+        m.nradbase = sizes["nradbase"]
+        m.nradmax = sizes["nradmax"]
+        m.lmax = sizes["lmax"]
+        m.n_lm = (m.lmax + 1) * (m.lmax + 1)
+        m.n_ylm = ylm_count(m.lmax)
+        m.n_a1 = m.n_elements * m.nradbase
+        m.n_a = m.n_elements * m.nradmax * m.n_lm
+        m.inner_type = sizes["inner_type"]
+        m.n_coef = sizes["n_coef"]
+        if a["comb_index"].size and a["comb_index"].shape[1] != MAX_RANK:
+            raise ValueError(f"comb_index must have {MAX_RANK} columns")
+        m.family = int_ptr(a["family"])
+        m.lam = dbl_ptr(a["lam"])
+        m.rcut = dbl_ptr(a["rcut"])
+        m.dcut = dbl_ptr(a["dcut"])
+        m.bond_nradbase = int_ptr(a["bond_nradbase"])
+        m.bond_nradmax = int_ptr(a["bond_nradmax"])
+        m.bond_lmax = int_ptr(a["bond_lmax"])
+        m.r_in = dbl_ptr(a["r_in"])
+        m.delta_in = dbl_ptr(a["delta_in"])
+        m.prehc = dbl_ptr(a["prehc"])
+        m.lambdahc = dbl_ptr(a["lambdahc"])
+        m.crad = dbl_ptr(a["crad"])
+        m.npot = int_ptr(a["npot"])
+        m.ndensity = int_ptr(a["ndensity"])
+        m.fs_w = dbl_ptr(a["fs_w"])
+        m.fs_m = dbl_ptr(a["fs_m"])
+        m.rho_core_cut = dbl_ptr(a["rho_core_cut"])
+        m.drho_core_cut = dbl_ptr(a["drho_core_cut"])
+        m.e0 = dbl_ptr(a["e0"])
+        m.atomic_number = dbl_ptr(a["atomic_number"])
+        m.func_first = int_ptr(a["func_first"])
+        m.func_rank = int_ptr(a["func_rank"])
+        m.comb_first = int_ptr(a["comb_first"])
+        m.comb_index = int_ptr(a["comb_index"])
+        m.comb_coef = dbl_ptr(a["comb_coef"])
+
+    @property
+    def n_functions(self):
+        return len(self._arrays["func_rank"])
+
+
+cdef const int* int_ptr(cnp.ndarray array):
+    return <const int*>cnp.PyArray_DATA(array)
+
+
+cdef const double* dbl_ptr(cnp.ndarray array):
+    return <const double*>cnp.PyArray_DATA(array)
+
+
+cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept nogil:
+    cdef int nb = max_neighbours if max_neighbours > 0 else 1
+    s.g = <double*>calloc(nb * m.nradbase, sizeof(double))
+    s.dg = <double*>calloc(nb * m.nradbase, sizeof(double))
+    s.R = <double*>calloc(nb * m.nradmax * (m.lmax + 1), sizeof(double))
+    s.dR = <double*>calloc(nb * m.nradmax * (m.lmax + 1), sizeof(double))
+    s.yr = <double*>calloc(nb * m.n_ylm, sizeof(double))
+    s.yi = <double*>calloc(nb * m.n_ylm, sizeof(double))
+    s.dyr = <double*>calloc(nb * m.n_ylm * 3, sizeof(double))
+    s.dyi = <double*>calloc(nb * m.n_ylm * 3, sizeof(double))
+    s.rhat = <double*>calloc(nb * 3, sizeof(double))
+    s.dist = <double*>calloc(nb, sizeof(double))
+    s.nb_mu = <int*>calloc(nb, sizeof(int))
+    s.radial_extra = <double*>calloc(nb, sizeof(double))
+    s.A = <double complex*>calloc(m.n_a + 1, sizeof(double complex))
+    s.A1 = <double*>calloc(m.n_a1 + 1, sizeof(double))
+    s.GA = <double complex*>calloc(m.n_coef * m.n_a + 1, sizeof(double complex))
+    s.G1 = <double*>calloc(m.n_coef * m.n_a1 + 1, sizeof(double))
+    s.rho = <double*>calloc(m.n_coef + 1, sizeof(double))
+    s.dE_drho = <double*>calloc(m.n_coef + 1, sizeof(double))
+    s.grad = <double*>calloc(nb * 3, sizeof(double))
+    s.touched = <int*>calloc(m.n_a + m.n_a1 + 1, sizeof(int))
+    s.mark = <char*>calloc(m.n_a + m.n_a1 + 1, sizeof(char))
+    return (s.g == NULL or s.dg == NULL or s.R == NULL or s.dR == NULL or s.yr == NULL
+            or s.yi == NULL or s.dyr == NULL or s.dyi == NULL or s.rhat == NULL or s.dist == NULL
+            or s.nb_mu == NULL or s.radial_extra == NULL or s.A == NULL or s.A1 == NULL
+            or s.GA == NULL or s.G1 == NULL or s.rho == NULL or s.dE_drho == NULL
+            or s.grad == NULL or s.touched == NULL or s.mark == NULL)
+
+
+cdef void scratch_free(Scratch* s) noexcept nogil:
+    free(s.g); free(s.dg); free(s.R); free(s.dR); free(s.yr); free(s.yi); free(s.dyr)
+    free(s.dyi); free(s.rhat); free(s.dist); free(s.nb_mu); free(s.radial_extra); free(s.A)
+    free(s.A1); free(s.GA); free(s.G1); free(s.rho); free(s.dE_drho); free(s.grad)
+    free(s.touched); free(s.mark)
+
+
+cdef inline int a_index(const Model* m, int mu, int n, int l, int mm) noexcept nogil:
+    return (mu * m.nradmax + n) * m.n_lm + l * l + l + mm
+
+
+cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                      const double* vectors, const int* nb_species) noexcept nogil:
+    """Radial and angular parts per neighbour, and the atomic bases A1 and A (all m)."""
+    cdef Py_ssize_t jj
+    cdef int k, n, l, mm, mu, bond, nrb, nrm, lmb, idx, y
+    cdef double r, f_in, df_in, value, dvalue
+    cdef double* g
+    cdef double* dg
+    cdef double* R
+    cdef double* dR
+    cdef const double* crad
+    cdef double complex a
+    cdef int n_rl = m.nradmax * (m.lmax + 1)
+    for k in range(m.n_a):
+        s.A[k] = 0
+    for k in range(m.n_a1):
+        s.A1[k] = 0
+    for jj in range(n_nb):
+        mu = nb_species[jj]
+        bond = mu_i * m.n_elements + mu
+        r = sqrt(vectors[3 * jj] ** 2 + vectors[3 * jj + 1] ** 2 + vectors[3 * jj + 2] ** 2)
+        s.dist[jj] = r
+        s.radial_extra[jj] = 0
+        if r >= m.rcut[bond]:
+            s.nb_mu[jj] = -1
+            continue
+        s.nb_mu[jj] = mu
+        for k in range(3):
+            s.rhat[3 * jj + k] = vectors[3 * jj + k] / r
+        nrb = m.bond_nradbase[bond]
+        nrm = m.bond_nradmax[bond]
+        lmb = m.bond_lmax[bond]
+        g = s.g + jj * m.nradbase
+        dg = s.dg + jj * m.nradbase
+        radial_base(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r, g, dg)
+        if m.inner_type == INNER_DISTANCE:
+            cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
+            for k in range(nrb):
+                dg[k] = dg[k] * (1 - f_in) - g[k] * df_in
+                g[k] = g[k] * (1 - f_in)
+        for k in range(nrb):
+            s.A1[mu * m.nradbase + k] += g[k]
+        R = s.R + jj * n_rl
+        dR = s.dR + jj * n_rl
+        for n in range(nrm):
+            for l in range(lmb + 1):
+                value = 0
+                dvalue = 0
+                crad = m.crad + ((bond * m.nradmax + n) * (m.lmax + 1) + l) * m.nradbase
+                for k in range(nrb):
+                    value = value + crad[k] * g[k]
+                    dvalue = dvalue + crad[k] * dg[k]
+                R[n * (m.lmax + 1) + l] = value
+                dR[n * (m.lmax + 1) + l] = dvalue
+        if lmb >= 0 and nrm > 0:
+            ylm_with_gradient(vectors[3 * jj], vectors[3 * jj + 1], vectors[3 * jj + 2], lmb,
+                              s.yr + jj * m.n_ylm, s.yi + jj * m.n_ylm,
+                              s.dyr + jj * m.n_ylm * 3, s.dyi + jj * m.n_ylm * 3)
+        for n in range(nrm):
+            for l in range(lmb + 1):
+                value = R[n * (m.lmax + 1) + l]
+                for mm in range(l + 1):
+                    y = jj * m.n_ylm + ylm_index(l, mm)
+                    idx = a_index(m, mu, n, l, mm)
+                    s.A[idx] = s.A[idx] + value * (s.yr[y] + 1j * s.yi[y])
+    # negative m from A[l, -m] = (-1)^m conj(A[l, m])
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(m.lmax + 1):
+                for mm in range(1, l + 1):
+                    a = s.A[a_index(m, mu, n, l, mm)]
+                    if mm % 2:
+                        s.A[a_index(m, mu, n, l, -mm)] = -a.conjugate()
+                    else:
+                        s.A[a_index(m, mu, n, l, -mm)] = a.conjugate()
+
+
+cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                           double* blend) noexcept nogil:
+    """Core-repulsion energy and the factor s multiplying F(rho); per-neighbour radial derivatives.
+
+    On return s.radial_extra[jj] holds d(core)/dr_jj, and the caller adds
+    F * d(blend)/dr via the blend derivative stored in s.grad[3 * jj] (radial component).
+    """
+    cdef Py_ssize_t jj, nearest = -1
+    cdef int bond
+    cdef double r, phi, dphi, f_in, df_in, rho_core = 0, best = 1e300, key
+    cdef double f, df
+    for jj in range(n_nb):
+        s.grad[3 * jj] = 0
+    blend[0] = 1
+    if m.inner_type == INNER_ZBL:
+        for jj in range(n_nb):
+            if s.nb_mu[jj] < 0:
+                continue
+            bond = mu_i * m.n_elements + s.nb_mu[jj]
+            r = s.dist[jj]
+            zbl_pair(r, m.atomic_number[mu_i], m.atomic_number[s.nb_mu[jj]], m.prehc[bond],
+                     m.rcut[bond], m.dcut[bond], &phi, &dphi)
+            rho_core += phi
+            s.radial_extra[jj] = dphi
+            key = r - (m.r_in[bond] - m.delta_in[bond])
+            if key < best:
+                best = key
+                nearest = jj
+        if nearest < 0:
+            return 0
+        bond = mu_i * m.n_elements + s.nb_mu[nearest]
+        cutoff_func_poly(m.r_in[bond] - s.dist[nearest], m.delta_in[bond], m.delta_in[bond], &f, &df)
+        blend[0] = f
+        for jj in range(n_nb):
+            s.radial_extra[jj] *= (1 - f)
+        # d blend / dr_nearest = -df; core energy (1 - f) rho_core gives +rho_core * df
+        s.grad[3 * nearest] = -df
+        s.radial_extra[nearest] += rho_core * df
+        return (1 - f) * rho_core
+    for jj in range(n_nb):
+        if s.nb_mu[jj] < 0:
+            continue
+        bond = mu_i * m.n_elements + s.nb_mu[jj]
+        r = s.dist[jj]
+        core_exponential(r, m.prehc[bond], m.lambdahc[bond], m.rcut[bond], &phi, &dphi)
+        if m.inner_type == INNER_DISTANCE:
+            cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
+            dphi = dphi * f_in + phi * df_in
+            phi = phi * f_in
+        rho_core += phi
+        s.radial_extra[jj] = dphi
+    cutoff_func_poly(rho_core, m.rho_core_cut[mu_i], m.drho_core_cut[mu_i], &f, &df)
+    blend[0] = f
+    for jj in range(n_nb):
+        s.grad[3 * jj] = df * s.radial_extra[jj]
+    return rho_core
+
+
+cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept nogil:
+    """Accumulate rho_p and the adjoints d rho_p / dA for one product function."""
+    cdef int rank = m.func_rank[func], c, t, p, idx
+    cdef double complex prefix[MAX_RANK + 1]
+    cdef double complex suffix[MAX_RANK + 1]
+    cdef double complex partial
+    cdef const int* index
+    cdef const double* coef
+    cdef double value
+    for c in range(m.comb_first[func], m.comb_first[func + 1]):
+        index = m.comb_index + c * MAX_RANK
+        coef = m.comb_coef + c * m.n_coef
+        if rank == 1:
+            value = s.A1[index[0]]
+            for p in range(n_coef):
+                s.rho[p] += coef[p] * value
+                s.G1[p * m.n_a1 + index[0]] += coef[p]
+            continue
+        prefix[0] = 1
+        for t in range(rank):
+            prefix[t + 1] = prefix[t] * s.A[index[t]]
+        suffix[rank] = 1
+        for t in range(rank - 1, -1, -1):
+            suffix[t] = suffix[t + 1] * s.A[index[t]]
+        for t in range(rank):
+            partial = prefix[t] * suffix[t + 1]
+            idx = index[t]
+            for p in range(n_coef):
+                s.GA[p * m.n_a + idx] = s.GA[p * m.n_a + idx] + coef[p] * partial
+        for p in range(n_coef):
+            s.rho[p] += coef[p] * prefix[rank].real
+
+
+cdef void fold_adjoint(const Model* m, double complex* G) noexcept nogil:
+    """Fold the adjoint of A[l, -m] onto A[l, m]: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+)."""
+    cdef int mu, n, l, mm, neg
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(1, m.lmax + 1):
+                for mm in range(1, l + 1):
+                    neg = a_index(m, mu, n, l, -mm)
+                    if mm % 2:
+                        G[a_index(m, mu, n, l, mm)] -= G[neg].conjugate()
+                    else:
+                        G[a_index(m, mu, n, l, mm)] += G[neg].conjugate()
+                    G[neg] = 0
+
+
+cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
+                             const double complex* W, const double* W1, double* out) noexcept nogil:
+    """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0)."""
+    cdef int mu = s.nb_mu[jj], bond, k, n, l, mm, y, c
+    cdef int n_rl = m.nradmax * (m.lmax + 1)
+    cdef double radial = s.radial_extra[jj], Rv, wy_re, wre, wim
+    cdef double gx = 0, gy = 0, gz = 0
+    cdef double complex w
+    out[0] = 0
+    out[1] = 0
+    out[2] = 0
+    if mu < 0:
+        return
+    bond = mu_i * m.n_elements + mu
+    for k in range(m.bond_nradbase[bond]):
+        radial += W1[mu * m.nradbase + k] * s.dg[jj * m.nradbase + k]
+    for n in range(m.bond_nradmax[bond]):
+        for l in range(m.bond_lmax[bond] + 1):
+            Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
+            wy_re = 0
+            for mm in range(l + 1):
+                w = W[a_index(m, mu, n, l, mm)]
+                wre = w.real
+                wim = w.imag
+                y = jj * m.n_ylm + ylm_index(l, mm)
+                wy_re += wre * s.yr[y] - wim * s.yi[y]
+                gx += Rv * (wre * s.dyr[3 * y] - wim * s.dyi[3 * y])
+                gy += Rv * (wre * s.dyr[3 * y + 1] - wim * s.dyi[3 * y + 1])
+                gz += Rv * (wre * s.dyr[3 * y + 2] - wim * s.dyi[3 * y + 2])
+            radial += s.dR[jj * n_rl + n * (m.lmax + 1) + l] * wy_re
+    out[0] = gx + radial * s.rhat[3 * jj]
+    out[1] = gy + radial * s.rhat[3 * jj + 1]
+    out[2] = gz + radial * s.rhat[3 * jj + 2]
+
+
+cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                                 const double* vectors, const int* nb_species,
+                                 double* pair_gradient, double* densities) noexcept nogil:
+    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
+    cdef int f, p, k, nd = m.ndensity[mu_i]
+    cdef double blend, core, F = 0, Fp, dFp, d2Fp
+    cdef Py_ssize_t jj
+    cdef double complex* W = s.GA
+    cdef double* W1 = s.G1
+    atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
+    for k in range(m.n_coef * m.n_a):
+        s.GA[k] = 0
+    for k in range(m.n_coef * m.n_a1):
+        s.G1[k] = 0
+    for p in range(m.n_coef):
+        s.rho[p] = 0
+    for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
+        products(m, s, f, nd)
+    for p in range(nd):
+        embedding(m.npot[mu_i], m.fs_w[mu_i * m.n_coef + p], m.fs_m[mu_i * m.n_coef + p],
+                  s.rho[p], &Fp, &dFp, &d2Fp)
+        F += Fp
+        s.dE_drho[p] = dFp
+        if densities != NULL:
+            densities[p] = s.rho[p]
+    core = core_and_blend(m, s, mu_i, n_nb, &blend)
+    # the blend factor multiplies F: its derivative adds F * d(blend)/dr radially
+    for jj in range(n_nb):
+        s.radial_extra[jj] += F * s.grad[3 * jj]
+    # combined adjoint W = sum_p dE/drho_p * G_p, stored in the p = 0 slots
+    for p in range(nd):
+        s.dE_drho[p] *= blend
+    for k in range(m.n_a):
+        W[k] = s.dE_drho[0] * s.GA[k]
+        for p in range(1, nd):
+            W[k] = W[k] + s.dE_drho[p] * s.GA[p * m.n_a + k]
+    for k in range(m.n_a1):
+        W1[k] = s.dE_drho[0] * s.G1[k]
+        for p in range(1, nd):
+            W1[k] = W1[k] + s.dE_drho[p] * s.G1[p * m.n_a1 + k]
+    fold_adjoint(m, W)
+    for jj in range(n_nb):
+        neighbour_gradient(m, s, mu_i, jj, W, W1, pair_gradient + 3 * jj)
+    return F * blend + core + m.e0[mu_i]
+
+
+def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
+                  const cnp.int64_t[::1] pair_i, const cnp.int64_t[::1] pair_j,
+                  const double[:, ::1] vectors, int n_threads):
+    """Per-atom energies [n], forces [n, 3], strain derivative sum D (x) dE/dD [3, 3],
+    densities [n, n_coef]."""
+    cdef Model* m = &compiled.model
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, q
+    cdef int a, b
+    cdef int max_nb = max_neighbour_count(first)
+    energies_np = np.zeros(n_atoms)
+    pair_gradient_np = np.zeros((n_pairs, 3))
+    densities_np = np.zeros((n_atoms, max(m.n_coef, 1)))
+    cdef double[::1] energies = energies_np
+    cdef double[:, ::1] pair_gradient = pair_gradient_np
+    cdef double[:, ::1] densities = densities_np
+    cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
+    cdef Scratch s
+    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
+    with nogil, parallel(num_threads=n_threads):
+        if scratch_alloc(&s, m, max_nb):
+            failed[omp_get_thread_num()] = 1
+        else:
+            for i in prange(n_atoms, schedule="dynamic", chunksize=4):
+                energies[i] = atom_energy_gradient(
+                    m, &s, species[i], first[i + 1] - first[i],
+                    &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                    &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                    &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
+                    &densities[i, 0])
+        scratch_free(&s)
+    if np.any(np.asarray(failed)):
+        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
+    forces_np = np.zeros((n_atoms, 3))
+    strain_np = np.zeros((3, 3))
+    cdef double[:, ::1] forces = forces_np
+    cdef double[:, ::1] strain = strain_np
+    with nogil:
+        for q in range(n_pairs):
+            for a in range(3):
+                forces[pair_i[q], a] += pair_gradient[q, a]
+                forces[pair_j[q], a] -= pair_gradient[q, a]
+                for b in range(3):
+                    strain[a, b] += vectors[q, a] * pair_gradient[q, b]
+    return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
+
+
+cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
+    cdef Py_ssize_t i
+    cdef cnp.int64_t best = 0
+    for i in range(first.shape[0] - 1):
+        if first[i + 1] - first[i] > best:
+            best = first[i + 1] - first[i]
+    return <int>best
+
+
+cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, Py_ssize_t n_nb,
+                        double blend, Py_ssize_t i, const cnp.int64_t* nb_j,
+                        const double* vectors, double* b_value, double* force_rows,
+                        double* strain_rows, Py_ssize_t n_funcs) noexcept nogil:
+    """Value and position derivatives of one basis function of atom i, scattered into the rows."""
+    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, n, rest, l, mm, k, a, b
+    cdef double complex prefix[MAX_RANK + 1]
+    cdef double complex suffix[MAX_RANK + 1]
+    cdef double complex w
+    cdef const int* index
+    cdef double coef, value = 0
+    cdef double total[3]
+    cdef Py_ssize_t jj, row
+    # adjoint of this function only (reuses the energy scratch: GA, G1 stay zero between calls)
+    for c in range(m.comb_first[func], m.comb_first[func + 1]):
+        index = m.comb_index + c * MAX_RANK
+        coef = m.comb_coef[c]
+        if rank == 1:
+            value += coef * s.A1[index[0]]
+            s.G1[index[0]] += coef
+            if not s.mark[m.n_a + index[0]]:
+                s.mark[m.n_a + index[0]] = 1
+                s.touched[n_touched] = m.n_a + index[0]
+                n_touched += 1
+            continue
+        prefix[0] = 1
+        for t in range(rank):
+            prefix[t + 1] = prefix[t] * s.A[index[t]]
+        suffix[rank] = 1
+        for t in range(rank - 1, -1, -1):
+            suffix[t] = suffix[t + 1] * s.A[index[t]]
+        value += coef * prefix[rank].real
+        for t in range(rank):
+            idx = index[t]
+            # fold negative m onto positive m right away
+            rest = idx % m.n_lm
+            l = <int>sqrt(<double>rest + 0.5)
+            mm = rest - l * l - l
+            if mm < 0:
+                idx = idx - 2 * mm
+                w = (coef * prefix[t] * suffix[t + 1]).conjugate()
+                if mm % 2:
+                    w = -w
+            else:
+                w = coef * prefix[t] * suffix[t + 1]
+            s.GA[idx] = s.GA[idx] + w
+            if not s.mark[idx]:
+                s.mark[idx] = 1
+                s.touched[n_touched] = idx
+                n_touched += 1
+    b_value[0] = blend * value
+    for jj in range(n_nb):
+        s.grad[3 * jj] = 0
+        s.grad[3 * jj + 1] = 0
+        s.grad[3 * jj + 2] = 0
+    for t in range(n_touched):
+        idx = s.touched[t]
+        if idx >= m.n_a:
+            k = idx - m.n_a
+            mu = k // m.nradbase
+            k = k % m.nradbase
+            for jj in range(n_nb):
+                if s.nb_mu[jj] == mu:
+                    for a in range(3):
+                        s.grad[3 * jj + a] += s.G1[k + mu * m.nradbase] * s.dg[jj * m.nradbase + k] * s.rhat[3 * jj + a]
+            s.G1[idx - m.n_a] = 0
+        else:
+            mu = idx // (m.nradmax * m.n_lm)
+            rest = idx % (m.nradmax * m.n_lm)
+            n = rest // m.n_lm
+            rest = rest % m.n_lm
+            l = <int>sqrt(<double>rest + 0.5)
+            mm = rest - l * l - l
+            w = s.GA[idx]
+            for jj in range(n_nb):
+                if s.nb_mu[jj] == mu:
+                    single_gradient(m, s, jj, n, l, mm, w, s.grad + 3 * jj)
+            s.GA[idx] = 0
+        s.mark[idx] = 0
+    for jj in range(n_nb):
+        if s.nb_mu[jj] < 0:
+            continue
+        for a in range(3):
+            # blend * dB/dD + B * d(blend)/dD (radial, stored in radial_extra by the caller)
+            total[a] = blend * s.grad[3 * jj + a] + value * s.radial_extra[jj] * s.rhat[3 * jj + a]
+        for a in range(3):
+            force_rows[(i * 3 + a) * n_funcs] += total[a]
+            force_rows[(nb_j[jj] * 3 + a) * n_funcs] -= total[a]
+            for b in range(3):
+                strain_rows[(a * 3 + b) * n_funcs] += vectors[3 * jj + a] * total[b]
+
+
+cdef inline void single_gradient(const Model* m, Scratch* s, Py_ssize_t jj, int n, int l, int mm,
+                                 double complex w, double* out) noexcept nogil:
+    """out += d/dD Re(w R_nl Y_lm) for neighbour jj."""
+    cdef int n_rl = m.nradmax * (m.lmax + 1), y = jj * m.n_ylm + ylm_index(l, mm), a
+    cdef double Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
+    cdef double dRv = s.dR[jj * n_rl + n * (m.lmax + 1) + l]
+    cdef double wy = w.real * s.yr[y] - w.imag * s.yi[y]
+    for a in range(3):
+        out[a] += dRv * wy * s.rhat[3 * jj + a] + Rv * (w.real * s.dyr[3 * y + a] - w.imag * s.dyi[3 * y + a])
+
+
+def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
+                const cnp.int64_t[::1] pair_j, const double[:, ::1] vectors, int n_threads):
+    """Rows of the linear design matrix of one structure, for the model's B-functions (n_coef 1).
+
+    Returns B per atom [n_atoms, n_funcs] (times the core blending factor), force rows
+    -d(sum_i B_i)/dr_k [n_atoms, 3, n_funcs] and the strain derivative rows
+    sum_ij D_ij (x) d(sum_i B_i)/dD_ij [3, 3, n_funcs].
+    """
+    cdef Model* m = &compiled.model
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, f
+    cdef Py_ssize_t n_funcs = compiled.n_functions
+    cdef int max_nb = max_neighbour_count(first)
+    n_threads = max(1, min(n_threads, n_atoms))
+    b_np = np.zeros((n_atoms, n_funcs))
+    force_np = np.zeros((n_threads, n_atoms * 3 * n_funcs))
+    strain_np = np.zeros((n_threads, 9 * n_funcs))
+    cdef double[:, ::1] b_atoms = b_np
+    cdef double[:, ::1] force_rows = force_np
+    cdef double[:, ::1] strain_rows = strain_np
+    cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
+    cdef Scratch s
+    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
+    cdef int thread = 0, mu_i
+    cdef double blend
+    cdef Py_ssize_t n_nb, jj
+    with nogil, parallel(num_threads=n_threads):
+        if scratch_alloc(&s, m, max_nb):
+            failed[omp_get_thread_num()] = 1
+        else:
+            thread = omp_get_thread_num()
+            for i in prange(n_atoms, schedule="static"):
+                n_nb = first[i + 1] - first[i]
+                mu_i = species[i]
+                atomic_base(m, &s, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
+                            &nb_species[first[i]] if n_nb > 0 else NULL)
+                core_and_blend(m, &s, mu_i, n_nb, &blend)
+                for jj in range(n_nb):
+                    s.radial_extra[jj] = s.grad[3 * jj]
+                for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
+                    function_rows(m, &s, mu_i, f, n_nb, blend, i,
+                                  &pair_j[first[i]] if n_nb > 0 else NULL,
+                                  &vectors[first[i], 0] if n_nb > 0 else NULL,
+                                  &b_atoms[i, f], &force_rows[thread, f],
+                                  &strain_rows[thread, f], n_funcs)
+        scratch_free(&s)
+    if np.any(np.asarray(failed)):
+        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
+    forces = force_np.sum(axis=0).reshape(n_atoms, 3, n_funcs)
+    strain = strain_np.sum(axis=0).reshape(3, 3, n_funcs)
+    return b_np, forces, strain

@@ -1,0 +1,220 @@
+"""Python side of the evaluator: compile a potential into flat arrays, check inputs, call the core.
+
+The compiled form folds the coupling and fitted coefficients into one coefficient per product
+of A's (PACE's C-tilde basis) for energies and forces, and keeps each B-function separate for
+the design-matrix rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from ace._core import effective_n_threads
+from ace._core._evaluator import CompiledModel, design_rows, energy_forces
+from ace.basis.ctilde import bfunction_ms_coefficients, to_ctilde
+from ace.neighbours import build_neighbour_list
+
+MAX_RANK = 8  # columns of comb_index, as in ace/_core/_evaluator.pyx
+INNER_TYPE_IDS = {"density": 0, "distance": 1, "zbl": 2}
+RADBASE_IDS = {"SBessel": 0, "ChebExpCos": 1, "ChebPow": 2}
+NPOT_IDS = {"FinnisSinclair": 0, "FinnisSinclairShiftedScaled": 1}
+COINCIDENT_DISTANCE = 1e-6  # Å: two atoms this close are the same point
+
+
+@dataclass
+class Results:
+    energy: float
+    energies: np.ndarray  # [n_atoms]
+    forces: np.ndarray  # [n_atoms, 3]
+    strain_derivative: np.ndarray  # [3, 3]: dE/d(strain) = volume * stress
+    densities: np.ndarray  # [n_atoms, ndensity]
+
+
+@dataclass
+class DesignRows:
+    """Linear design-matrix rows of one structure (linear embedding, without E0)."""
+
+    energy: np.ndarray  # [n_funcs]: sum_i B_i
+    per_atom: np.ndarray  # [n_atoms, n_funcs]
+    forces: np.ndarray  # [n_atoms, 3, n_funcs]: -d(sum_i B_i)/dr_k
+    strain_derivative: np.ndarray  # [3, 3, n_funcs]: d(sum_i B_i)/d(strain)
+
+
+class Structure:
+    """Positions, cell, periodicity and species indices of one structure, checked."""
+
+    def __init__(self, potential, numbers, positions, cell, pbc):
+        index = {atomic_numbers[e]: i for i, e in enumerate(potential.elements)}
+        numbers = np.asarray(numbers)
+        unknown = sorted(set(numbers.tolist()) - set(index))
+        if unknown:
+            from ase.data import chemical_symbols
+            raise ValueError(f"element(s) {[chemical_symbols[z] for z in unknown]} not in the "
+                             f"potential (it has {potential.elements})")
+        self.species = np.array([index[z] for z in numbers], dtype=np.int32)
+        self.positions = positions
+        self.cell = cell
+        self.pbc = pbc
+
+    @classmethod
+    def from_atoms(cls, potential, atoms):
+        return cls(potential, atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+
+
+class Evaluator:
+    """Evaluates one potential; compiled arrays are built once and cached."""
+
+    def __init__(self, potential):
+        self.potential = potential
+        self._energy_model = None
+        self._design_model = None
+
+    @property
+    def energy_model(self):
+        if self._energy_model is None:
+            self._energy_model = compile_model(self.potential, design=False)
+        return self._energy_model
+
+    @property
+    def design_model(self):
+        if self._design_model is None:
+            self._design_model = compile_model(self.potential, design=True)
+        return self._design_model
+
+    def neighbours(self, structure, num_threads=None):
+        nl = build_neighbour_list(structure.positions, structure.cell, structure.pbc,
+                                  self.potential.cutoff, num_threads)
+        self.check_distances(nl)
+        return nl
+
+    def check_distances(self, nl):
+        if len(nl) == 0:
+            return
+        distances = np.linalg.norm(nl.vectors, axis=1)
+        k = int(np.argmin(distances))
+        shortest = distances[k]
+        if shortest < COINCIDENT_DISTANCE:
+            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
+                             f"(distance {shortest:.2e} Å)")
+        limit = self.potential.min_distance
+        if shortest < limit and not self.potential.has_core_repulsion:
+            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are {shortest:.4f} Å apart, closer "
+                             f"than this potential allows ({limit:.4f} Å; it has no core "
+                             "repulsion to handle it)")
+
+    def compute(self, structure, num_threads=None, neighbour_list=None) -> Results:
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        energies, forces, strain, densities = energy_forces(
+            self.energy_model, structure.species, nl.first, nl.i, nl.j,
+            np.ascontiguousarray(nl.vectors), effective_n_threads(num_threads))
+        if not np.isfinite(energies).all() or not np.isfinite(forces).all():
+            raise FloatingPointError("the potential produced NaN or inf (is the structure far "
+                                     "outside its domain, e.g. a negative density with a "
+                                     "fractional-power embedding?)")
+        return Results(float(energies.sum()), energies, forces, strain, densities)
+
+    def design_rows(self, structure, num_threads=None, neighbour_list=None) -> DesignRows:
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        per_atom, forces, strain = design_rows(
+            self.design_model, structure.species, nl.first, nl.j,
+            np.ascontiguousarray(nl.vectors), effective_n_threads(num_threads))
+        return DesignRows(per_atom.sum(axis=0), per_atom, forces, strain)
+
+
+def compile_model(potential, design):
+    """Flatten a potential for the core: bonds, embeddings and product tables."""
+    pot = potential
+    n_el = len(pot.elements)
+    nradbase = max(b.nradbase for b in pot.bonds.values())
+    nradmax = max(max(b.nradmax for b in pot.bonds.values()), 1)
+    lmax = max(b.lmax for b in pot.bonds.values())
+    arrays = _bond_arrays(pot, n_el, nradbase, nradmax, lmax)
+    arrays.update(_element_arrays(pot, n_el))
+    if design:
+        entries = [(f.mu0, f.mus, f.ns, f.ls, *bfunction_ms_coefficients(f)) for f in pot.functions]
+        n_coef = 1
+    else:
+        entries = [(c.mu0, c.mus, c.ns, c.ls, c.ms, c.ctildes)
+                   for c in to_ctilde(pot.functions, pot.coefficients)]
+        n_coef = pot.ndensity_max
+    arrays.update(_product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax))
+    sizes = {"n_elements": n_el, "nradbase": nradbase, "nradmax": nradmax, "lmax": lmax,
+             "inner_type": INNER_TYPE_IDS[pot.inner_cutoff_type], "n_coef": n_coef}
+    return CompiledModel(arrays, sizes)
+
+
+def _bond_arrays(pot, n_el, nradbase, nradmax, lmax):
+    bonds = [pot.bonds[(i, j)] for i in range(n_el) for j in range(n_el)]
+    crad = np.zeros((len(bonds), nradmax, lmax + 1, nradbase))
+    for b, bond in enumerate(bonds):
+        crad[b, :bond.nradmax, :bond.lmax + 1, :bond.nradbase] = bond.crad
+    return {
+        "family": [RADBASE_IDS[b.radbase] for b in bonds],
+        "lam": [b.radparameters[0] if b.radparameters else 0.0 for b in bonds],
+        "rcut": [b.rcut for b in bonds],
+        "dcut": [b.dcut for b in bonds],
+        "bond_nradbase": [b.nradbase for b in bonds],
+        "bond_nradmax": [b.nradmax for b in bonds],
+        "bond_lmax": [b.lmax for b in bonds],
+        "r_in": [b.r_in for b in bonds],
+        "delta_in": [b.delta_in for b in bonds],
+        "prehc": [b.core_repulsion[0] for b in bonds],
+        "lambdahc": [b.core_repulsion[1] for b in bonds],
+        "crad": crad,
+    }
+
+
+def _element_arrays(pot, n_el):
+    nd = pot.ndensity_max
+    fs_w = np.zeros((n_el, nd))
+    fs_m = np.ones((n_el, nd))
+    for i, emb in pot.embeddings.items():
+        fs_w[i, :emb.ndensity] = emb.fs_parameters[0::2]
+        fs_m[i, :emb.ndensity] = emb.fs_parameters[1::2]
+    return {
+        "npot": [NPOT_IDS[pot.embeddings[i].npot] for i in range(n_el)],
+        "ndensity": [pot.embeddings[i].ndensity for i in range(n_el)],
+        "fs_w": fs_w, "fs_m": fs_m,
+        "rho_core_cut": [pot.embeddings[i].rho_core_cut for i in range(n_el)],
+        "drho_core_cut": [pot.embeddings[i].drho_core_cut for i in range(n_el)],
+        "e0": pot.e0,
+        "atomic_number": [float(atomic_numbers[e]) for e in pot.elements],
+    }
+
+
+def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
+    """Product tables: per function its rank and combinations of A indices with coefficients."""
+    n_lm = (lmax + 1) ** 2
+    func_rank, comb_counts, comb_index, comb_coef, func_mu = [], [], [], [], []
+    for mu0, mus, ns, ls, ms, coef in entries:
+        ms = np.asarray(ms, dtype=np.int64).reshape(-1, len(mus))
+        coef = np.asarray(coef, dtype=float).reshape(len(ms), -1)
+        index = np.zeros((len(ms), MAX_RANK), dtype=np.int64)
+        if len(mus) == 1:  # rank 1 reads the real base A1[mu, k]
+            index[:, 0] = mus[0] * nradbase + ns[0]
+        else:
+            for t, (mu, n, l) in enumerate(zip(mus, ns, ls)):
+                index[:, t] = (mu * nradmax + n) * n_lm + l * l + l + ms[:, t]
+        padded = np.zeros((len(ms), n_coef))
+        padded[:, :coef.shape[1]] = coef
+        func_mu.append(mu0)
+        func_rank.append(len(mus))
+        comb_counts.append(len(ms))
+        comb_index.append(index)
+        comb_coef.append(padded)
+    func_mu = np.array(func_mu, dtype=np.int64)
+    if len(func_mu) and np.any(np.diff(func_mu) < 0):
+        raise ValueError("product functions must be sorted by central element")
+    func_first = np.zeros(n_el + 1, dtype=np.int64)
+    np.cumsum(np.bincount(func_mu, minlength=n_el), out=func_first[1:])
+    comb_first = np.zeros(len(entries) + 1, dtype=np.int64)
+    np.cumsum(comb_counts, out=comb_first[1:])
+    return {
+        "func_first": func_first,
+        "func_rank": np.array(func_rank, dtype=np.int64),
+        "comb_first": comb_first,
+        "comb_index": np.concatenate(comb_index) if comb_index else np.zeros((0, MAX_RANK), np.int64),
+        "comb_coef": np.concatenate(comb_coef) if comb_coef else np.zeros((0, n_coef)),
+    }

@@ -1,0 +1,93 @@
+"""Periodic neighbour list for any cell: triclinic, smaller than the cutoff, mixed or no periodicity.
+
+Convention (stated once): for a pair (i, j, shift), the displacement is
+``D = r[j] - r[i] + shift @ cell`` and pairs are sorted by i.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ace._core import effective_n_threads
+from ace._core._neighbours import neighbour_pairs
+
+
+@dataclass
+class NeighbourList:
+    first: np.ndarray  # [n_atoms + 1]: pairs of atom i are first[i]:first[i+1]
+    i: np.ndarray  # [n_pairs]
+    j: np.ndarray  # [n_pairs]
+    shift: np.ndarray  # [n_pairs, 3] integer lattice shifts
+    vectors: np.ndarray  # [n_pairs, 3] D = r[j] - r[i] + shift @ cell
+    cutoff: float
+
+    def __len__(self):
+        return len(self.j)
+
+    def __repr__(self):
+        return f"NeighbourList(n_atoms={len(self.first) - 1}, n_pairs={len(self)}, cutoff={self.cutoff})"
+
+
+def check_geometry(positions, cell, pbc):
+    """Validate positions and cell; return float arrays. Raises ValueError naming the problem."""
+    positions = np.ascontiguousarray(positions, dtype=float)
+    cell = np.ascontiguousarray(cell, dtype=float).reshape(3, 3)
+    pbc = np.asarray(pbc, dtype=bool).reshape(3) if np.ndim(pbc) else np.array([bool(pbc)] * 3)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape (n_atoms, 3), got {positions.shape}")
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        raise ValueError(f"positions of atoms {np.flatnonzero(bad)[:10].tolist()} are not finite (NaN or inf)")
+    if not np.isfinite(cell).all():
+        raise ValueError("the cell contains NaN or inf")
+    periodic = cell[pbc]
+    if pbc.any():
+        gram = periodic @ periodic.T
+        lengths = np.sqrt(np.diag(gram))
+        volume = np.sqrt(max(np.linalg.det(gram), 0.0))
+        if lengths.min() == 0 or volume <= 1e-9 * lengths.prod():
+            raise ValueError(
+                f"the periodic cell vectors {np.flatnonzero(pbc).tolist()} have zero volume "
+                "(zero or linearly dependent cell vectors along periodic directions)")
+    return positions, cell, pbc
+
+
+def effective_lattice(cell, pbc):
+    """A full-rank basis: periodic vectors kept, the others replaced by orthonormal completions."""
+    basis = np.zeros((3, 3))
+    basis[pbc] = cell[pbc]
+    if (~pbc).any():
+        # Orthonormal vectors spanning the complement of the periodic vectors.
+        if pbc.any():
+            _, _, vt = np.linalg.svd(cell[pbc])
+            complement = vt[pbc.sum():]
+        else:
+            complement = np.eye(3)
+        basis[~pbc] = complement
+    return basis
+
+
+def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> NeighbourList:
+    """All pairs closer than ``cutoff`` (over all periodic images)."""
+    positions, cell, pbc = check_geometry(positions, cell, pbc)
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    lattice = effective_lattice(cell, pbc)
+    inverse = np.linalg.inv(lattice)
+    fractional = positions @ inverse
+    wrap = np.where(pbc, -np.floor(fractional), 0.0)
+    wrapped = (fractional + wrap) @ lattice
+
+    # Along a periodic axis, images up to ceil(cutoff / plane spacing) cells away can be in range.
+    plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
+    reach = np.where(pbc, np.ceil(cutoff / plane_spacing), 0).astype(np.int64)
+    grids = np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij")
+    image_shifts = np.ascontiguousarray(np.stack([g.ravel() for g in grids], axis=1), dtype=np.int64)
+
+    first, j, image = neighbour_pairs(np.ascontiguousarray(wrapped), np.ascontiguousarray(lattice),
+                                      image_shifts, float(cutoff), effective_n_threads(num_threads))
+    i = np.repeat(np.arange(len(positions)), np.diff(first))
+    shift = image_shifts[image] + (wrap[j] - wrap[i]).astype(np.int64)
+    vectors = positions[j] - positions[i] + shift @ cell
+    return NeighbourList(first=first, i=i, j=j, shift=shift, vectors=vectors, cutoff=float(cutoff))
