@@ -6,8 +6,9 @@
 #
 # Algorithm (sphericart style; no trigonometric calls and no 1/sin(theta), so it is correct on the
 # z axis): with u = r/|r|, Ytilde_lm(u) = q_lm(u_z) (u_x + i u_y)^m, where q_lm is a normalised
-# derivative of the Legendre polynomial built by a recursion in l at fixed m. Gradients come from the ladder relations of the
-# solid harmonics S_lm(r) = |r|^l Ytilde_lm(u), which are homogeneous polynomials of degree l:
+# derivative of the Legendre polynomial built by a recursion in l at fixed m. Gradients come from
+# the ladder relations of the solid harmonics S_lm(r) = |r|^l Ytilde_lm(u), which are homogeneous
+# polynomials of degree l:
 #     grad Ytilde_lm(r) = (grad S_lm(u) - l Ytilde_lm(u) u) / |r|,
 # where grad S_lm(u) is a combination of Ytilde_{l-1, m-1..m+1}(u). All constants come from
 # ylm_tables.h, generated exactly by ace/_core/generate_tables.py.

@@ -126,7 +126,8 @@ def ylm_header_text(lmax=YLM_LMAX):
         "/* Constants for PACE's spherical harmonics Ytilde_lm = sqrt(4 pi) Y_lm (Condon-Shortley",
         " * phase, m >= 0): Ytilde_lm(u) = q_lm(u_z) (u_x + i u_y)^m for a unit vector u, and",
         " * S_lm(r) = |r|^l Ytilde_lm(r/|r|) are the solid harmonics. Arrays other than",
-        " * ace_ylm_diag are indexed by l(l+1)/2 + m. See generate_tables.py for the derivation. */",
+        " * ace_ylm_diag are indexed by l(l+1)/2 + m; see generate_tables.py for the derivation.",
+        " */",
         "#ifndef ACE_YLM_TABLES_H",
         "#define ACE_YLM_TABLES_H",
         "",
@@ -181,7 +182,8 @@ def cg_table_text(jmax=CG_JMAX):
         f"# JMAX = {jmax}",
         "# Only nonzero coefficients with j1 >= j2 and (M > 0 or (M == 0 and m1 >= 0)) are listed;",
         "# the others follow from, with s = (-1)^(j1+j2-J):",
-        "#   C(j2 m2 j1 m1 | J M) = s C(j1 m1 j2 m2 | J M),  C(j1 -m1 j2 -m2 | J -M) = s C(j1 m1 j2 m2 | J M)",
+        "#   C(j2 m2 j1 m1 | J M)    = s C(j1 m1 j2 m2 | J M)",
+        "#   C(j1 -m1 j2 -m2 | J -M) = s C(j1 m1 j2 m2 | J M)",
         "# columns: j1 m1 j2 m2 J C",
     ]
     for j1, m1, j2, m2, big_j in canonical_cg_keys(jmax):

@@ -2,7 +2,8 @@
 /* Constants for PACE's spherical harmonics Ytilde_lm = sqrt(4 pi) Y_lm (Condon-Shortley
  * phase, m >= 0): Ytilde_lm(u) = q_lm(u_z) (u_x + i u_y)^m for a unit vector u, and
  * S_lm(r) = |r|^l Ytilde_lm(r/|r|) are the solid harmonics. Arrays other than
- * ace_ylm_diag are indexed by l(l+1)/2 + m. See generate_tables.py for the derivation. */
+ * ace_ylm_diag are indexed by l(l+1)/2 + m; see generate_tables.py for the derivation.
+ */
 #ifndef ACE_YLM_TABLES_H
 #define ACE_YLM_TABLES_H
 
