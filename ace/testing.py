@@ -15,8 +15,9 @@ def finite_difference_errors(atoms, steps=None, n_atoms=4, rng=None):
     """
     steps = np.logspace(-2, -7, 6) if steps is None else np.asarray(steps)
     rng = np.random.default_rng(0) if rng is None else rng
-    atoms = atoms.copy()
     calc = _calculator(atoms)
+    atoms = atoms.copy()
+    atoms.calc = calc
     forces = atoms.get_forces()
     chosen = rng.choice(len(atoms), size=min(n_atoms, len(atoms)), replace=False)
     errors = []
@@ -50,8 +51,9 @@ def check_forces(atoms, tolerance=1e-6, drop=100.0, n_atoms=4):
     """Forces = -grad E: the smallest finite-difference error is below ``tolerance`` (relative to
     the largest force, at least 1 eV/Å) and is at least ``drop`` times below the error at the
     largest step (the step sweep falls by orders of magnitude, as ACEbase's fdtest)."""
+    calc = _calculator(atoms)
     atoms = atoms.copy()
-    atoms.calc = _calculator(atoms)
+    atoms.calc = calc
     scale = max(1.0, float(np.abs(atoms.get_forces()).max()))
     steps, errors = finite_difference_errors(atoms, n_atoms=n_atoms)
     best = errors.min()
@@ -68,8 +70,9 @@ def check_stress(atoms, tolerance=1e-6):
     from ase.calculators.test import calculate_numerical_forces
     from ase.filters import FrechetCellFilter
 
+    calc = _calculator(atoms)
     atoms = atoms.copy()
-    atoms.calc = _calculator(atoms)
+    atoms.calc = calc
     cell_filter = FrechetCellFilter(atoms)
     cell_rows = list(range(len(atoms), len(atoms) + 3))
     analytic = cell_filter.get_forces()[cell_rows]

@@ -475,20 +475,29 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     cdef double[:, ::1] pair_gradient = pair_gradient_np
     cdef double[:, ::1] densities = densities_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
-    cdef Scratch s
+    # one scratch per thread, found by thread number (a struct declared outside the parallel
+    # block would be shared between threads)
+    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef Scratch* sp
     cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
+    cdef int thread
+    if scratches == NULL:
+        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
     with nogil, parallel(num_threads=n_threads):
-        if scratch_alloc(&s, m, max_nb):
-            failed[omp_get_thread_num()] = 1
+        thread = omp_get_thread_num()
+        sp = scratches + thread
+        if scratch_alloc(sp, m, max_nb):
+            failed[thread] = 1
         else:
             for i in prange(n_atoms, schedule="dynamic", chunksize=4):
                 energies[i] = atom_energy_gradient(
-                    m, &s, species[i], first[i + 1] - first[i],
+                    m, sp, species[i], first[i + 1] - first[i],
                     &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
                     &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
                     &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
                     &densities[i, 0])
-        scratch_free(&s)
+        scratch_free(sp)
+    free(scratches)
     if np.any(np.asarray(failed)):
         raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
     forces_np = np.zeros((n_atoms, 3))
@@ -637,31 +646,37 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
     cdef double[:, ::1] force_rows = force_np
     cdef double[:, ::1] strain_rows = strain_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
-    cdef Scratch s
+    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef Scratch* sp
     cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
     cdef int thread = 0, mu_i
     cdef double blend
     cdef Py_ssize_t n_nb, jj
+    if scratches == NULL:
+        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
     with nogil, parallel(num_threads=n_threads):
-        if scratch_alloc(&s, m, max_nb):
-            failed[omp_get_thread_num()] = 1
+        thread = omp_get_thread_num()
+        sp = scratches + thread
+        if scratch_alloc(sp, m, max_nb):
+            failed[thread] = 1
         else:
-            thread = omp_get_thread_num()
             for i in prange(n_atoms, schedule="static"):
                 n_nb = first[i + 1] - first[i]
                 mu_i = species[i]
-                atomic_base(m, &s, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
+                atomic_base(m, sp, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
                             &nb_species[first[i]] if n_nb > 0 else NULL)
-                core_and_blend(m, &s, mu_i, n_nb, &blend)
+                blend = 1.0  # assigned here so that it is private to the thread
+                core_and_blend(m, sp, mu_i, n_nb, &blend)
                 for jj in range(n_nb):
-                    s.radial_extra[jj] = s.grad[3 * jj]
+                    sp.radial_extra[jj] = sp.grad[3 * jj]
                 for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-                    function_rows(m, &s, mu_i, f, n_nb, blend, i,
+                    function_rows(m, sp, mu_i, f, n_nb, blend, i,
                                   &pair_j[first[i]] if n_nb > 0 else NULL,
                                   &vectors[first[i], 0] if n_nb > 0 else NULL,
                                   &b_atoms[i, f], &force_rows[thread, f],
                                   &strain_rows[thread, f], n_funcs)
-        scratch_free(&s)
+        scratch_free(sp)
+    free(scratches)
     if np.any(np.asarray(failed)):
         raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
     forces = force_np.sum(axis=0).reshape(n_atoms, 3, n_funcs)
