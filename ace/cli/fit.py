@@ -1,0 +1,161 @@
+"""Fit a linear ACE potential from a YAML config.
+
+The config needs only `elements`, `cutoff`, `data: {train, test}` and `output`; every other
+key is documented in ace/fit/config.py. Prints the basis, the chosen weights and
+regularisation, the error tables for train and test, and writes the potential (with the fit
+settings and metrics in its metadata) and a metrics JSON beside it (<output>.metrics.json).
+`--dry-run` stops after reading the data and building the basis and prints the basis size and
+the memory the fit will need.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import numpy as np
+
+
+def add_arguments(parser):
+    parser.add_argument("config", help="fit configuration (YAML)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the basis size and the memory the fit needs, then stop")
+    parser.add_argument("--num-threads", type=int, default=None,
+                        help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args):
+    from ace.cli import fail
+    from ace.data import DataError
+    from ace.fit.config import ConfigError, FitConfig
+
+    try:
+        config = FitConfig.load(args.config)
+        if args.num_threads is not None:
+            config.num_threads = args.num_threads
+        if args.no_progress:
+            config.progress = False
+        train, test = load_data(config)
+        potential, basis_info = build_potential(config, train)
+        if args.dry_run:
+            print_dry_run(config, train, potential, basis_info)
+            return 0
+        potential, tables = fit_config(config, train, test, potential, basis_info)
+    except (ConfigError, DataError, ValueError, OSError) as exc:
+        return fail("fit", str(exc))
+    print(f"wrote {config.output} and {config.metrics_path}")
+    return 0
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def load_data(config):
+    """Read the training and test sets and check them against the elements."""
+    from ace.data import read_dataset
+
+    train = read_dataset(config.train, config.keys)
+    train.check_elements(config.elements)
+    log(f"train: {train}")
+    test = None
+    if config.test:
+        test = read_dataset(config.test, config.keys)
+        test.check_elements(config.elements)
+        log(f"test:  {test}")
+    return train, test
+
+
+def build_potential(config, train):
+    """The basis (sized for the data when asked) and an unfitted potential on it."""
+    from ace.basis import build_basis
+    from ace.fit.config import apply_core_repulsion, default_basis_size
+    from ace.potential import ACEPotential
+
+    n_functions = default_basis_size(train, len(config.elements)) if config.wants_auto_size() else None
+    basis_dict, core = apply_core_repulsion(config.basis_dict(n_functions), config.core_repulsion,
+                                            train, config.cutoff, config.num_threads)
+    basis = build_basis(basis_dict)
+    info = {"basis": basis_dict, "counts": basis.counts(), "core_repulsion": core,
+            "auto_size": n_functions}
+    log(f"basis: {basis.n_functions} functions "
+        + ", ".join(f"{el}: {dict(c)}" for el, c in basis.counts().items())
+        + (f" (size from the data: {n_functions} per element)" if n_functions else ""))
+    if core:
+        log(f"core repulsion: ZBL below r_in = {core['r_in']:.3f} Å "
+            f"(blend width {core['delta_in']:.2f} Å)")
+    return ACEPotential.from_basis(basis), info
+
+
+def print_dry_run(config, train, potential, info):
+    from ace.fit.linear import memory_estimate
+
+    n_terms = 2 + int(train.has_stress.any())
+    estimate = memory_estimate(
+        potential.n_functions + (len(config.elements) if config.loss.e0 == "auto" else 0),
+        n_terms, config.loss.needs_validation, config.chunk_rows, int(train.n_atoms.max()),
+        potential.n_functions, _threads(config))
+    print(f"basis size: {potential.n_functions} functions")
+    for element, counts in info["counts"].items():
+        print(f"  {element}: " + ", ".join(f"order {k}: {n}" for k, n in sorted(counts.items())))
+    print("memory needed by the fit (approximate):")
+    for key, value in estimate.items():
+        print(f"  {key:<17} {value / 2**20:10.1f} MiB")
+
+
+def _threads(config):
+    from ace._core import effective_n_threads
+    return effective_n_threads(config.num_threads)
+
+
+def fit_config(config, train, test, potential, info):
+    """Fit, evaluate, write the potential and metrics; returns (potential, tables)."""
+    from ace.fit import progress_bar
+    from ace.fit.linear import fit_linear
+    from ace.fit.metrics import evaluate, format_table, to_json
+
+    progress = progress_bar(config.progress)
+    start = time.perf_counter()
+    result = fit_linear(potential, train, config.loss, num_threads=config.num_threads,
+                        chunk_rows=config.chunk_rows, progress=progress, log=log)
+    fitted = result.potential
+    log(f"fit took {time.perf_counter() - start:.1f} s; E0: "
+        + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+    tables = {"train": evaluate(fitted, train, config.num_threads, progress)}
+    if test is not None:
+        tables["test"] = evaluate(fitted, test, config.num_threads, progress)
+    for name, table in tables.items():
+        print()
+        print(format_table(table, f"{name} errors"))
+    print()
+    fitted.metadata = plain({
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "ace_version": _version(),
+        "fit": {"config": config.to_dict(), "basis": info["basis"],
+                "core_repulsion": info["core_repulsion"], "report": result.report},
+        "metrics": tables,
+    })
+    fitted.save(config.output)
+    to_json(plain(tables), config.metrics_path)
+    return fitted, tables
+
+
+def _version():
+    from ace import __version__
+    return __version__
+
+
+def plain(obj):
+    """A copy with numpy scalars and arrays turned into Python numbers and lists (YAML-safe)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the potential metadata")

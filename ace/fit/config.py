@@ -1,0 +1,321 @@
+"""The fit configuration (YAML) of ``ace fit``: keys, defaults, validation.
+
+A config needs only four keys; everything else has a default chosen from principles::
+
+    elements: [Mo]
+    cutoff: 5.0                       # Å: the radial basis is scaled to it
+    data: {train: train.xyz, test: test.xyz}
+    output: Mo.yaml                   # the potential; metrics go to Mo.metrics.json
+
+Every key (relative paths are relative to the config file)::
+
+    elements: [A, B, ...]             # required
+    cutoff: 5.0                       # required, Å
+    output: potential.yaml            # required
+    data:
+      train: file | glob | [files]    # required; any ASE-readable file, "file@:100" slices
+      test: file | glob | [files]     # optional
+      keys:                           # where the labels are (default: stored calculator
+        energy: null                  #   results, then info["energy"], arrays["forces"],
+        forces: null                  #   info["stress"])
+        stress: null
+        virial: null                  # info key of a virial (eV) to use as -V * stress
+        config_type: config_type      # info key grouping structures for weights and errors
+        weight: null                  # info key of a per-structure weight
+    basis:                            # pacemaker's potential-dict sections (BasisSpec.from_dict)
+      bonds: {ALL: {radbase: SBessel, radparameters: [5.25], rcut: <cutoff>, dcut: 0.01}}
+      functions:
+        number_of_functions_per_element: auto   # or an integer; auto: data size / 12, 16..2000
+        ALL: {nradmax_by_orders: [16, 8, 6, 4, 3], lmax_by_orders: [0, 6, 4, 3, 2]}
+      embeddings: {ALL: {npot: FinnisSinclairShiftedScaled, ndensity: 1, fs_parameters: [1, 1]}}
+    core_repulsion: auto              # auto: ZBL below the shortest training distance;
+                                      # none; or {r_in: Å, delta_in: Å}
+    e0: auto                          # or {A: eV, ...}
+    weights:
+      forces: auto                    # tau_F (ace.fit.linear), or a number
+      stress: auto                    # tau_S, or a number
+      config_type: {}                 # {config_type: multiplier}
+      energy_kT: null                 # eV/atom: energy-based weights exp(-dE/kT)
+      energy_min_weight: 0.01
+    regularisation:
+      l2: auto                        # relative ridge strength, or a number
+      method: validation              # or gcv
+      validation_fraction: 0.1
+      seed: 0
+    fit:
+      num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
+      chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
+      progress: true                  # tqdm bars when tqdm is installed
+
+The defaults and why:
+
+* Radial basis ``SBessel`` (simplified spherical Bessel functions, Kocer et al. 2020) with
+  rcut = cutoff: it has no shape parameter, so it scales with the cutoff by construction.
+* Basis size from the data: about one function per 12 observations (energies + force
+  components + stress components), between 16 and 2000 per element, taken from a pool of
+  correlation orders up to 5 in pacemaker's "power order" (low radial and angular degree first).
+* Force/stress weights and ridge strength: chosen on a held-out validation split
+  (``ace.fit.linear.select_by_validation``).
+* ZBL core repulsion (a universal screened Coulomb repulsion) blended in below the shortest
+  interatomic distance of the training data, so atoms pushed closer than anything seen repel,
+  while the data region is untouched.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import yaml
+
+from ace.data import DataKeys
+from ace.fit.linear import DEFAULT_CHUNK_ROWS, LossSettings
+
+DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
+DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
+LINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1, "fs_parameters": [1, 1]}
+OBSERVATIONS_PER_FUNCTION = 12
+MIN_FUNCTIONS, MAX_FUNCTIONS = 16, 2000
+ZBL_MARGIN = 0.1  # Å below the shortest training distance where the ZBL blend ends
+ZBL_WIDTH = 0.5  # Å: width of the blend
+
+TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
+            "regularisation", "fit"}
+DATA_KEYS = {"train", "test", "keys"}
+BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
+WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
+REGULARISATION_KEYS = {"l2", "method", "validation_fraction", "seed"}
+FIT_KEYS = {"num_threads", "chunk_rows", "progress"}
+
+
+class ConfigError(ValueError):
+    """An invalid fit configuration; the message names the key."""
+
+
+def _check_keys(section, allowed, where):
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {section!r}")
+    unknown = sorted(set(section) - allowed, key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(allowed)})")
+    return section
+
+
+def _paths(value, where, base_dir, required):
+    if value is None:
+        if required:
+            raise ConfigError(f"{where}: required (a file, glob pattern or list of them)")
+        return []
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, list) or not all(isinstance(v, (str, os.PathLike)) for v in items):
+        raise ConfigError(f"{where}: expected a file name or a list of file names, got {value!r}")
+    return [_resolve(os.fspath(v), base_dir) for v in items]
+
+
+def _resolve(path, base_dir):
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+
+
+@dataclass
+class FitConfig:
+    """A validated fit configuration (see the module docstring for every key)."""
+
+    elements: list
+    cutoff: float
+    train: list
+    output: str
+    test: list = field(default_factory=list)
+    keys: DataKeys = field(default_factory=DataKeys)
+    basis: dict = field(default_factory=dict)
+    core_repulsion: object = "auto"
+    loss: LossSettings = field(default_factory=LossSettings)
+    num_threads: int | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    progress: bool = True
+    source: dict = field(default_factory=dict)  # the config as given
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def load(cls, path):
+        path = os.fspath(path)
+        try:
+            with open(path) as fh:
+                raw = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        try:
+            return cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, raw, base_dir=None):
+        raw = _check_keys(raw, TOP_KEYS, "config")
+        for key in ("elements", "cutoff", "data", "output"):
+            if key not in raw:
+                raise ConfigError(f"missing required key '{key}'")
+        elements = raw["elements"]
+        if isinstance(elements, str):
+            elements = [elements]
+        if not isinstance(elements, list) or not elements or not all(isinstance(e, str) for e in elements):
+            raise ConfigError(f"elements: expected a list of chemical symbols, got {elements!r}")
+        cutoff = raw["cutoff"]
+        if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
+            raise ConfigError(f"cutoff: expected a positive number (Å), got {cutoff!r}")
+        data = _check_keys(raw["data"], DATA_KEYS, "data")
+        try:
+            keys = DataKeys.from_dict(data.get("keys"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"data.keys: {exc}") from exc
+        output = raw["output"]
+        if not isinstance(output, str) or not output:
+            raise ConfigError(f"output: expected a file name, got {output!r}")
+        basis = copy.deepcopy(_check_keys(raw.get("basis"), BASIS_KEYS, "basis"))
+        weights = _check_keys(raw.get("weights"), WEIGHT_KEYS, "weights")
+        regularisation = _check_keys(raw.get("regularisation"), REGULARISATION_KEYS,
+                                     "regularisation")
+        fit = _check_keys(raw.get("fit"), FIT_KEYS, "fit")
+        e0 = raw.get("e0", "auto")
+        if e0 != "auto" and not (isinstance(e0, dict) and
+                                 all(isinstance(v, (int, float)) for v in e0.values())):
+            raise ConfigError(f"e0: expected 'auto' or a mapping element -> eV, got {e0!r}")
+        try:
+            loss = LossSettings(e0=e0, **weights, **regularisation)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"weights/regularisation: {exc}") from exc
+        config = cls(
+            elements=sorted(elements), cutoff=float(cutoff),
+            train=_paths(data.get("train"), "data.train", base_dir, True),
+            test=_paths(data.get("test"), "data.test", base_dir, False),
+            output=_resolve(output, base_dir), keys=keys, basis=basis,
+            core_repulsion=_core_repulsion(raw.get("core_repulsion", "auto")), loss=loss,
+            num_threads=_optional_int(fit.get("num_threads"), "fit.num_threads"),
+            chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
+            progress=bool(fit.get("progress", True)), source=copy.deepcopy(raw))
+        config.check_basis()
+        return config
+
+    # ------------------------------------------------------------------ derived settings
+    @property
+    def metrics_path(self):
+        root, _ = os.path.splitext(self.output)
+        return root + ".metrics.json"
+
+    def check_basis(self):
+        """Validate the basis section now (with a placeholder size), for early errors."""
+        from ace.basis import BasisSpec
+        try:
+            spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
+        except ValueError as exc:
+            raise ConfigError(f"basis: {exc}") from exc
+        if self.basis.get("embeddings"):
+            for element in spec.elements:
+                emb = spec.embedding(element)
+                if emb.ndensity != 1 or emb.npot != LINEAR_EMBEDDING["npot"] or \
+                        list(emb.fs_parameters) != [1.0, 1.0]:
+                    raise ConfigError(f"basis.embeddings: the linear fit needs {LINEAR_EMBEDDING}"
+                                      f" for every element; {element} has {emb}")
+
+    def wants_auto_size(self):
+        functions = self.basis.get("functions") or {}
+        return functions.get("number_of_functions_per_element", "auto") == "auto"
+
+    def basis_dict(self, n_functions=None):
+        """The pacemaker-format basis dict, defaults filled in; ``n_functions`` replaces an
+        ``auto`` number_of_functions_per_element."""
+        bonds = copy.deepcopy(self.basis.get("bonds") or {})
+        bonds["ALL"] = {**DEFAULT_RADIAL, "rcut": self.cutoff, **bonds.get("ALL", {})}
+        functions = copy.deepcopy(self.basis.get("functions") or {})
+        cap = functions.pop("number_of_functions_per_element", "auto")
+        if not any(k for k in functions):
+            functions["ALL"] = dict(DEFAULT_FUNCTIONS)
+        if cap == "auto":
+            cap = n_functions
+        if cap is not None:
+            functions["number_of_functions_per_element"] = cap
+        out = {"elements": list(self.elements),
+               "embeddings": copy.deepcopy(self.basis.get("embeddings") or {"ALL": LINEAR_EMBEDDING}),
+               "bonds": bonds, "functions": functions}
+        if "deltaSplineBins" in self.basis:
+            out["deltaSplineBins"] = self.basis["deltaSplineBins"]
+        return out
+
+    def to_dict(self):
+        """The resolved settings (for the potential's provenance)."""
+        return {"elements": self.elements, "cutoff": self.cutoff, "train": self.train,
+                "test": self.test, "output": self.output, "keys": asdict(self.keys),
+                "basis": self.basis, "core_repulsion": self.core_repulsion,
+                "loss": asdict(self.loss), "num_threads": self.num_threads,
+                "chunk_rows": self.chunk_rows}
+
+
+def _optional_int(value, where):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _core_repulsion(value):
+    if value in ("auto", "none", None):
+        return "none" if value is None else value
+    if isinstance(value, dict):
+        _check_keys(value, {"r_in", "delta_in"}, "core_repulsion")
+        if set(value) != {"r_in", "delta_in"} or not all(
+                isinstance(v, (int, float)) and v > 0 for v in value.values()):
+            raise ConfigError(f"core_repulsion: expected r_in and delta_in > 0 (Å), got {value!r}")
+        return {k: float(v) for k, v in value.items()}
+    raise ConfigError(f"core_repulsion: expected 'auto', 'none' or {{r_in, delta_in}}, got {value!r}")
+
+
+# ---------------------------------------------------------------------- data-driven defaults
+
+def observations(dataset):
+    """Number of fitted values: energies, force components and stress components."""
+    forces = int(dataset.n_atoms[dataset.has_forces].sum())
+    return int(len(dataset) + 3 * forces + 6 * int(dataset.has_stress.sum()))
+
+
+def default_basis_size(dataset, n_elements):
+    """Functions per element for the data size: observations / 12, clipped to [16, 2000]."""
+    per_element = observations(dataset) / OBSERVATIONS_PER_FUNCTION / max(n_elements, 1)
+    return int(np.clip(round(per_element), MIN_FUNCTIONS, MAX_FUNCTIONS))
+
+
+def shortest_distance(dataset, cutoff, num_threads=None):
+    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
+    from ace.neighbours import build_neighbour_list
+
+    best = np.inf
+    for s in range(len(dataset)):
+        sl = dataset.atom_slice(s)
+        nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
+                                  cutoff, num_threads)
+        if len(nl):
+            best = min(best, float(np.sqrt((nl.vectors ** 2).sum(axis=1)).min()))
+    return best
+
+
+def apply_core_repulsion(basis_dict, setting, dataset, cutoff, num_threads=None):
+    """Fill the bonds' inner cutoff: ZBL blended in below the shortest training distance."""
+    if setting == "none":
+        return basis_dict, None
+    if setting == "auto":
+        d_min = shortest_distance(dataset, cutoff, num_threads)
+        if not np.isfinite(d_min):
+            return basis_dict, None
+        r_in, delta_in = max(d_min - ZBL_MARGIN, 0.1), ZBL_WIDTH
+    else:
+        r_in, delta_in = setting["r_in"], setting["delta_in"]
+    out = copy.deepcopy(basis_dict)
+    out["bonds"]["ALL"] = {**out["bonds"]["ALL"], "inner_cutoff_type": "zbl",
+                           "core-repulsion": [1.0, 1.0], "r_in": float(r_in),
+                           "delta_in": float(delta_in)}
+    return out, {"type": "zbl", "r_in": float(r_in), "delta_in": float(delta_in)}

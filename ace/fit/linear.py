@@ -1,0 +1,544 @@
+"""Linear least-squares fit of an ACE potential: weighted ridge regression on design rows.
+
+For a potential with a linear embedding (one density, F(phi) = phi) the energy is linear in the
+coefficients c and the per-element reference energies E0::
+
+    E_s = sum_k c_k (sum_i B_ik)  +  sum_mu n_s,mu E0_mu  +  (core repulsion, fixed)
+
+The loss is DESIGN.md section 3 with every term normalised by its total row weight, so that
+each term is a weighted mean square and the term weights are dimensionless ratios::
+
+    L = sum_s w_s r_E,s^2 / sum_s w_s                                   r_E = (E - E_ref) / N_s
+      + tau_F sum_s w_s sum_(i,a) r_F,sia^2 / sum_s 3 N_s w_s            r_F = F - F_ref   (eV/Å)
+      + tau_S sum_s w_s sum_(a,b) r_S,sab^2 / sum_s 9 w_s                 r_S = stress - ref (eV/Å³)
+      + lambda sum_k g_k c_k^2
+
+w_s is the structure weight (config_type weight x the data's weight x an optional energy-based
+factor). The ridge penalty is scale-free: g_k is the diagonal of the (E0-projected) data Gram
+matrix, so lambda is relative to the data and independent of the size of each basis function;
+E0 is not penalised (it is eliminated exactly by a Schur complement).
+
+The normal equations of each term are accumulated structure by structure in chunks of rows
+(``chunk_rows`` x n_params doubles, BLAS ``syrk``), so memory is bounded by the basis size and
+not by the data. tau_F, tau_S and lambda are chosen on a held-out validation split (each
+candidate costs one Cholesky solve of the small system; the validation error comes from the
+validation set's own normal equations) or lambda by generalised cross-validation; the final
+coefficients are then solved on all the training data.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+TERMS = ("energy", "forces", "stress")
+L2_GRID = tuple(10.0 ** k for k in range(-12, 1))  # relative ridge strengths tried
+FORCES_GRID = tuple(10.0 ** (k / 2) for k in range(-8, 3))  # 1e-4 .. 10
+STRESS_GRID = tuple(10.0 ** k for k in range(-3, 2))  # 1e-3 .. 10
+DEFAULT_FORCES_WEIGHT = 0.1  # used when lambda is chosen by GCV and tau_F is not given
+DEFAULT_STRESS_WEIGHT = 0.1
+DEFAULT_CHUNK_ROWS = 4096
+RANK_TOLERANCE = 1e-12  # eigenvalues of the standardised Gram below this x the largest: rank loss
+
+
+@dataclass
+class LossSettings:
+    """Weights, regularisation and reference energies of the linear fit (see module doc).
+
+    forces, stress: tau_F, tau_S, or "auto" (chosen on the validation split).
+    config_type: {config_type: weight multiplier}, others 1.
+    energy_kT: energy-based weighting, eV/atom: structures ``dE`` above the lowest energy per
+        atom (after a linear composition reference) get weight exp(-dE / kT), at least
+        ``energy_min_weight``. None: off.
+    l2: lambda (relative ridge strength), or "auto".
+    method: "validation" (tau and lambda on a held-out split) or "gcv" (lambda by generalised
+        cross-validation; tau_F, tau_S fixed, "auto" meaning the defaults).
+    e0: "auto" (fitted with the coefficients) or {element: eV}.
+    """
+
+    forces: float | str = "auto"
+    stress: float | str = "auto"
+    config_type: dict = field(default_factory=dict)
+    energy_kT: float | None = None
+    energy_min_weight: float = 0.01
+    l2: float | str = "auto"
+    method: str = "validation"
+    validation_fraction: float = 0.1
+    seed: int = 0
+    e0: str | dict = "auto"
+
+    def __post_init__(self):
+        for name in ("forces", "stress", "l2"):
+            value = getattr(self, name)
+            if value != "auto" and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"{name}: expected 'auto' or a number >= 0, got {value!r}")
+        if self.method not in ("validation", "gcv"):
+            raise ValueError(f"method: expected 'validation' or 'gcv', got {self.method!r}")
+        if self.e0 != "auto" and not isinstance(self.e0, dict):
+            raise ValueError(f"e0: expected 'auto' or a mapping element -> eV, got {self.e0!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.energy_kT is not None and not self.energy_kT > 0:
+            raise ValueError(f"energy_kT must be positive, got {self.energy_kT}")
+
+    @property
+    def needs_validation(self):
+        return self.method == "validation" and "auto" in (self.forces, self.stress, self.l2)
+
+
+@dataclass
+class LinearFit:
+    """The fitted potential and a JSON-friendly report of the solve."""
+
+    potential: object
+    report: dict
+
+    def __repr__(self):
+        r = self.report
+        return (f"LinearFit({r['n_functions']} functions, rank {r['rank']}, "
+                f"l2={r['l2']:.1e}, forces weight={r['weights']['forces']:.3g})")
+
+
+# ---------------------------------------------------------------------- weights
+
+def structure_weights(dataset, settings, elements):
+    """[n_s] weight of each structure: config_type weight x data weight x energy factor."""
+    unknown = sorted(set(settings.config_type) - set(dataset.config_type.tolist()))
+    if unknown:
+        import warnings
+        warnings.warn(f"config_type weights name types absent from the data: {unknown}",
+                      stacklevel=2)
+    weights = np.array([float(settings.config_type.get(t, 1.0)) for t in dataset.config_type])
+    weights *= dataset.weight
+    if settings.energy_kT is not None:
+        counts = dataset.counts(elements)
+        reference, *_ = np.linalg.lstsq(counts, dataset.energy, rcond=None)
+        per_atom = (dataset.energy - counts @ reference) / dataset.n_atoms
+        excess = per_atom - per_atom.min()
+        weights *= np.maximum(np.exp(-excess / settings.energy_kT), settings.energy_min_weight)
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("structure weights must be finite and non-negative")
+    if not weights.any():
+        raise ValueError("all structure weights are zero")
+    return weights
+
+
+# ---------------------------------------------------------------------- normal equations
+
+class _TermAccumulator:
+    """Normal equations of one loss term, accumulated in chunks of rows (BLAS syrk)."""
+
+    def __init__(self, n_params, chunk_rows):
+        self.gram = np.zeros((n_params, n_params), order="F")  # upper triangle until finish()
+        self.rhs = np.zeros(n_params)
+        self.yy = 0.0
+        self.rows = 0
+        self.weight = 0.0
+        self._buffer = np.empty((chunk_rows, n_params))
+        self._used = 0
+
+    def add(self, a, y, w):
+        """Rows ``a`` [k, <= n_params] (missing trailing columns are zero), targets y [k],
+        one weight w for all k rows."""
+        if w == 0 or len(y) == 0:
+            return
+        k, ncol = a.shape
+        self.rhs[:ncol] += w * (a.T @ y)
+        self.yy += w * float(y @ y)
+        self.rows += k
+        self.weight += w * k
+        sw = np.sqrt(w)
+        if k > len(self._buffer):
+            block = np.zeros((k, self.gram.shape[0]))
+            block[:, :ncol] = sw * a
+            self._syrk(block)
+            return
+        if self._used + k > len(self._buffer):
+            self.flush()
+        rows = self._buffer[self._used:self._used + k]
+        rows[:, :ncol] = sw * a
+        rows[:, ncol:] = 0.0
+        self._used += k
+
+    def flush(self):
+        if self._used:
+            self._syrk(self._buffer[:self._used])
+            self._used = 0
+
+    def _syrk(self, block):
+        # gram += block.T @ block on the upper triangle; block.T is Fortran-contiguous
+        self.gram = scipy.linalg.blas.dsyrk(1.0, block.T, beta=1.0, c=self.gram, trans=0,
+                                            lower=0, overwrite_c=1)
+
+    def finish(self):
+        self.flush()
+        self._buffer = None
+        upper = np.triu(self.gram)
+        gram = upper + np.triu(upper, 1).T
+        return {"gram": np.ascontiguousarray(gram), "rhs": self.rhs, "yy": self.yy,
+                "rows": self.rows, "weight": self.weight}
+
+
+@dataclass
+class NormalEquations:
+    """Per term t: gram A^T W A, rhs A^T W y, yy y^T W y, rows, weight = sum of row weights.
+
+    Parameters are [c_1..c_nf, E0_1..E0_ne] (ne = 0 when E0 is given)."""
+
+    terms: dict
+    n_functions: int
+    n_e0: int
+
+    def __add__(self, other):
+        terms = {}
+        for t in set(self.terms) | set(other.terms):
+            a, b = self.terms.get(t), other.terms.get(t)
+            if a is None or b is None:
+                terms[t] = a or b
+            else:
+                terms[t] = {k: a[k] + b[k] for k in a}
+        return NormalEquations(terms, self.n_functions, self.n_e0)
+
+    @property
+    def present(self):
+        return [t for t in TERMS if t in self.terms and self.terms[t]["weight"] > 0]
+
+    def combined(self, tau):
+        """(G, b, yy, rows) of the loss with term weights ``tau`` (energy weight 1)."""
+        p = self.n_functions + self.n_e0
+        G, b, yy, rows = np.zeros((p, p)), np.zeros(p), 0.0, 0
+        for t in self.present:
+            scale = tau.get(t, 1.0) / self.terms[t]["weight"]
+            if scale == 0:
+                continue
+            G += scale * self.terms[t]["gram"]
+            b += scale * self.terms[t]["rhs"]
+            yy += scale * self.terms[t]["yy"]
+            rows += self.terms[t]["rows"]
+        return G, b, yy, rows
+
+    def mse(self, term, params):
+        """Weighted mean square error of ``term`` for parameter vectors params [k, p]."""
+        d = self.terms[term]
+        P = np.atleast_2d(params)
+        quad = np.einsum("ij,ij->i", P @ d["gram"], P) - 2 * P @ d["rhs"] + d["yy"]
+        return np.maximum(quad, 0.0) / d["weight"]
+
+
+def zero_potential(potential):
+    """Same basis and core repulsion, zero coefficients and E0: the fixed part of the model."""
+    from ace.potential import ACEPotential
+    return ACEPotential(potential.elements, potential.bonds, potential.embeddings,
+                        potential.functions, np.zeros_like(potential.coefficients),
+                        e0=np.zeros(len(potential.elements)), basis_spec=potential.basis_spec,
+                        min_distance=potential.min_distance)
+
+
+def check_linear(potential):
+    for i, emb in potential.embeddings.items():
+        linear = (emb.ndensity == 1 and emb.npot == "FinnisSinclairShiftedScaled"
+                  and abs(emb.fs_parameters[1] - 1.0) < 1e-12)
+        if not linear:
+            raise ValueError(f"the linear fit needs a linear embedding (ndensity 1, npot "
+                             f"FinnisSinclairShiftedScaled, fs_parameters [1, 1]); element "
+                             f"{potential.elements[i]} has {emb}")
+
+
+def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
+                     chunk_rows=DEFAULT_CHUNK_ROWS, progress=None):
+    """Accumulate the normal equations of ``dataset`` for the linear ACE model ``potential``.
+
+    ``weights`` [n_s]: structure weights. ``e0``: None to fit E0 (extra columns counting the
+    atoms of each element), else [n_elements] fixed reference energies subtracted from the
+    targets. The core-repulsion part of the model (if any) is subtracted from the targets.
+    """
+    from ace.evaluator import Evaluator, Structure
+
+    check_linear(potential)
+    dataset.check_elements(potential.elements)
+    nf, n_el = potential.n_functions, len(potential.elements)
+    ne = n_el if e0 is None else 0
+    p = nf + ne
+    evaluator = Evaluator(potential)
+    offset = Evaluator(zero_potential(potential)) if potential.has_core_repulsion else None
+    counts = dataset.counts(potential.elements)
+    e0_fixed = np.zeros(n_el) if e0 is None else np.asarray(e0, dtype=float)
+    has_forces, has_stress, volumes = dataset.has_forces, dataset.has_stress, dataset.volumes
+    acc = {t: _TermAccumulator(p, max(1, chunk_rows) if t == "forces" else 256) for t in TERMS}
+    structures = range(len(dataset))
+    if progress is not None:
+        structures = progress(structures, "design rows")
+    for s in structures:
+        w = weights[s]
+        if w == 0:
+            continue
+        sl = dataset.atom_slice(s)
+        n = sl.stop - sl.start
+        structure = Structure(potential, dataset.numbers[sl], dataset.positions[sl],
+                              dataset.cells[s], dataset.pbc[s])
+        try:
+            nl = evaluator.neighbours(structure, num_threads)
+            rows = evaluator.design_rows(structure, num_threads, neighbour_list=nl)
+            fixed = offset.compute(structure, num_threads, neighbour_list=nl) if offset else None
+        except (ValueError, FloatingPointError) as exc:
+            raise ValueError(f"{dataset.names[s]}: {exc}") from exc
+        energy = dataset.energy[s] - counts[s] @ e0_fixed - (fixed.energy if fixed else 0.0)
+        a = np.concatenate([rows.energy, counts[s]]) if ne else rows.energy
+        acc["energy"].add(a[None, :] / n, np.array([energy / n]), w)
+        if has_forces[s]:
+            target = dataset.forces[sl] - (fixed.forces if fixed else 0.0)
+            acc["forces"].add(rows.forces.reshape(3 * n, nf), target.reshape(-1), w)
+        if has_stress[s] and volumes[s] > 0:
+            d = rows.strain_derivative
+            a = (0.5 * (d + d.transpose(1, 0, 2)) / volumes[s]).reshape(9, nf)
+            target = dataset.stress[s]
+            if fixed:
+                fd = fixed.strain_derivative
+                target = target - 0.5 * (fd + fd.T) / volumes[s]
+            acc["stress"].add(a, target.reshape(-1), w)
+    terms = {t: acc[t].finish() for t in TERMS}
+    return NormalEquations({t: v for t, v in terms.items() if v["rows"]}, nf, ne)
+
+
+# ---------------------------------------------------------------------- the ridge solve
+
+class RidgeSystem:
+    """The combined normal equations with E0 eliminated and columns standardised.
+
+    E0 columns are eliminated by a Schur complement (they are not penalised); functions whose
+    column is zero on the data ("unused") get coefficient 0.
+    """
+
+    def __init__(self, G, b, yy, rows, n_functions, n_e0):
+        nf, ne = n_functions, n_e0
+        self.nf, self.ne, self.rows = nf, ne, rows
+        Gcc, bc = G[:nf, :nf], b[:nf]
+        self.e0_rank = ne
+        if ne:
+            Gee, Gec, be = G[nf:, nf:], G[nf:, :nf], b[nf:]
+            Gee_inv = np.linalg.pinv(Gee, hermitian=True)
+            self.e0_rank = int(np.linalg.matrix_rank(Gee, hermitian=True))
+            self._e0_from = (Gee_inv @ be, Gee_inv @ Gec)  # E0 = u - K c
+            Gr = Gcc - Gec.T @ self._e0_from[1]
+            br = bc - Gec.T @ self._e0_from[0]
+            yy = yy - be @ self._e0_from[0]
+        else:
+            Gr, br = Gcc, bc
+        diag = np.diag(Gr).copy()
+        self.active = diag > RANK_TOLERANCE * max(diag.max(initial=0.0), 1e-300)
+        self.scale = 1.0 / np.sqrt(diag[self.active])
+        self.Gs = Gr[np.ix_(self.active, self.active)] * np.outer(self.scale, self.scale)
+        self.bs = br[self.active] * self.scale
+        self.yy = yy
+        self._eig = None
+
+    @property
+    def n_unused(self):
+        return int(self.nf - self.active.sum())
+
+    def eig(self):
+        if self._eig is None:
+            values, vectors = scipy.linalg.eigh(self.Gs)
+            self._eig = (np.maximum(values, 0.0), vectors)
+        return self._eig
+
+    def spectrum(self):
+        """(numerical rank, condition number) of the standardised design matrix."""
+        values = scipy.linalg.eigvalsh(self.Gs) if self._eig is None else self._eig[0]
+        top = max(values.max(initial=0.0), 1e-300)
+        rank = int((values > RANK_TOLERANCE * top).sum())
+        smallest = max(values.min() if values.size else 0.0, np.finfo(float).eps * top)
+        return rank + self.e0_rank, float(np.sqrt(top / smallest))
+
+    def solve(self, l2):
+        """Full parameter vector [c, E0] for the relative ridge strength ``l2``."""
+        A = self.Gs.copy()
+        A[np.diag_indices_from(A)] += l2
+        try:
+            cs = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, check_finite=False), self.bs,
+                                        check_finite=False)
+        except np.linalg.LinAlgError:
+            values, vectors = self.eig()
+            cs = vectors @ ((vectors.T @ self.bs) / np.maximum(values + l2, 1e-300))
+        return self._params(cs)
+
+    def _params(self, cs):
+        c = np.zeros(self.nf)
+        c[self.active] = cs * self.scale
+        if not self.ne:
+            return c
+        u, K = self._e0_from
+        return np.concatenate([c, u - K @ c])
+
+    def gcv(self, l2_values):
+        """Generalised cross-validation score of each l2: rows * RSS / (rows - dof)^2."""
+        values, vectors = self.eig()
+        beta2 = (vectors.T @ self.bs) ** 2
+        scores = []
+        for l2 in l2_values:
+            rss = self.yy - np.sum(beta2 * (values + 2 * l2) / (values + l2) ** 2)
+            dof = np.sum(values / (values + l2)) + self.e0_rank
+            scores.append(self.rows * max(rss, 0.0) / max(self.rows - dof, 1.0) ** 2)
+        return np.array(scores)
+
+
+def _tau(forces, stress):
+    return {"energy": 1.0, "forces": forces, "stress": stress}
+
+
+def _validation_scores(system, val, l2_values, terms):
+    """Validation RMSE per term for each l2 (rows) -> dict term -> [n_l2]."""
+    params = np.array([system.solve(l2) for l2 in l2_values])
+    return {t: np.sqrt(val.mse(t, params)) for t in terms}
+
+
+def select_by_validation(train, val, settings, log=None):
+    """Choose tau_F, tau_S and lambda on the validation normal equations.
+
+    Every candidate's validation RMSE per term is divided by the best RMSE of that term among
+    the candidates; the candidate with the smallest sum of these ratios wins (a scale-free
+    balance of energy, force and stress accuracy). tau_F is searched first (with tau_S at its
+    default), then tau_S.
+    """
+    terms = [t for t in val.present if t in train.present]
+    l2_values = L2_GRID if settings.l2 == "auto" else (float(settings.l2),)
+    has = {t: t in train.present for t in TERMS}
+    forces_grid = (FORCES_GRID if settings.forces == "auto" else (float(settings.forces),)) \
+        if has["forces"] else (0.0,)
+    stress_fixed = DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)
+    stress_grid = (STRESS_GRID if settings.stress == "auto" else (stress_fixed,)) \
+        if has["stress"] else (0.0,)
+    table = []
+
+    def run(candidates):
+        rows = []
+        for forces, stress in candidates:
+            system = RidgeSystem(*train.combined(_tau(forces, stress)), train.n_functions,
+                                 train.n_e0)
+            rmse = _validation_scores(system, val, l2_values, terms)
+            for k, l2 in enumerate(l2_values):
+                rows.append({"forces": forces, "stress": stress, "l2": l2,
+                             **{f"rmse_{t}": float(rmse[t][k]) for t in terms}})
+        best = {t: min(r[f"rmse_{t}"] for r in rows) for t in terms}
+        for r in rows:
+            r["score"] = float(sum(r[f"rmse_{t}"] / max(best[t], 1e-300) for t in terms))
+        table.extend(rows)
+        return min(rows, key=lambda r: r["score"])
+
+    choice = run([(f, stress_fixed if has["stress"] else 0.0) for f in forces_grid])
+    if len(stress_grid) > 1:
+        choice = run([(choice["forces"], s) for s in stress_grid])
+    if log:
+        shown = ", ".join(f"{t} {choice[f'rmse_{t}']:.4g}" for t in terms)
+        log(f"validation choice: forces weight {choice['forces']:.3g}, stress weight "
+            f"{choice['stress']:.3g}, l2 {choice['l2']:.1e} (validation RMSE: {shown} in eV, "
+            f"eV/Å, eV/Å³)")
+    return choice, table
+
+
+def select_by_gcv(neq, settings, log=None):
+    forces = DEFAULT_FORCES_WEIGHT if settings.forces == "auto" else float(settings.forces)
+    stress = DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)
+    if settings.l2 != "auto":
+        return {"forces": forces, "stress": stress, "l2": float(settings.l2)}, []
+    system = RidgeSystem(*neq.combined(_tau(forces, stress)), neq.n_functions, neq.n_e0)
+    scores = system.gcv(L2_GRID)
+    k = int(np.argmin(scores))
+    if log:
+        log(f"GCV choice: l2 {L2_GRID[k]:.1e}")
+    return ({"forces": forces, "stress": stress, "l2": L2_GRID[k]},
+            [{"forces": forces, "stress": stress, "l2": l2, "gcv": float(g)}
+             for l2, g in zip(L2_GRID, scores)])
+
+
+# ---------------------------------------------------------------------- the fit
+
+def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEFAULT_CHUNK_ROWS,
+               progress=None, log=None, metadata=None):
+    """Fit the coefficients (and E0) of ``potential`` (its current coefficients are ignored)
+    to the dataset ``train``; returns a :class:`LinearFit`."""
+    from ace.potential import ACEPotential
+
+    settings = settings or LossSettings()
+    start = time.perf_counter()
+    check_linear(potential)
+    train.check_elements(potential.elements)
+    elements = potential.elements
+    e0_given = None
+    if settings.e0 != "auto":
+        missing = sorted(set(elements) - set(settings.e0))
+        if missing:
+            raise ValueError(f"e0: no reference energy for element(s) {missing}")
+        e0_given = np.array([float(settings.e0[e]) for e in elements])
+    weights = structure_weights(train, settings, elements)
+
+    def accumulate(indices):
+        subset = train if indices is None else train.subset(indices)
+        w = weights if indices is None else weights[indices]
+        return normal_equations(potential, subset, w, e0_given, num_threads, chunk_rows, progress)
+
+    validation_size = 0
+    if settings.needs_validation and len(train) >= 4:
+        rest, held = train.split_indices(settings.validation_fraction, settings.seed)
+        fit_part, val_part = accumulate(rest), accumulate(held)
+        validation_size = len(held)
+        choice, table = select_by_validation(fit_part, val_part, settings, log)
+        neq = fit_part + val_part
+    else:
+        neq = accumulate(None)
+        choice, table = select_by_gcv(neq, settings, log)
+    tau = _tau(choice["forces"], choice["stress"])
+    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
+    params = system.solve(choice["l2"])
+    rank, condition = system.spectrum()
+    nf = potential.n_functions
+    coefficients = params[:nf]
+    e0 = params[nf:] if e0_given is None else e0_given
+    if e0_given is None and system.e0_rank < len(elements):
+        import warnings
+        warnings.warn("the reference energies E0 are not determined by the data (the element "
+                      "ratios do not vary); give e0 explicitly", stacklevel=2)
+    report = {
+        "n_functions": nf,
+        "n_parameters": nf + neq.n_e0,
+        "rank": rank,
+        "condition": condition,
+        "unused_functions": system.n_unused,
+        "l2": float(choice["l2"]),
+        "weights": {"energy": 1.0, "forces": float(choice["forces"]),
+                    "stress": float(choice["stress"])},
+        "method": "validation" if validation_size else "gcv" if settings.l2 == "auto" else "given",
+        "n_train_structures": len(train),
+        "n_validation_structures": validation_size,
+        "rows": {t: int(neq.terms[t]["rows"]) for t in neq.present},
+        "e0": {el: float(v) for el, v in zip(elements, e0)},
+        "e0_fitted": e0_given is None,
+        "settings": asdict(settings),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if table:
+        report["selection"] = sorted(table, key=lambda r: r.get("score", r.get("gcv", 0)))[:10]
+    if log:
+        log(f"design: {nf} functions, rank {rank} of {nf + neq.n_e0 - system.n_unused}, "
+            f"condition number {condition:.2e}"
+            + (f", {system.n_unused} functions unused by the data" if system.n_unused else ""))
+    fitted = ACEPotential(elements, potential.bonds, potential.embeddings, potential.functions,
+                          coefficients.reshape(-1, 1), e0=e0, basis_spec=potential.basis_spec,
+                          min_distance=potential.min_distance,
+                          metadata={**potential.metadata, **(metadata or {})})
+    return LinearFit(fitted, report)
+
+
+def memory_estimate(n_params, n_terms, validation, chunk_rows=DEFAULT_CHUNK_ROWS,
+                    max_atoms=0, n_functions=None, num_threads=1):
+    """Bytes the linear fit needs (peak, approximately): normal equations per term (twice with a
+    validation split), the solve's work matrices, the row buffers and one structure's rows."""
+    nf = n_functions or n_params
+    grams = n_terms * (2 if validation else 1) * n_params ** 2 * 8
+    solve = 4 * n_params ** 2 * 8
+    buffers = (chunk_rows + 2 * 256) * n_params * 8
+    rows = (max_atoms * (4 + 3 * max(num_threads, 1)) + 18 * max(num_threads, 1)) * nf * 8
+    return {"normal_equations": grams, "solve": solve, "row_buffers": buffers,
+            "design_rows": rows, "total": grams + solve + buffers + rows}
