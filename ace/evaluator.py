@@ -139,6 +139,8 @@ def compile_model(potential, design):
         entries = [(c.mu0, c.mus, c.ns, c.ls, c.ms, c.ctildes)
                    for c in to_ctilde(pot.functions, pot.coefficients)]
         n_coef = pot.ndensity_max
+        arrays.update(_product_tree(entries, n_el, n_coef, nradmax, lmax))
+        entries = [e for e in entries if len(e[1]) == 1]  # the tree holds the higher ranks
     arrays.update(_product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax))
     sizes = {"n_elements": n_el, "nradbase": nradbase, "nradmax": nradmax, "lmax": lmax,
              "inner_type": INNER_TYPE_IDS[pot.inner_cutoff_type], "n_coef": n_coef}
@@ -217,4 +219,48 @@ def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
         "comb_first": comb_first,
         "comb_index": np.concatenate(comb_index) if comb_index else np.zeros((0, MAX_RANK), np.int64),
         "comb_coef": np.concatenate(comb_coef) if comb_coef else np.zeros((0, n_coef)),
+    }
+
+
+def _product_tree(entries, n_el, n_coef, nradmax, lmax):
+    """Rank >= 2 products as a prefix tree: each node multiplies its parent by one A.
+
+    Factors of a product are sorted (the product commutes), equal products are merged, and
+    common prefixes are computed once per atom; nodes are stored parents first.
+    """
+    n_lm = (lmax + 1) ** 2
+    products = [{} for _ in range(n_el)]  # per central element: sorted A-index tuple -> coef
+    for mu0, mus, ns, ls, ms, coef in entries:
+        if len(mus) == 1:
+            continue
+        ms = np.asarray(ms, dtype=np.int64).reshape(-1, len(mus))
+        coef = np.asarray(coef, dtype=float).reshape(len(ms), -1)
+        base = np.array([(mu * nradmax + n) * n_lm + l * l + l for mu, n, l in zip(mus, ns, ls)])
+        index = np.sort(base + ms, axis=1)
+        for key, c in zip(map(tuple, index.tolist()), coef):
+            padded = np.zeros(n_coef)
+            padded[:len(c)] = c
+            products[mu0][key] = products[mu0].get(key, 0.0) + padded
+    parent, factor, coefs, terminal, node_first = [], [], [], [], [0]
+    for per_element in products:
+        node_of = {}
+        for key in sorted(per_element):
+            for depth in range(1, len(key) + 1):
+                prefix = key[:depth]
+                if prefix not in node_of:
+                    node_of[prefix] = len(parent)
+                    parent.append(node_of[prefix[:-1]] if depth > 1 else -1)
+                    factor.append(prefix[-1])
+                    coefs.append(np.zeros(n_coef))
+                    terminal.append(0)
+            node = node_of[key]
+            coefs[node] = per_element[key]
+            terminal[node] = int(np.any(per_element[key] != 0))
+        node_first.append(len(parent))
+    return {
+        "node_first": np.array(node_first, dtype=np.int64),
+        "node_parent": np.array(parent, dtype=np.int64),
+        "node_factor": np.array(factor, dtype=np.int64),
+        "node_coef": np.array(coefs, dtype=float).reshape(len(parent), n_coef),
+        "node_terminal": np.array(terminal, dtype=np.int8),
     }

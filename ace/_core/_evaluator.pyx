@@ -65,6 +65,13 @@ cdef struct Model:
     const int* comb_index       # [n_combs, MAX_RANK]: A1 index (rank 1) or A index (any m)
     const double* comb_coef     # [n_combs, n_coef]
     int n_coef
+    # product tree (energy model): rank >= 2 products with shared prefixes, parents first
+    const int* node_first       # [n_elements + 1]
+    const int* node_parent      # [n_nodes], -1 at the root
+    const int* node_factor      # [n_nodes] A index multiplied in at this node
+    const double* node_coef     # [n_nodes, n_coef] (zero for inner nodes)
+    const char* node_terminal   # [n_nodes] has a nonzero coefficient
+    int n_nodes
 
 
 cdef struct Scratch:
@@ -89,6 +96,8 @@ cdef struct Scratch:
     double* grad                # [max_nb * 3]  design: per-neighbour gradient of one function
     int* touched                # [n_a + n_a1]  design: indices with nonzero adjoint
     char* mark                  # [n_a + n_a1]
+    double* node_value          # [2 * n_nodes] (re, im) of each tree product
+    double* node_adjoint        # [2 * n_nodes]
 
 
 cdef class CompiledModel:
@@ -140,6 +149,17 @@ cdef class CompiledModel:
         m.comb_first = int_ptr(a["comb_first"])
         m.comb_index = int_ptr(a["comb_index"])
         m.comb_coef = dbl_ptr(a["comb_coef"])
+        for key in ("node_first", "node_parent", "node_factor", "node_coef", "node_terminal"):
+            if key not in self._arrays:
+                self._arrays[key] = np.zeros(m.n_elements + 1 if key == "node_first" else 0,
+                                             dtype=np.float64 if key == "node_coef" else np.int32)
+        self._arrays["node_terminal"] = self._arrays["node_terminal"].astype(np.int8)
+        m.node_first = int_ptr(a["node_first"])
+        m.node_parent = int_ptr(a["node_parent"])
+        m.node_factor = int_ptr(a["node_factor"])
+        m.node_coef = dbl_ptr(a["node_coef"])
+        m.node_terminal = <const char*>cnp.PyArray_DATA(a["node_terminal"])
+        m.n_nodes = len(a["node_parent"])
 
     @property
     def n_functions(self):
@@ -177,18 +197,21 @@ cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept 
     s.grad = <double*>calloc(nb * 3, sizeof(double))
     s.touched = <int*>calloc(m.n_a + m.n_a1 + 1, sizeof(int))
     s.mark = <char*>calloc(m.n_a + m.n_a1 + 1, sizeof(char))
+    s.node_value = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
+    s.node_adjoint = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
     return (s.g == NULL or s.dg == NULL or s.R == NULL or s.dR == NULL or s.yr == NULL
             or s.yi == NULL or s.dyr == NULL or s.dyi == NULL or s.rhat == NULL or s.dist == NULL
             or s.nb_mu == NULL or s.radial_extra == NULL or s.A == NULL or s.A1 == NULL
             or s.GA == NULL or s.G1 == NULL or s.rho == NULL or s.dE_drho == NULL
-            or s.grad == NULL or s.touched == NULL or s.mark == NULL)
+            or s.grad == NULL or s.touched == NULL or s.mark == NULL or s.node_value == NULL
+            or s.node_adjoint == NULL)
 
 
 cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.g); free(s.dg); free(s.R); free(s.dR); free(s.yr); free(s.yi); free(s.dyr)
     free(s.dyi); free(s.rhat); free(s.dist); free(s.nb_mu); free(s.radial_extra); free(s.A)
     free(s.A1); free(s.GA); free(s.G1); free(s.rho); free(s.dE_drho); free(s.grad)
-    free(s.touched); free(s.mark)
+    free(s.touched); free(s.mark); free(s.node_value); free(s.node_adjoint)
 
 
 cdef inline int a_index(const Model* m, int mu, int n, int l, int mm) noexcept nogil:
@@ -207,6 +230,7 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
     cdef double* dR
     cdef const double* crad
     cdef double complex a
+    cdef double* Ad = <double*>s.A
     cdef int n_rl = m.nradmax * (m.lmax + 1)
     for k in range(m.n_a):
         s.A[k] = 0
@@ -259,7 +283,8 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                 for mm in range(l + 1):
                     y = jj * m.n_ylm + ylm_index(l, mm)
                     idx = a_index(m, mu, n, l, mm)
-                    s.A[idx] = s.A[idx] + value * (s.yr[y] + 1j * s.yi[y])
+                    Ad[2 * idx] += value * s.yr[y]
+                    Ad[2 * idx + 1] += value * s.yi[y]
     # negative m from A[l, -m] = (-1)^m conj(A[l, m])
     for mu in range(m.n_elements):
         for n in range(m.nradmax):
@@ -331,13 +356,21 @@ cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb
 
 
 cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept nogil:
-    """Accumulate rho_p and the adjoints d rho_p / dA for one product function."""
-    cdef int rank = m.func_rank[func], c, t, p, idx
-    cdef double complex prefix[MAX_RANK + 1]
-    cdef double complex suffix[MAX_RANK + 1]
-    cdef double complex partial
+    """Accumulate rho_p and the adjoints d rho_p / dA for one product function.
+
+    Complex arithmetic is spelled out on (re, im) pairs: C99 complex multiplication carries
+    inf/NaN recovery branches (and __muldc3 calls) that cost more than the products themselves.
+    """
+    cdef int rank = m.func_rank[func], c, t, p
+    cdef double pre[MAX_RANK + 1]
+    cdef double pim[MAX_RANK + 1]
+    cdef double sre[MAX_RANK + 1]
+    cdef double sim[MAX_RANK + 1]
+    cdef double ar, ai, qr, qi, cp
     cdef const int* index
     cdef const double* coef
+    cdef const double* A = <const double*>s.A
+    cdef double* GA = <double*>s.GA
     cdef double value
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
         index = m.comb_index + c * MAX_RANK
@@ -348,19 +381,87 @@ cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept no
                 s.rho[p] += coef[p] * value
                 s.G1[p * m.n_a1 + index[0]] += coef[p]
             continue
-        prefix[0] = 1
+        pre[0] = 1
+        pim[0] = 0
         for t in range(rank):
-            prefix[t + 1] = prefix[t] * s.A[index[t]]
-        suffix[rank] = 1
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            pre[t + 1] = pre[t] * ar - pim[t] * ai
+            pim[t + 1] = pre[t] * ai + pim[t] * ar
+        sre[rank] = 1
+        sim[rank] = 0
         for t in range(rank - 1, -1, -1):
-            suffix[t] = suffix[t + 1] * s.A[index[t]]
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            sre[t] = sre[t + 1] * ar - sim[t + 1] * ai
+            sim[t] = sre[t + 1] * ai + sim[t + 1] * ar
         for t in range(rank):
-            partial = prefix[t] * suffix[t + 1]
-            idx = index[t]
+            qr = pre[t] * sre[t + 1] - pim[t] * sim[t + 1]
+            qi = pre[t] * sim[t + 1] + pim[t] * sre[t + 1]
             for p in range(n_coef):
-                s.GA[p * m.n_a + idx] = s.GA[p * m.n_a + idx] + coef[p] * partial
+                cp = coef[p]
+                GA[2 * (p * m.n_a + index[t])] += cp * qr
+                GA[2 * (p * m.n_a + index[t]) + 1] += cp * qi
         for p in range(n_coef):
-            s.rho[p] += coef[p] * prefix[rank].real
+            s.rho[p] += coef[p] * pre[rank]
+
+
+cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcept nogil:
+    """Values of the tree products (each node = parent * one A) and their share of rho_p."""
+    cdef const double* A = <const double*>s.A
+    cdef double* V = s.node_value
+    cdef int k, parent, f, p
+    cdef double ar, ai, pr, pi, vr
+    for k in range(m.node_first[mu_i], m.node_first[mu_i + 1]):
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        ar = A[2 * f]
+        ai = A[2 * f + 1]
+        if parent < 0:
+            V[2 * k] = ar
+            V[2 * k + 1] = ai
+        else:
+            pr = V[2 * parent]
+            pi = V[2 * parent + 1]
+            V[2 * k] = pr * ar - pi * ai
+            V[2 * k + 1] = pr * ai + pi * ar
+        if m.node_terminal[k]:
+            vr = V[2 * k]
+            for p in range(n_dens):
+                s.rho[p] += m.node_coef[k * m.n_coef + p] * vr
+
+
+cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
+                        double* W) noexcept nogil:
+    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products."""
+    cdef const double* A = <const double*>s.A
+    cdef double* V = s.node_value
+    cdef double* G = s.node_adjoint
+    cdef int k, parent, f, p
+    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef double gr, gi, pr, pi, ar, ai
+    for k in range(2 * first, 2 * last):
+        G[k] = 0
+    for k in range(last - 1, first - 1, -1):
+        gr = G[2 * k]
+        gi = G[2 * k + 1]
+        if m.node_terminal[k]:
+            for p in range(n_dens):
+                gr = gr + s.dE_drho[p] * m.node_coef[k * m.n_coef + p]
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        if parent < 0:
+            W[2 * f] += gr
+            W[2 * f + 1] += gi
+            continue
+        pr = V[2 * parent]
+        pi = V[2 * parent + 1]
+        W[2 * f] += gr * pr - gi * pi
+        W[2 * f + 1] += gr * pi + gi * pr
+        ar = A[2 * f]
+        ai = A[2 * f + 1]
+        G[2 * parent] += gr * ar - gi * ai
+        G[2 * parent + 1] += gr * ai + gi * ar
 
 
 cdef void fold_adjoint(const Model* m, double complex* G) noexcept nogil:
@@ -423,14 +524,17 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
     cdef double complex* W = s.GA
     cdef double* W1 = s.G1
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
-    for k in range(m.n_coef * m.n_a):
+    for k in range(m.n_a):
         s.GA[k] = 0
     for k in range(m.n_coef * m.n_a1):
         s.G1[k] = 0
     for p in range(m.n_coef):
         s.rho[p] = 0
+    # rank 1 from the function list, higher ranks from the product tree
     for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-        products(m, s, f, nd)
+        if m.func_rank[f] == 1:
+            products(m, s, f, nd)
+    tree_forward(m, s, mu_i, nd)
     for p in range(nd):
         embedding(m.npot[mu_i], m.fs_w[mu_i * m.n_coef + p], m.fs_m[mu_i * m.n_coef + p],
                   s.rho[p], &Fp, &dFp, &d2Fp)
@@ -442,17 +546,13 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
     # the blend factor multiplies F: its derivative adds F * d(blend)/dr radially
     for jj in range(n_nb):
         s.radial_extra[jj] += F * s.grad[3 * jj]
-    # combined adjoint W = sum_p dE/drho_p * G_p, stored in the p = 0 slots
     for p in range(nd):
         s.dE_drho[p] *= blend
-    for k in range(m.n_a):
-        W[k] = s.dE_drho[0] * s.GA[k]
-        for p in range(1, nd):
-            W[k] = W[k] + s.dE_drho[p] * s.GA[p * m.n_a + k]
     for k in range(m.n_a1):
         W1[k] = s.dE_drho[0] * s.G1[k]
         for p in range(1, nd):
             W1[k] = W1[k] + s.dE_drho[p] * s.G1[p * m.n_a1 + k]
+    tree_backward(m, s, mu_i, nd, <double*>W)
     fold_adjoint(m, W)
     for jj in range(n_nb):
         neighbour_gradient(m, s, mu_i, jj, W, W1, pair_gradient + 3 * jj)
