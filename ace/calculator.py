@@ -13,6 +13,11 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ace.evaluator import Evaluator, Structure
+from ace.neighbours import build_neighbour_list
+
+# Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
+# vectors, until some atom has moved by more than half of it.
+NEIGHBOUR_SKIN = 0.5  # Å
 
 
 def load_potential(source):
@@ -39,13 +44,15 @@ class ACECalculator(Calculator):
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
-    default_parameters = {"num_threads": None}
+    default_parameters = {"num_threads": None, "skin": NEIGHBOUR_SKIN}
 
     def __init__(self, potential, num_threads=None, **kwargs):
         Calculator.__init__(self, num_threads=num_threads, **kwargs)
         self.potential = load_potential(potential)
         self.evaluator = Evaluator(self.potential)
         self._structure = None
+        self._neighbours = None
+        self._positions_at_build = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
@@ -57,7 +64,8 @@ class ACECalculator(Calculator):
         structure.positions = atoms.positions
         structure.cell = atoms.cell.array
         structure.pbc = atoms.pbc
-        result = self.evaluator.compute(structure, self.parameters.num_threads)
+        nl = self._neighbour_list(structure, system_changes)
+        result = self.evaluator.compute(structure, self.parameters.num_threads, nl)
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy
         self.results["energies"] = result.energies
@@ -67,6 +75,23 @@ class ACECalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(strain / atoms.cell.volume)
         elif "stress" in properties:
             raise PropertyNotImplementedError("stress needs a fully periodic cell with volume")
+
+    def _neighbour_list(self, structure, system_changes):
+        """Reuse the pairs while only positions change by less than half the skin."""
+        skin = float(self.parameters.skin)
+        nl = self._neighbours
+        moved = (np.inf if nl is None or set(system_changes) - {"positions"}
+                 else np.linalg.norm(structure.positions - self._positions_at_build, axis=1).max(initial=0.0))
+        if moved > 0.5 * skin:
+            nl = build_neighbour_list(structure.positions, structure.cell, structure.pbc,
+                                      self.potential.cutoff + skin, self.parameters.num_threads)
+            self._neighbours = nl
+            self._positions_at_build = structure.positions.copy()
+        else:
+            nl.vectors = (structure.positions[nl.j] - structure.positions[nl.i]
+                          + nl.shift @ structure.cell)
+        self.evaluator.check_distances(nl)
+        return nl
 
     def __repr__(self):
         return f"ACECalculator({self.potential!r}, num_threads={self.parameters.num_threads})"
