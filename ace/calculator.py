@@ -26,9 +26,9 @@ def load_potential(source):
     if isinstance(source, ACEPotential):
         return source
     path = os.fspath(source)
-    with open(path) as fh:
-        first = fh.readline()
-    if first.startswith("# ace-potential"):
+    with open(path, errors="replace") as fh:
+        head = fh.read(4096)
+    if head.startswith("# ace-potential") or "format: ace-potential" in head:
         return ACEPotential.load(path)
     try:
         from ace import pace

@@ -237,6 +237,8 @@ def _potential_from_dict(cls, data):
         pair = tuple(index[e] if e in index else _unknown(e, where) for e in b["pair"])
         crad = np.array(b["crad"], dtype=float)
         shape = (int(b["nradmax"]), int(b["lmax"]) + 1, int(b["nradbase"]))
+        if crad.size == 0 and 0 in shape:  # an empty nested list loses its inner shape
+            crad = crad.reshape(shape)
         if crad.shape != shape:
             raise PotentialFileError(f"{where}: bond {b['pair']}: crad has shape {crad.shape}, "
                                      f"expected {shape}")
