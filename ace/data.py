@@ -328,6 +328,8 @@ def _read_images(path):
     if base.endswith(DB_SUFFIXES):
         yield from _read_db(base, index)
         return
+    if os.path.isfile(base) and os.path.getsize(base) == 0:
+        return  # an empty file holds no structures
     try:
         images = ase.io.iread(base, index=index or ":")
         for k, atoms in enumerate(images):

@@ -43,7 +43,3 @@ def fail(command, message):
     """Report an expected failure on stderr; the exit status."""
     print(f"ace {command}: error: {message}", file=sys.stderr)
     return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

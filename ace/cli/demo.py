@@ -52,6 +52,17 @@ def run(args):
 
 # ---------------------------------------------------------------------- 1. data
 
+def thermalize(atoms, temperature_K, rng):
+    """Maxwell-Boltzmann momenta (ASE >= 3.29 renamed the function)."""
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # ASE < 3.29
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    else:
+        thermalize_momenta(atoms, temperature_K, rng=rng)
+
+
 def _labelled(atoms, calc, config_type):
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -66,11 +77,10 @@ def _labelled(atoms, calc, config_type):
 
 def generate(size, seed):
     """EMT-labelled Cu structures: a list of Atoms with config_type in info."""
+    from ase import units
     from ase.build import bulk, fcc100
     from ase.calculators.emt import EMT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
-    from ase import units
 
     rng = np.random.default_rng(seed)
     calc = EMT()
@@ -89,11 +99,12 @@ def generate(size, seed):
         images.append(_labelled(atoms, calc, "vacancy"))
     for _ in range(size["surface"]):
         atoms = fcc100("Cu", (2, 2, 5), a=LATTICE, vacuum=6.0)
+        atoms.info.pop("adsorbate_info", None)  # not storable in extxyz
         atoms.rattle(0.08, seed=int(rng.integers(1 << 30)))
         images.append(_labelled(atoms, calc, "surface"))
     atoms = cell.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=1200, rng=rng)
+    thermalize(atoms, 1200, rng)
     dynamics = VelocityVerlet(atoms, timestep=2 * units.fs)
     for _ in range(size["md"]):
         dynamics.run(10)
@@ -150,24 +161,25 @@ def md_report(potential, steps, seed, num_threads, timestep_fs=2.0, temperature_
     from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary
     from ase.md.verlet import VelocityVerlet
 
     from ace.calculator import ACECalculator
 
     atoms = bulk("Cu", "fcc", a=LATTICE, cubic=True) * (3, 3, 3)
     atoms.calc = ACECalculator(potential, num_threads=num_threads)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K,
-                                 rng=np.random.default_rng(seed))
+    thermalize(atoms, temperature_K, np.random.default_rng(seed))
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     times, totals, samples = [], [], []
     emt = EMT()
 
+    every = max(1, steps // 20)
+
     def record():
         times.append(dynamics.get_time() / (1000 * units.fs))
         totals.append(atoms.get_total_energy() / len(atoms))
-        if len(times) % max(1, steps // 50) == 1:
+        if (len(times) - 1) % every == 0:
             probe = atoms.copy()
             probe.calc = emt
             samples.append((atoms.get_potential_energy() - probe.get_potential_energy(),

@@ -1,0 +1,251 @@
+"""The linear fit: recovery of a known linear ACE potential, the ridge algebra, weights, metrics."""
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from ace.basis import build_basis
+from ace.calculator import ACECalculator
+from ace.data import Dataset
+from ace.fit.linear import (LossSettings, NormalEquations, RidgeSystem, check_linear, fit_linear,
+                            normal_equations, structure_weights)
+from ace.fit.metrics import Predictions, error_table, evaluate, format_table
+from ace.potential import ACEPotential
+
+E0_TRUE = -3.7
+
+
+def basis_dict(inner=None):
+    bond = {"radbase": "ChebExpCos", "radparameters": [2.0], "rcut": 4.5, "dcut": 0.01}
+    if inner == "zbl":
+        bond.update({"inner_cutoff_type": "zbl", "core-repulsion": [1.0, 1.0], "r_in": 1.9,
+                     "delta_in": 0.4})
+    return {"elements": ["Cu"],
+            "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1,
+                                   "fs_parameters": [1, 1]}},
+            "bonds": {"ALL": bond},
+            "functions": {"ALL": {"nradmax_by_orders": [6, 3, 2], "lmax_by_orders": [0, 2, 1]}}}
+
+
+@pytest.fixture(scope="module")
+def basis():
+    return build_basis(basis_dict())
+
+
+def true_potential(basis, seed=0):
+    rng = np.random.default_rng(seed)
+    return ACEPotential.from_basis(basis, rng.normal(size=basis.n_functions), e0=[E0_TRUE])
+
+
+def emt_like_structures(n, seed=0):
+    """Rattled and strained fcc/bcc/sc/hcp Cu cells, some with a vacancy (8-27 atoms)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n):
+        kind = ("fcc", "bcc", "sc", "hcp")[k % 4]
+        a0 = {"fcc": 3.6, "bcc": 2.87, "sc": 2.4, "hcp": 2.55}[kind]
+        atoms = bulk("Cu", kind, a=a0 * (1 + 0.04 * rng.normal()), cubic=kind != "hcp")
+        atoms = atoms.repeat([(2, 2, 2), (2, 2, 2), (3, 3, 3), (2, 2, 2)][k % 4])
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * rng.normal(size=(3, 3))),
+                       scale_atoms=True)
+        atoms.rattle(0.2, seed=k)
+        if k % 3 == 0:
+            del atoms[0]
+        atoms.info["config_type"] = kind
+        images.append(atoms)
+    return images
+
+
+def label(images, potential):
+    calc = ACECalculator(potential, num_threads=1)
+    out = []
+    for atoms in images:
+        atoms = atoms.copy()
+        atoms.calc = calc
+        results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                   "stress": atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        out.append(atoms)
+    return Dataset.from_atoms(out)
+
+
+@pytest.fixture(scope="module")
+def recovery_data(basis):
+    truth = true_potential(basis)
+    return truth, label(emt_like_structures(32), truth)
+
+
+def test_recovers_known_coefficients_and_e0(basis, recovery_data):
+    truth, data = recovery_data
+    assert 20 <= basis.n_functions <= 40 and max(f.rank for f in basis.functions) == 3
+    fit = fit_linear(ACEPotential.from_basis(basis), data,
+                     LossSettings(forces=1.0, stress=1.0, l2=0.0), num_threads=1)
+    c_true = truth.coefficients[:, 0]
+    c_fit = fit.potential.coefficients[:, 0]
+    assert np.abs(c_fit - c_true).max() <= 1e-6 * np.abs(c_true).max()
+    assert fit.potential.e0[0] == pytest.approx(E0_TRUE, rel=1e-6)
+    assert fit.report["rank"] == basis.n_functions + 1
+    assert fit.report["e0_fitted"] and fit.report["unused_functions"] == 0
+
+
+def test_recovers_with_given_e0_and_two_threads(basis, recovery_data):
+    truth, data = recovery_data
+    fit = fit_linear(ACEPotential.from_basis(basis), data,
+                     LossSettings(forces=1.0, stress=1.0, l2=0.0, e0={"Cu": E0_TRUE}),
+                     num_threads=2, chunk_rows=7)
+    c_true = truth.coefficients[:, 0]
+    assert np.abs(fit.potential.coefficients[:, 0] - c_true).max() <= 1e-6 * np.abs(c_true).max()
+    assert fit.potential.e0[0] == E0_TRUE and not fit.report["e0_fitted"]
+
+
+def test_core_repulsion_is_subtracted(recovery_data):
+    """With a ZBL core the fixed part of the model is taken off the targets: still exact."""
+    basis = build_basis(basis_dict("zbl"))
+    truth = true_potential(basis, seed=1)
+    images = emt_like_structures(16, seed=2)
+    images[2].positions[1] = images[2].positions[0] + [1.8, 0.3, 0.0]  # inside the ZBL blend
+    data = label(images, truth)
+    fit = fit_linear(ACEPotential.from_basis(basis), data,
+                     LossSettings(forces=1.0, stress=1.0, l2=0.0), num_threads=1)
+    c_true = truth.coefficients[:, 0]
+    # the close pair makes the design less well conditioned (about 1e5): a looser bound; a
+    # wrong subtraction of the core part would give errors of order 1
+    assert np.abs(fit.potential.coefficients[:, 0] - c_true).max() <= 1e-4 * np.abs(c_true).max()
+    assert fit.potential.e0[0] == pytest.approx(E0_TRUE, rel=1e-6)
+
+
+def test_chunking_does_not_change_the_normal_equations(basis, recovery_data):
+    _, data = recovery_data
+    pot = ACEPotential.from_basis(basis)
+    w = np.linspace(0.5, 2.0, len(data))
+    big = normal_equations(pot, data, w, None, 1, chunk_rows=4096)
+    small = normal_equations(pot, data, w, None, 1, chunk_rows=5)
+    for t in big.present:
+        np.testing.assert_allclose(small.terms[t]["gram"], big.terms[t]["gram"], rtol=1e-12,
+                                   atol=1e-12 * np.abs(big.terms[t]["gram"]).max())
+        np.testing.assert_allclose(small.terms[t]["rhs"], big.terms[t]["rhs"], rtol=1e-12)
+        assert small.terms[t]["rows"] == big.terms[t]["rows"]
+    # the energy rows are per atom, with one E0 column per element counting atoms / N = 1
+    assert big.terms["energy"]["rows"] == len(data)
+    assert big.terms["forces"]["rows"] == 3 * data.total_atoms
+    assert big.terms["stress"]["rows"] == 9 * len(data)
+    assert big.terms["energy"]["gram"][-1, -1] == pytest.approx(w.sum())
+
+
+def random_problem(seed=0, n_rows=200, nf=12, ne=2):
+    """NormalEquations of random rows (one term) and the stacked rows themselves."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n_rows, nf + ne)) * rng.uniform(0.1, 100, nf + ne)
+    y = rng.normal(size=n_rows)
+    term = {"gram": A.T @ A, "rhs": A.T @ y, "yy": y @ y, "rows": n_rows, "weight": n_rows}
+    return NormalEquations({"energy": term}, nf, ne), A, y
+
+
+def test_ridge_without_penalty_is_least_squares():
+    neq, A, y = random_problem()
+    system = RidgeSystem(*neq.combined({}), neq.n_functions, neq.n_e0)
+    expected, *_ = np.linalg.lstsq(A, y, rcond=None)
+    np.testing.assert_allclose(system.solve(0.0), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_ridge_is_scale_free_and_leaves_e0_unpenalised():
+    neq, A, y = random_problem(seed=1)
+    base = RidgeSystem(*neq.combined({}), neq.n_functions, neq.n_e0).solve(0.3)
+    scaled_A = A.copy()
+    scaled_A[:, 3] *= 1000.0  # a function 1000 times larger gets a 1000 times smaller coefficient
+    scaled = NormalEquations({"energy": {"gram": scaled_A.T @ scaled_A, "rhs": scaled_A.T @ y,
+                                         "yy": y @ y, "rows": len(y), "weight": len(y)}},
+                             neq.n_functions, neq.n_e0)
+    params = RidgeSystem(*scaled.combined({}), neq.n_functions, neq.n_e0).solve(0.3)
+    expected = base.copy()
+    expected[3] /= 1000.0
+    np.testing.assert_allclose(params, expected, rtol=1e-8)
+    # E0 is the exact least-squares optimum given the coefficients
+    c = params[:neq.n_functions]
+    e0, *_ = np.linalg.lstsq(scaled_A[:, neq.n_functions:], y - scaled_A[:, :neq.n_functions] @ c,
+                             rcond=None)
+    np.testing.assert_allclose(params[neq.n_functions:], e0, rtol=1e-8)
+
+
+def test_gcv_prefers_more_regularisation_for_noisier_data():
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(60, 40))
+    truth = rng.normal(size=40) * np.exp(-np.arange(40) / 5)
+    choices = []
+    for noise in (1e-4, 1.0):
+        y = A @ truth + noise * rng.normal(size=60)
+        neq = NormalEquations({"energy": {"gram": A.T @ A, "rhs": A.T @ y, "yy": y @ y,
+                                          "rows": 60, "weight": 60}}, 40, 0)
+        system = RidgeSystem(*neq.combined({}), 40, 0)
+        grid = np.logspace(-10, 1, 23)
+        choices.append(grid[np.argmin(system.gcv(grid))])
+    assert choices[1] > 100 * choices[0]
+
+
+def test_automatic_choice_fits_noisy_data(basis, recovery_data):
+    """Validation-chosen weights and ridge on noisy labels: finite choices from the grids, and
+    errors near the noise level."""
+    truth, data = recovery_data
+    rng = np.random.default_rng(5)
+    noisy = data.subset(np.arange(len(data)))
+    noisy.energy = noisy.energy + 0.01 * noisy.n_atoms * rng.normal(size=len(noisy))
+    noisy.forces = noisy.forces + 0.05 * rng.normal(size=noisy.forces.shape)
+    logs = []
+    fit = fit_linear(ACEPotential.from_basis(basis), noisy, LossSettings(), num_threads=1,
+                     log=logs.append)
+    report = fit.report
+    assert report["method"] == "validation" and report["n_validation_structures"] >= 1
+    assert 0 < report["l2"] <= 1 and report["weights"]["forces"] > 0
+    assert any("validation choice" in line for line in logs)
+    table = evaluate(fit.potential, data, num_threads=1)
+    assert table["overall"]["forces_rmse"] < 0.1 * np.abs(data.forces).std()
+    gcv = fit_linear(ACEPotential.from_basis(basis), noisy, LossSettings(method="gcv"),
+                     num_threads=1)
+    assert gcv.report["method"] == "gcv" and np.isfinite(gcv.potential.coefficients).all()
+
+
+def test_structure_weights():
+    images = emt_like_structures(8)
+    for k, atoms in enumerate(images):
+        atoms.calc = SinglePointCalculator(atoms, energy=-3.0 * len(atoms) + (0.5 if k == 1 else 0))
+    data = Dataset.from_atoms(images)
+    w = structure_weights(data, LossSettings(config_type={"bcc": 3.0}), ["Cu"])
+    np.testing.assert_allclose(w, np.where(data.config_type == "bcc", 3.0, 1.0))
+    w = structure_weights(data, LossSettings(energy_kT=0.01, energy_min_weight=0.05), ["Cu"])
+    assert w[1] == pytest.approx(0.05) and np.all(w[[0, 2, 3]] > 0.9)
+    with pytest.warns(UserWarning, match="absent from the data"):
+        structure_weights(data, LossSettings(config_type={"liquid": 2.0}), ["Cu"])
+
+
+def test_settings_and_embedding_checks(basis):
+    with pytest.raises(ValueError, match="forces"):
+        LossSettings(forces=-1)
+    with pytest.raises(ValueError, match="method"):
+        LossSettings(method="bayes")
+    nonlinear = basis_dict()
+    nonlinear["embeddings"]["ALL"].update(ndensity=2, fs_parameters=[1, 1, 1, 0.5])
+    with pytest.raises(ValueError, match="linear embedding"):
+        check_linear(ACEPotential.from_basis(build_basis(nonlinear)))
+
+
+def test_error_table_units_and_groups():
+    images = emt_like_structures(4)
+    for atoms in images:
+        atoms.calc = SinglePointCalculator(atoms, energy=-10.0, forces=np.zeros((len(atoms), 3)),
+                                           stress=np.zeros(6))
+    data = Dataset.from_atoms(images)
+    n = data.n_atoms
+    energy = data.energy + 0.002 * n * np.array([1, -1, 1, -1])  # 2 meV/atom
+    forces = np.full((data.total_atoms, 3), 0.1)
+    stress = np.zeros((4, 3, 3))
+    stress[:, 0, 0] = 0.01  # eV/Å^3 = 1.602 GPa on one of six components
+    table = error_table(data, Predictions(energy, forces, stress))
+    overall = table["overall"]
+    assert overall["energy_rmse"] == pytest.approx(2.0) and overall["energy_mae"] == pytest.approx(2.0)
+    assert overall["forces_rmse"] == pytest.approx(0.1) and overall["forces_mae"] == pytest.approx(0.1)
+    assert overall["stress_mae"] == pytest.approx(1.602176634 / 6, rel=1e-6)
+    assert overall["stress_rmse"] == pytest.approx(1.602176634 / np.sqrt(6), rel=1e-6)
+    assert set(table["by_config_type"]) == {"fcc", "bcc", "sc", "hcp"}
+    assert table["by_config_type"]["sc"]["n_atoms"] == n[2]
+    text = format_table(table, "demo")
+    assert "energy (meV/atom)" in text and "stress (GPa)" in text and "overall" in text
