@@ -587,6 +587,8 @@ def test_calculator_and_cli(tmp_path, capsys):
     assert run("convert", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "ref.yaml"),
                "--reference-energy") == 0
     assert run("export", str(tmp_path / "missing.yace"), "-o", str(tmp_path / "x.yace")) == 1
+    from ace.cli import main  # registered in the ace command
+    assert main(["convert", str(tmp_path / "p.yace"), "-o", str(tmp_path / "again.yace")]) == 0
     capsys.readouterr()
 
     atoms = structures(["Al", "Ni"], seed=4, dmin=1.9)[0]

@@ -1,4 +1,5 @@
-"""The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``.
+"""The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``,
+``ace export`` and ``ace convert`` (PACE .yace/.yaml).
 
 ``main()`` only parses; each subcommand lives in its own module with ``add_arguments(parser)``
 and ``run(args) -> exit code``. Expected failures (bad config, bad data, bad potential file)
@@ -11,17 +12,17 @@ import sys
 
 from ace import __version__
 
-COMMANDS = ("fit", "evaluate", "info", "demo")
+COMMANDS = ("fit", "evaluate", "info", "demo", "export", "convert")
 
 
 def build_parser():
-    from ace.cli import demo, evaluate, fit, info
+    from ace.cli import convert, demo, evaluate, export, fit, info
 
     parser = argparse.ArgumentParser(
         prog="ace", description="Atomic Cluster Expansion potentials: fit, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"ace {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in zip(COMMANDS, (fit, evaluate, info, demo)):
+    for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert)):
         doc = (module.__doc__ or "").strip()
         sub = commands.add_parser(name, help=doc.splitlines()[0] if doc else None,
                                   description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
