@@ -149,11 +149,7 @@ def _check_exportable(pot, kind):
         raise PaceExportError("PACE would evaluate this potential differently: "
                               + "; ".join(differences))
     if kind == "yaml":
-        for (i, j), b in sorted(pot.bonds.items()):
-            if i < j and not _same_bond(b, pot.bonds[(j, i)]):
-                raise PaceExportError(f"bonds {el[i]}-{el[j]} and {el[j]}-{el[i]} differ: a PACE "
-                                      f".yaml (B-basis) needs symmetric bonds (export .yace "
-                                      f"instead)")
+        _pair_bonds(pot, _blocks(pot))  # raises for asymmetric bonds
 
 
 def _same_bond(a, b):
@@ -288,23 +284,33 @@ def _blocks(pot):
     return blocks
 
 
-def _padded_pair_bonds(pot, blocks):
-    """Bond per unordered pair {i, j}, zero-padded to what the blocks' functions need.
+def _pair_bonds(pot, blocks):
+    """Bonds of the 2-species blocks "Ei Ej" to write, {(i, j): bond}, zero-padded.
 
-    Pairs whose bond is PACE's default one (ABSENT_BOND) and that no function uses are left
-    out, as pacemaker leaves them out.
+    A direction whose bond is PACE's default (ABSENT_BOND) and that no function uses gets no
+    block (pacemaker writes none, and PACE then uses that default). Otherwise both directions
+    are written with the same bond, which PACE requires to be identical for A-B and B-A; it is
+    zero-padded where a block's functions need more radial functions than the pair bond has
+    (PACE checks the functions of a 2-species block against its bond; padding is never used).
     """
     n_el = len(pot.elements)
     used = {(f.mu0, mu) for f in pot.functions for mu in f.mus}
-    bonds = {}
+    out = {}
     for i in range(n_el):
         for j in range(i + 1, n_el):
-            b = pot.bonds[(i, j)]
-            if _is_absent(b) and not {(i, j), (j, i)} & used:
+            directions = [d for d in ((i, j), (j, i))
+                          if d in used or not _is_absent(pot.bonds[d])]
+            if not directions:
                 continue
+            b = pot.bonds[directions[0]]
+            if len(directions) == 2 and not _same_bond(b, pot.bonds[directions[1]]):
+                el = pot.elements
+                raise PaceExportError(f"bonds {el[i]}-{el[j]} and {el[j]}-{el[i]} differ: a "
+                                      f"PACE .yaml (B-basis) needs symmetric bonds (export "
+                                      f".yace instead)")
             nradbase, nradmax, lmax = b.nradbase, b.nradmax, b.lmax
-            for key in ((i, (j,)), (j, (i,))):
-                for k in blocks.get(key, []):
+            for a, c in directions:
+                for k in blocks.get((a, (c,)), []):
                     f = pot.functions[k]
                     if f.rank == 1:
                         nradbase = max(nradbase, f.ns[0] + 1)
@@ -313,10 +319,11 @@ def _padded_pair_bonds(pot, blocks):
                         lmax = max(lmax, max(f.ls))
             crad = np.zeros((nradmax, lmax + 1, nradbase))
             crad[:b.nradmax, :b.lmax + 1, :b.nradbase] = b.crad
-            bonds[(i, j)] = Bond(b.radbase, list(b.radparameters), b.rcut, b.dcut, nradbase,
-                                 nradmax, lmax, crad, b.r_in, b.delta_in, b.inner_cutoff_type,
-                                 b.core_repulsion)
-    return bonds
+            padded = Bond(b.radbase, list(b.radparameters), b.rcut, b.dcut, nradbase, nradmax,
+                          lmax, crad, b.r_in, b.delta_in, b.inner_cutoff_type, b.core_repulsion)
+            for d in directions:
+                out[d] = padded
+    return out
 
 
 def _bond_lines(b):
@@ -354,7 +361,7 @@ def pace_yaml_text(pot, delta_spline_bins=DEFAULT_DELTA_SPLINE_BINS):
     el = pot.elements
     n_el = len(el)
     blocks = _blocks(pot)
-    pair_bonds = _padded_pair_bonds(pot, blocks)
+    pair_bonds = _pair_bonds(pot, blocks)
     metadata, auxdata = _yaml_metadata(pot)
     lines = []
     if metadata:
@@ -380,13 +387,11 @@ def pace_yaml_text(pot, delta_spline_bins=DEFAULT_DELTA_SPLINE_BINS):
                   f"    rho_core_cut: {_num(emb.rho_core_cut)}",
                   f"    drho_core_cut: {_num(emb.drho_core_cut)}"]
         lines += _bond_lines(pot.bonds[(i, i)]) + nbody((i, ()))
-    for i in range(n_el):  # 2-species blocks "A B" and "B A", both with the bond
+    for i in range(n_el):  # 2-species blocks "A B" and "B A", each with the bond
         for j in range(n_el):
-            pair = (min(i, j), max(i, j))
-            if i == j or pair not in pair_bonds:
-                continue
-            lines.append(f"  - speciesblock: {el[i]} {el[j]}")
-            lines += _bond_lines(pair_bonds[pair]) + nbody((i, (j,)))
+            if (i, j) in pair_bonds:
+                lines.append(f"  - speciesblock: {el[i]} {el[j]}")
+                lines += _bond_lines(pair_bonds[(i, j)]) + nbody((i, (j,)))
     for (mu0, others), members in sorted(blocks.items()):  # 3+ species: functions only
         if len(others) < 2:
             continue

@@ -294,7 +294,8 @@ def taper_clusters(elements, rcut, dcut, seed, n_clusters=12):
 
 
 def test_pacemaker_potential_without_pair_blocks(tmp_path):
-    """UNARY-only functions: pacemaker writes no 'Al Ni' blocks and PACE ignores Al-Ni pairs."""
+    """Pairs without a block (UNARY-only functions; or only "Al Ni" without "Ni Al"): PACE
+    gives them its default bond, which contributes nothing; so do we, and export keeps them out."""
     config = {"deltaSplineBins": 0.001, "elements": ["Al", "Ni"],
               "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1,
                                      "fs_parameters": [1.0, 1.0]}},
@@ -313,6 +314,22 @@ def test_pacemaker_potential_without_pair_blocks(tmp_path):
     assert "speciesblock: Al Ni" not in (tmp_path / "out.yaml").read_text()
     export_yace(pot, tmp_path / "out.yace")  # a .yace names every pair: PACE's default bond
     for path in ("out.yaml", "out.yace"):
+        assert_agree(differences(pyace_calculator(tmp_path / path), ours, atoms_list))
+
+    # only the block "Al Ni" (bond Al-Ni): PACE uses its default bond for Ni-Al
+    bconf = pyace_config(["Al", "Ni"], ((4, 3, 2), (0, 2, 1)), dcut=0.2, inner="distance", seed=3)
+    bconf.save(os.fspath(tmp_path / "full.yaml"))
+    blocks = (tmp_path / "full.yaml").read_text().split("  - speciesblock: ")
+    (tmp_path / "one.yaml").write_text("  - speciesblock: ".join(
+        block for block in blocks if not block.startswith("Ni Al")))
+    pot = load_pace(tmp_path / "one.yaml")
+    assert pot.bonds[(1, 0)].rcut == 1.0 and pot.bonds[(0, 1)].rcut == 5.0
+    ours = ACECalculator(pot)
+    export_pace_yaml(pot, tmp_path / "one_out.yaml")
+    assert "speciesblock: Ni Al" not in (tmp_path / "one_out.yaml").read_text()
+    export_yace(pot, tmp_path / "one_out.yace")
+    atoms_list = structures(["Al", "Ni"], seed=3, dmin=1.6)
+    for path in ("one.yaml", "one_out.yaml", "one_out.yace"):
         assert_agree(differences(pyace_calculator(tmp_path / path), ours, atoms_list))
 
 
