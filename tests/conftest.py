@@ -86,6 +86,27 @@ def random_potential(elements=("Cu",), radbase="ChebExpCos", npot="FinnisSinclai
     return ACEPotential.from_basis(basis, coefficients, e0=e0, min_distance=min_distance)
 
 
+def mixed_potential(inner=None, seed=0):
+    """Cu-Ni with per-pair bonds (each its own cutoff, radial family and inner cutoff) and
+    per-element embeddings (Cu: shifted-scaled FS with 2 densities, Ni: FS with 1)."""
+    d = potential_dict(("Cu", "Ni"), "ChebExpCos", "FinnisSinclairShiftedScaled", 2, 3, inner)
+    d["bonds"]["CuNi"] = {"rcut": 4.0, "radbase": "SBessel", "radparameters": [1.0], "dcut": 0.2}
+    d["bonds"]["Ni"] = {"rcut": 3.7, "radbase": "ChebPow", "radparameters": [2.0]}
+    if inner in ("distance", "zbl"):
+        d["bonds"]["Ni"].update(r_in=2.4, delta_in=0.3)
+    d["embeddings"]["Ni"] = {"npot": "FinnisSinclair", "ndensity": 1, "fs_parameters": [1.0, 1.0]}
+    rng = np.random.default_rng(seed)
+    basis = build_basis(d)
+    for (i, j), bond in basis.bonds.items():
+        if i <= j:
+            bond.crad = bond.crad + 0.3 * rng.standard_normal(bond.crad.shape)
+            basis.bonds[(j, i)].crad = bond.crad.copy()
+    ranks = np.array([f.rank for f in basis.functions])
+    coefficients = 0.3 * rng.standard_normal((basis.n_functions, 2)) / 3.0 ** (ranks - 1)[:, None]
+    coefficients[[f.mu0 == 1 for f in basis.functions], 1] = 0.0  # Ni has one density
+    return ACEPotential.from_basis(basis, coefficients, e0=rng.standard_normal(2))
+
+
 def clone(potential, coefficients=None):
     """An independent copy (without a file round trip), optionally with new coefficients."""
     pot = potential
