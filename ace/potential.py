@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 from ase.data import atomic_numbers
 
+from ace.basis.coupling import valid_intermediates
 from ace.basis.model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_FAMILIES, BFunction, Bond,
                              Embedding)
 
@@ -214,6 +215,8 @@ def _potential_from_dict(cls, data):
     if data.get("format") != FORMAT_NAME:
         raise PotentialFileError(f"{where}: 'format' must be '{FORMAT_NAME}'")
     version = _require(data, "format_version", int, where)
+    if isinstance(version, bool) or version < 1:
+        raise PotentialFileError(f"{where}: format_version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise PotentialFileError(f"{where}: format_version {version} is newer than this ace "
                                  f"({FORMAT_VERSION}); upgrade ace")
@@ -235,6 +238,8 @@ def _potential_from_dict(cls, data):
     bonds = {}
     for b in _require(data, "bonds", list, where):
         pair = tuple(index[e] if e in index else _unknown(e, where) for e in b["pair"])
+        if pair in bonds:
+            raise PotentialFileError(f"{where}: bond {b['pair']} is given twice")
         crad = np.array(b["crad"], dtype=float)
         shape = (int(b["nradmax"]), int(b["lmax"]) + 1, int(b["nradbase"]))
         if crad.size == 0 and 0 in shape:  # an empty nested list loses its inner shape
@@ -250,6 +255,9 @@ def _potential_from_dict(cls, data):
     ndmax = max((e.ndensity for e in embeddings.values()), default=1)
     for row in _require(data, "functions", list, where):
         mu0, mus, ns, ls, LS, coef = row
+        if not all(isinstance(x, int) and not isinstance(x, bool)
+                   for x in [mu0, *mus, *ns, *ls, *LS]):
+            raise PotentialFileError(f"{where}: function {row[:5]}: indices must be integers")
         functions.append(BFunction(int(mu0), tuple(mus), tuple(ns), tuple(ls), tuple(LS)))
         if len(coef) != embeddings[int(mu0)].ndensity:
             raise PotentialFileError(f"{where}: function {row[:5]} has {len(coef)} coefficients, "
@@ -283,6 +291,8 @@ def _validate(pot):
         if emb.npot not in EMBEDDINGS:
             raise PotentialFileError(f"{where}: element {pot.elements[i]}: unknown embedding "
                                      f"'{emb.npot}' (known: {', '.join(EMBEDDINGS)})")
+        if not np.all(np.isfinite(emb.fs_parameters)):
+            raise PotentialFileError(f"{where}: element {pot.elements[i]}: fs_parameters must be finite")
         if emb.ndensity < 1 or len(emb.fs_parameters) != 2 * emb.ndensity:
             raise PotentialFileError(f"{where}: element {pot.elements[i]}: fs_parameters must have "
                                      f"2 * ndensity = {2 * emb.ndensity} entries")
@@ -302,6 +312,14 @@ def _validate(pot):
             raise PotentialFileError(f"{name}: unknown inner_cutoff_type '{b.inner_cutoff_type}'")
         if not (b.rcut > 0 and np.isfinite(b.rcut)):
             raise PotentialFileError(f"{name}: rcut must be positive and finite, got {b.rcut}")
+        if len(b.radparameters) < 1 or not np.all(np.isfinite(b.radparameters)):
+            raise PotentialFileError(f"{name}: radparameters must hold at least one finite value")
+        if not (b.dcut >= 0 and b.r_in >= 0 and b.delta_in >= 0
+                and np.all(np.isfinite([b.dcut, b.r_in, b.delta_in]))):
+            raise PotentialFileError(f"{name}: dcut, r_in and delta_in must be finite and >= 0")
+        if len(b.core_repulsion) != 2 or not np.all(np.isfinite(b.core_repulsion)):
+            raise PotentialFileError(f"{name}: core_repulsion must be two finite numbers "
+                                     "[prefactor, lambda]")
         if not np.all(np.isfinite(b.crad)):
             raise PotentialFileError(f"{name}: crad contains NaN or inf")
         if b.nradbase < 1 or b.nradmax < 0 or b.lmax < 0:
@@ -310,6 +328,8 @@ def _validate(pot):
         _validate_function(pot, f)
     if any(pot.functions[k].mu0 > pot.functions[k + 1].mu0 for k in range(len(pot.functions) - 1)):
         raise PotentialFileError(f"{where}: functions must be sorted by central element")
+    if not (np.isfinite(pot.min_distance) and pot.min_distance >= 0):
+        raise PotentialFileError(f"{where}: min_distance must be finite and >= 0")
     if not np.all(np.isfinite(pot.coefficients)):
         raise PotentialFileError(f"{where}: coefficients contain NaN or inf")
     if pot.e0.shape != (n_el,) or not np.all(np.isfinite(pot.e0)):
@@ -328,6 +348,8 @@ def _validate_function(pot, f):
         bad = f"needs {max(rank - 2, 0)} intermediate couplings LS"
     elif sum(f.ls) % 2:
         bad = "sum of l must be even"
+    elif rank > 1 and tuple(f.LS) not in valid_intermediates(f.ls):
+        bad = f"LS={tuple(f.LS)} is not a valid coupling of ls={tuple(f.ls)}"
     elif rank == 1:
         if f.ls[0] != 0 or not 0 <= f.ns[0] < pot.bonds[(f.mu0, f.mus[0])].nradbase:
             bad = "rank-1 function needs l = 0 and n < nradbase"

@@ -379,10 +379,8 @@ VALIDATION_GAPS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: ace.potential._validate does not check these "
-                   "fields; the file loads and fails (or differs) only when evaluated")
 @pytest.mark.parametrize("edit, message", VALIDATION_GAPS.values(), ids=VALIDATION_GAPS)
-def test_invalid_content_is_refused_gaps(saved, edit, message):
+def test_invalid_content_is_refused_on_load(saved, edit, message):
     data = yaml.load(body_of(saved), Loader=LOADER)
     edit(data)
     write_data(saved, data)
