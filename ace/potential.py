@@ -84,8 +84,7 @@ class ACEPotential:
 
     @property
     def has_core_repulsion(self):
-        if self.inner_cutoff_type == "zbl":
-            return True
+        """True if some bond has a nonzero core-repulsion prefactor (ZBL or exponential)."""
         return any(b.core_repulsion[0] != 0 for b in self.bonds.values())
 
     def counts(self):
