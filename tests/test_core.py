@@ -425,11 +425,8 @@ def test_core_repulsion_is_finite_and_repulsive(inner, r_max):
     check_forces(atoms)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: ACEPotential.has_core_repulsion is True for every zbl potential, also when the "
-    "ZBL prefactor (core-repulsion[0]) is 0 and there is no repulsion at all, so min_distance "
-    "is not enforced: a Cu dimer at 0.5, 1.0 and 1.5 Å gets the same energy and zero forces"))
 def test_zbl_without_prefactor_is_not_core_repulsion():
+    """A ZBL inner cutoff with prefactor 0 repels nothing: min_distance still applies."""
     pot = random_potential(CU, ndensity=1, orders=2, inner="zbl", seed=1, min_distance=2.0)
     for bond in pot.bonds.values():
         bond.core_repulsion = (0.0, 1.0)

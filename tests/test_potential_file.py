@@ -360,8 +360,8 @@ def fractional_index(data):
 
 NAN = float("nan")
 
-# Files that load today but should not: each reaches the evaluator and gives NaN, an error
-# that is not a PotentialFileError, or a silently different potential.
+# Fields whose damage would otherwise only show in the evaluator (NaN, an error that is not a
+# PotentialFileError) or give a silently different potential.
 VALIDATION_GAPS = {
     "format_version_zero": (set_key("format_version", 0), "format_version"),
     "format_version_bool": (set_key("format_version", True), "format_version"),
