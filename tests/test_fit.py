@@ -125,6 +125,15 @@ def test_chunking_does_not_change_the_normal_equations(basis, recovery_data):
                                    atol=1e-12 * np.abs(big.terms[t]["gram"]).max())
         np.testing.assert_allclose(small.terms[t]["rhs"], big.terms[t]["rhs"], rtol=1e-12)
         assert small.terms[t]["rows"] == big.terms[t]["rows"]
+    # accumulating in parts (the cross-validation folds) and adding them up gives the same
+    parts = np.arange(len(data)) % 3
+    folds = normal_equations(pot, data, w, None, 1, chunk_rows=64, parts=parts)
+    assert len(folds) == 3
+    assert folds[1].terms["energy"]["rows"] == np.sum(parts == 1)
+    total = folds[0] + folds[1] + folds[2]
+    for t in big.present:
+        np.testing.assert_allclose(total.terms[t]["gram"], big.terms[t]["gram"], rtol=1e-10,
+                                   atol=1e-12 * np.abs(big.terms[t]["gram"]).max())
     # the energy rows are per atom, with one E0 column per element counting atoms / N = 1
     assert big.terms["energy"]["rows"] == len(data)
     assert big.terms["forces"]["rows"] == 3 * data.total_atoms
@@ -167,6 +176,33 @@ def test_ridge_is_scale_free_and_leaves_e0_unpenalised():
     np.testing.assert_allclose(params[neq.n_functions:], e0, rtol=1e-8)
 
 
+def test_cross_validation_errors_match_explicit_refits():
+    """The held-out RMSE from fold normal equations equals refitting on the other folds and
+    predicting the held-out rows explicitly."""
+    from ace.fit.linear import CrossValidation
+
+    rng = np.random.default_rng(7)
+    blocks = []
+    for k in range(3):
+        A = rng.normal(size=(30, 9))
+        y = A @ rng.normal(size=9) + 0.1 * rng.normal(size=30)
+        blocks.append((A, y))
+    folds = [NormalEquations({"energy": {"gram": A.T @ A, "rhs": A.T @ y, "yy": y @ y,
+                                         "rows": len(y), "weight": len(y)}}, 8, 1)
+             for A, y in blocks]
+    cv = CrossValidation(folds, range(3))
+    cv.evaluate([(0.0, 0.0, 1e-3)])
+    sse = 0.0
+    for k, (A_k, y_k) in enumerate(blocks):
+        A = np.vstack([b[0] for j, b in enumerate(blocks) if j != k])
+        y = np.concatenate([b[1] for j, b in enumerate(blocks) if j != k])
+        neq = NormalEquations({"energy": {"gram": A.T @ A, "rhs": A.T @ y, "yy": y @ y,
+                                          "rows": len(y), "weight": len(y)}}, 8, 1)
+        params = RidgeSystem(*neq.combined({}), 8, 1).solve(1e-3)
+        sse += np.sum((A_k @ params - y_k) ** 2)
+    assert cv.results[(0.0, 0.0, 1e-3)]["energy"] == pytest.approx(np.sqrt(sse / 90), rel=1e-9)
+
+
 def test_gcv_prefers_more_regularisation_for_noisier_data():
     rng = np.random.default_rng(4)
     A = rng.normal(size=(60, 40))
@@ -194,11 +230,15 @@ def test_automatic_choice_fits_noisy_data(basis, recovery_data):
     fit = fit_linear(ACEPotential.from_basis(basis), noisy, LossSettings(), num_threads=1,
                      log=logs.append)
     report = fit.report
-    assert report["method"] == "validation" and report["n_validation_structures"] >= 1
+    assert report["method"] == "cv" and report["n_validation_structures"] == len(noisy)
     assert 0 < report["l2"] <= 1 and report["weights"]["forces"] > 0
-    assert any("validation choice" in line for line in logs)
+    assert any("chosen by cross-validation" in line for line in logs)
     table = evaluate(fit.potential, data, num_threads=1)
     assert table["overall"]["forces_rmse"] < 0.1 * np.abs(data.forces).std()
+    split = fit_linear(ACEPotential.from_basis(basis), noisy, LossSettings(method="validation"),
+                       num_threads=1)
+    assert split.report["method"] == "validation"
+    assert 0 < split.report["n_validation_structures"] < len(noisy)
     gcv = fit_linear(ACEPotential.from_basis(basis), noisy, LossSettings(method="gcv"),
                      num_threads=1)
     assert gcv.report["method"] == "gcv" and np.isfinite(gcv.potential.coefficients).all()

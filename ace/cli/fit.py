@@ -94,7 +94,7 @@ def print_dry_run(config, train, potential, info):
     n_terms = 2 + int(train.has_stress.any())
     estimate = memory_estimate(
         potential.n_functions + (len(config.elements) if config.loss.e0 == "auto" else 0),
-        n_terms, config.loss.needs_validation, config.chunk_rows, int(train.n_atoms.max()),
+        n_terms, config.loss.n_parts(len(train)), config.chunk_rows, int(train.n_atoms.max()),
         potential.n_functions, _threads(config))
     print(f"basis size: {potential.n_functions} functions")
     for element, counts in info["counts"].items():

@@ -39,9 +39,11 @@ Every key (relative paths are relative to the config file)::
       energy_min_weight: 0.01
     regularisation:
       l2: auto                        # relative ridge strength, or a number
-      method: validation              # or gcv
-      validation_fraction: 0.1
-      seed: 0
+      method: cv                      # how "auto" weights and l2 are chosen: cv (k-fold
+                                      # cross-validation), validation (one split), gcv
+      folds: 5                        # for cv
+      validation_fraction: 0.1        # for validation
+      seed: 0                         # of the random folds / split
     fit:
       num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
@@ -54,8 +56,9 @@ The defaults and why:
 * Basis size from the data: about one function per 12 observations (energies + force
   components + stress components), between 16 and 2000 per element, taken from a pool of
   correlation orders up to 5 in pacemaker's "power order" (low radial and angular degree first).
-* Force/stress weights and ridge strength: chosen on a held-out validation split
-  (``ace.fit.linear.select_by_validation``).
+* Force/stress weights and ridge strength: chosen by 5-fold cross-validation on the training
+  data (``ace.fit.linear.select_hyperparameters``): every candidate costs one small solve per
+  fold, as each fold keeps its own normal equations.
 * ZBL core repulsion (a universal screened Coulomb repulsion) blended in below the shortest
   interatomic distance of the training data, so atoms pushed closer than anything seen repel,
   while the data region is untouched.
@@ -85,7 +88,7 @@ TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "
 DATA_KEYS = {"train", "test", "keys"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
-REGULARISATION_KEYS = {"l2", "method", "validation_fraction", "seed"}
+REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
 FIT_KEYS = {"num_threads", "chunk_rows", "progress"}
 
 

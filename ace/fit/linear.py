@@ -34,12 +34,11 @@ import numpy as np
 import scipy.linalg
 
 TERMS = ("energy", "forces", "stress")
-L2_GRID = tuple(10.0 ** k for k in range(-12, 1))  # relative ridge strengths tried
-FORCES_GRID = tuple(10.0 ** (k / 2) for k in range(-8, 3))  # 1e-4 .. 10
-STRESS_GRID = tuple(10.0 ** k for k in range(-3, 2))  # 1e-3 .. 10
-DEFAULT_FORCES_WEIGHT = 0.1  # used when lambda is chosen by GCV and tau_F is not given
+L2_GRID = tuple(10.0 ** k for k in range(-12, 1))  # relative ridge strengths tried by GCV
+DEFAULT_FORCES_WEIGHT = 0.01  # used when tau_F is not chosen by (cross-)validation
 DEFAULT_STRESS_WEIGHT = 0.1
 DEFAULT_CHUNK_ROWS = 4096
+METHODS = ("cv", "validation", "gcv")
 RANK_TOLERANCE = 1e-12  # eigenvalues of the standardised Gram below this x the largest: rank loss
 
 
@@ -53,8 +52,9 @@ class LossSettings:
         atom (after a linear composition reference) get weight exp(-dE / kT), at least
         ``energy_min_weight``. None: off.
     l2: lambda (relative ridge strength), or "auto".
-    method: "validation" (tau and lambda on a held-out split) or "gcv" (lambda by generalised
-        cross-validation; tau_F, tau_S fixed, "auto" meaning the defaults).
+    method: how "auto" values are chosen: "cv" (``folds``-fold cross-validation, the default),
+        "validation" (one held-out split of ``validation_fraction``) or "gcv" (lambda by
+        generalised cross-validation; tau_F, tau_S fixed, "auto" meaning the defaults).
     e0: "auto" (fitted with the coefficients) or {element: eV}.
     """
 
@@ -64,7 +64,8 @@ class LossSettings:
     energy_kT: float | None = None
     energy_min_weight: float = 0.01
     l2: float | str = "auto"
-    method: str = "validation"
+    method: str = "cv"
+    folds: int = 5
     validation_fraction: float = 0.1
     seed: int = 0
     e0: str | dict = "auto"
@@ -74,8 +75,10 @@ class LossSettings:
             value = getattr(self, name)
             if value != "auto" and not (isinstance(value, (int, float)) and value >= 0):
                 raise ValueError(f"{name}: expected 'auto' or a number >= 0, got {value!r}")
-        if self.method not in ("validation", "gcv"):
-            raise ValueError(f"method: expected 'validation' or 'gcv', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {list(METHODS)}, got {self.method!r}")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ValueError(f"folds: expected an integer >= 2, got {self.folds!r}")
         if self.e0 != "auto" and not isinstance(self.e0, dict):
             raise ValueError(f"e0: expected 'auto' or a mapping element -> eV, got {self.e0!r}")
         if not 0 < self.validation_fraction < 1:
@@ -85,7 +88,13 @@ class LossSettings:
 
     @property
     def needs_validation(self):
-        return self.method == "validation" and "auto" in (self.forces, self.stress, self.l2)
+        return self.method != "gcv" and "auto" in (self.forces, self.stress, self.l2)
+
+    def n_parts(self, n_structures):
+        """Number of parts the training data are accumulated in (1: no validation)."""
+        if not self.needs_validation or n_structures < 4:
+            return 1
+        return min(self.folds, n_structures) if self.method == "cv" else 2
 
 
 @dataclass
@@ -130,13 +139,13 @@ def structure_weights(dataset, settings, elements):
 class _TermAccumulator:
     """Normal equations of one loss term, accumulated in chunks of rows (BLAS syrk)."""
 
-    def __init__(self, n_params, chunk_rows):
+    def __init__(self, n_params, buffer):
         self.gram = np.zeros((n_params, n_params), order="F")  # upper triangle until finish()
         self.rhs = np.zeros(n_params)
         self.yy = 0.0
         self.rows = 0
         self.weight = 0.0
-        self._buffer = np.empty((chunk_rows, n_params))
+        self._buffer = buffer  # [chunk_rows, n_params] scratch, may be shared sequentially
         self._used = 0
 
     def add(self, a, y, w):
@@ -201,6 +210,10 @@ class NormalEquations:
                 terms[t] = {k: a[k] + b[k] for k in a}
         return NormalEquations(terms, self.n_functions, self.n_e0)
 
+    def __sub__(self, other):
+        negated = {t: {k: -v for k, v in d.items()} for t, d in other.terms.items()}
+        return self + NormalEquations(negated, other.n_functions, other.n_e0)
+
     @property
     def present(self):
         return [t for t in TERMS if t in self.terms and self.terms[t]["weight"] > 0]
@@ -247,59 +260,91 @@ def check_linear(potential):
 
 
 def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
-                     chunk_rows=DEFAULT_CHUNK_ROWS, progress=None):
+                     chunk_rows=DEFAULT_CHUNK_ROWS, progress=None, parts=None):
     """Accumulate the normal equations of ``dataset`` for the linear ACE model ``potential``.
 
     ``weights`` [n_s]: structure weights. ``e0``: None to fit E0 (extra columns counting the
     atoms of each element), else [n_elements] fixed reference energies subtracted from the
     targets. The core-repulsion part of the model (if any) is subtracted from the targets.
+    ``parts`` [n_s] (optional): an integer part per structure; then a list of NormalEquations,
+    one per part (0..max), is returned (the row buffers are shared, parts are done in turn).
     """
-    from ace.evaluator import Evaluator, Structure
+    from ace.evaluator import Evaluator
 
     check_linear(potential)
     dataset.check_elements(potential.elements)
     nf, n_el = potential.n_functions, len(potential.elements)
     ne = n_el if e0 is None else 0
-    p = nf + ne
     evaluator = Evaluator(potential)
     offset = Evaluator(zero_potential(potential)) if potential.has_core_repulsion else None
-    counts = dataset.counts(potential.elements)
-    e0_fixed = np.zeros(n_el) if e0 is None else np.asarray(e0, dtype=float)
-    has_forces, has_stress, volumes = dataset.has_forces, dataset.has_stress, dataset.volumes
-    acc = {t: _TermAccumulator(p, max(1, chunk_rows) if t == "forces" else 256) for t in TERMS}
-    structures = range(len(dataset))
+    context = {
+        "potential": potential, "dataset": dataset, "evaluator": evaluator, "offset": offset,
+        "counts": dataset.counts(potential.elements), "num_threads": num_threads, "ne": ne,
+        "e0": np.zeros(n_el) if e0 is None else np.asarray(e0, dtype=float),
+        "has_forces": dataset.has_forces, "has_stress": dataset.has_stress,
+        "volumes": dataset.volumes,
+    }
+    buffers = {t: np.empty((max(1, chunk_rows) if t == "forces" else 256, nf + ne)) for t in TERMS}
+    part_of = np.zeros(len(dataset), dtype=np.int64) if parts is None else np.asarray(parts)
+    n_parts = int(part_of.max()) + 1 if len(part_of) else 1
+    order = np.argsort(part_of, kind="stable")
     if progress is not None:
-        structures = progress(structures, "design rows")
-    for s in structures:
-        w = weights[s]
-        if w == 0:
-            continue
-        sl = dataset.atom_slice(s)
-        n = sl.stop - sl.start
-        structure = Structure(potential, dataset.numbers[sl], dataset.positions[sl],
-                              dataset.cells[s], dataset.pbc[s])
-        try:
-            nl = evaluator.neighbours(structure, num_threads)
-            rows = evaluator.design_rows(structure, num_threads, neighbour_list=nl)
-            fixed = offset.compute(structure, num_threads, neighbour_list=nl) if offset else None
-        except (ValueError, FloatingPointError) as exc:
-            raise ValueError(f"{dataset.names[s]}: {exc}") from exc
-        energy = dataset.energy[s] - counts[s] @ e0_fixed - (fixed.energy if fixed else 0.0)
-        a = np.concatenate([rows.energy, counts[s]]) if ne else rows.energy
-        acc["energy"].add(a[None, :] / n, np.array([energy / n]), w)
-        if has_forces[s]:
-            target = dataset.forces[sl] - (fixed.forces if fixed else 0.0)
-            acc["forces"].add(rows.forces.reshape(3 * n, nf), target.reshape(-1), w)
-        if has_stress[s] and volumes[s] > 0:
-            d = rows.strain_derivative
-            a = (0.5 * (d + d.transpose(1, 0, 2)) / volumes[s]).reshape(9, nf)
-            target = dataset.stress[s]
-            if fixed:
-                fd = fixed.strain_derivative
-                target = target - 0.5 * (fd + fd.T) / volumes[s]
-            acc["stress"].add(a, target.reshape(-1), w)
-    terms = {t: acc[t].finish() for t in TERMS}
+        order = progress(order, "design rows")
+    results, acc, current = [], None, -1
+    for s in order:
+        while current < part_of[s]:
+            if acc is not None:
+                results.append(_finish(acc, nf, ne))
+            acc = {t: _TermAccumulator(nf + ne, buffers[t]) for t in TERMS}
+            current += 1
+        if weights[s] != 0:
+            _add_structure(context, acc, s, weights[s])
+    while len(results) < n_parts:
+        if acc is None:
+            acc = {t: _TermAccumulator(nf + ne, buffers[t]) for t in TERMS}
+        results.append(_finish(acc, nf, ne))
+        acc = None
+    return results[0] if parts is None else results
+
+
+def _finish(acc, nf, ne):
+    terms = {t: a.finish() for t, a in acc.items()}
     return NormalEquations({t: v for t, v in terms.items() if v["rows"]}, nf, ne)
+
+
+def _add_structure(ctx, acc, s, w):
+    """Add the energy, force and stress rows of structure ``s`` with weight ``w``."""
+    from ace.evaluator import Structure
+
+    data, potential = ctx["dataset"], ctx["potential"]
+    sl = data.atom_slice(s)
+    n = sl.stop - sl.start
+    nf = potential.n_functions
+    structure = Structure(potential, data.numbers[sl], data.positions[sl], data.cells[s],
+                          data.pbc[s])
+    try:
+        nl = ctx["evaluator"].neighbours(structure, ctx["num_threads"])
+        rows = ctx["evaluator"].design_rows(structure, ctx["num_threads"], neighbour_list=nl)
+        fixed = ctx["offset"].compute(structure, ctx["num_threads"], neighbour_list=nl) \
+            if ctx["offset"] else None
+    except (ValueError, FloatingPointError) as exc:
+        raise ValueError(f"{data.names[s]}: {exc}") from exc
+    counts = ctx["counts"][s]
+    energy = data.energy[s] - counts @ ctx["e0"] - (fixed.energy if fixed else 0.0)
+    a = np.concatenate([rows.energy, counts]) if ctx["ne"] else rows.energy
+    acc["energy"].add(a[None, :] / n, np.array([energy / n]), w)
+    if ctx["has_forces"][s]:
+        target = data.forces[sl] - (fixed.forces if fixed else 0.0)
+        acc["forces"].add(rows.forces.reshape(3 * n, nf), target.reshape(-1), w)
+    volume = ctx["volumes"][s]
+    if ctx["has_stress"][s] and volume > 0:
+        d = rows.strain_derivative
+        a = (0.5 * (d + d.transpose(1, 0, 2)) / volume).reshape(9, nf)
+        target = data.stress[s]
+        if fixed:
+            fd = fixed.strain_derivative
+            target = target - 0.5 * (fd + fd.T) / volume
+        acc["stress"].add(a, target.reshape(-1), w)
 
 
 # ---------------------------------------------------------------------- the ridge solve
@@ -388,57 +433,96 @@ def _tau(forces, stress):
     return {"energy": 1.0, "forces": forces, "stress": stress}
 
 
-def _validation_scores(system, val, l2_values, terms):
-    """Validation RMSE per term for each l2 (rows) -> dict term -> [n_l2]."""
-    params = np.array([system.solve(l2) for l2 in l2_values])
-    return {t: np.sqrt(val.mse(t, params)) for t in terms}
+class CrossValidation:
+    """Validation errors of candidate (tau_F, tau_S, lambda) from per-fold normal equations.
 
-
-def select_by_validation(train, val, settings, log=None):
-    """Choose tau_F, tau_S and lambda on the validation normal equations.
-
-    Every candidate's validation RMSE per term is divided by the best RMSE of that term among
-    the candidates; the candidate with the smallest sum of these ratios wins (a scale-free
-    balance of energy, force and stress accuracy). tau_F is searched first (with tau_S at its
-    default), then tau_S.
+    ``folds``: NormalEquations of disjoint parts of the training data; ``validate``: the indices
+    of the folds that are held out in turn (all of them for K-fold cross-validation, the last
+    one for a single validation split). For a held-out fold k the model is solved on the sum of
+    the other folds and its error on fold k comes from fold k's own normal equations, so no
+    design rows are needed again. The RMSE of each term is pooled over the held-out folds.
     """
-    terms = [t for t in val.present if t in train.present]
-    l2_values = L2_GRID if settings.l2 == "auto" else (float(settings.l2),)
-    has = {t: t in train.present for t in TERMS}
-    forces_grid = (FORCES_GRID if settings.forces == "auto" else (float(settings.forces),)) \
-        if has["forces"] else (0.0,)
-    stress_fixed = DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)
-    stress_grid = (STRESS_GRID if settings.stress == "auto" else (stress_fixed,)) \
-        if has["stress"] else (0.0,)
-    table = []
 
-    def run(candidates):
+    def __init__(self, folds, validate):
+        self.folds = folds
+        self.validate = list(validate)
+        self.total = folds[0]
+        for fold in folds[1:]:
+            self.total = self.total + fold
+        self.terms = [t for t in self.total.present
+                      if all(t in folds[k].present for k in self.validate)]
+        self.results = {}  # (forces, stress, l2) -> {term: rmse}
+
+    def evaluate(self, candidates):
+        """Validation RMSE per term of each (forces, stress, l2) candidate (cached)."""
+        todo = {}
+        for forces, stress, l2 in candidates:
+            if (forces, stress, l2) not in self.results:
+                todo.setdefault((forces, stress), []).append(l2)
+        for (forces, stress), l2_values in todo.items():
+            sse = {t: np.zeros(len(l2_values)) for t in self.terms}
+            weight = {t: 0.0 for t in self.terms}
+            for k in self.validate:
+                rest = self.total - self.folds[k]
+                system = RidgeSystem(*rest.combined(_tau(forces, stress)), rest.n_functions,
+                                     rest.n_e0)
+                params = np.array([system.solve(l2) for l2 in l2_values])
+                for t in self.terms:
+                    w = self.folds[k].terms[t]["weight"]
+                    sse[t] += self.folds[k].mse(t, params) * w
+                    weight[t] += w
+            for j, l2 in enumerate(l2_values):
+                self.results[(forces, stress, l2)] = {
+                    t: float(np.sqrt(sse[t][j] / weight[t])) for t in self.terms}
+
+    def scored(self):
+        """All evaluated candidates with their score: the sum over terms of RMSE divided by the
+        best RMSE of that term among the candidates (scale-free, lower is better)."""
+        best = {t: min(r[t] for r in self.results.values()) for t in self.terms}
         rows = []
-        for forces, stress in candidates:
-            system = RidgeSystem(*train.combined(_tau(forces, stress)), train.n_functions,
-                                 train.n_e0)
-            rmse = _validation_scores(system, val, l2_values, terms)
-            for k, l2 in enumerate(l2_values):
-                rows.append({"forces": forces, "stress": stress, "l2": l2,
-                             **{f"rmse_{t}": float(rmse[t][k]) for t in terms}})
-        best = {t: min(r[f"rmse_{t}"] for r in rows) for t in terms}
-        for r in rows:
-            r["score"] = float(sum(r[f"rmse_{t}"] / max(best[t], 1e-300) for t in terms))
-        table.extend(rows)
-        return min(rows, key=lambda r: r["score"])
+        for (forces, stress, l2), rmse in self.results.items():
+            score = sum(rmse[t] / max(best[t], 1e-300) for t in self.terms)
+            rows.append({"forces": forces, "stress": stress, "l2": l2,
+                         **{f"rmse_{t}": rmse[t] for t in self.terms}, "score": float(score)})
+        return sorted(rows, key=lambda r: r["score"])
 
-    choice = run([(f, stress_fixed if has["stress"] else 0.0) for f in forces_grid])
-    if len(stress_grid) > 1:
-        choice = run([(choice["forces"], s) for s in stress_grid])
+
+def select_hyperparameters(cv, settings, has_stress, log=None):
+    """Coarse-to-fine search of (tau_F, tau_S, lambda) minimising the cross-validation score.
+
+    Coarse: tau_F in 1e-4..1 and lambda in 1e-11..1e-3, a decade (tau_F) and two decades
+    (lambda) apart; fine: half a decade and a decade around the best; then tau_S (when the data
+    have stresses and its weight is "auto") over 1e-3..10 at the best tau_F, lambda.
+    """
+    fixed_f = None if settings.forces == "auto" else float(settings.forces)
+    fixed_l = None if settings.l2 == "auto" else float(settings.l2)
+    if "forces" not in cv.terms:
+        fixed_f = fixed_f if fixed_f is not None else 0.0
+    stress = (DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)) \
+        if has_stress else 0.0
+    coarse_f = [fixed_f] if fixed_f is not None else [10.0 ** k for k in range(-4, 1)]
+    coarse_l = [fixed_l] if fixed_l is not None else [10.0 ** k for k in range(-11, -2, 2)]
+    cv.evaluate([(f, stress, l) for f in coarse_f for l in coarse_l])
+    best = cv.scored()[0]
+    fine_f = [fixed_f] if fixed_f is not None else [best["forces"] * 10.0 ** (k / 2) for k in (-1, 0, 1)]
+    fine_l = [fixed_l] if fixed_l is not None else [best["l2"] * 10.0 ** k for k in (-1, 0, 1)]
+    cv.evaluate([(f, stress, l) for f in fine_f for l in fine_l])
+    best = cv.scored()[0]
+    if has_stress and settings.stress == "auto" and "stress" in cv.terms:
+        cv.evaluate([(best["forces"], 10.0 ** k, best["l2"]) for k in range(-3, 2)])
+        best = cv.scored()[0]
     if log:
-        shown = ", ".join(f"{t} {choice[f'rmse_{t}']:.4g}" for t in terms)
-        log(f"validation choice: forces weight {choice['forces']:.3g}, stress weight "
-            f"{choice['stress']:.3g}, l2 {choice['l2']:.1e} (validation RMSE: {shown} in eV, "
-            f"eV/Å, eV/Å³)")
-    return choice, table
+        units = {"energy": (1000, "meV/atom"), "forces": (1, "eV/Å"), "stress": (160.21766, "GPa")}
+        shown = ", ".join(f"{t} {best[f'rmse_{t}'] * units[t][0]:.4g} {units[t][1]}"
+                          for t in cv.terms)
+        log(f"chosen by {'cross-validation' if len(cv.validate) > 1 else 'validation'}: "
+            f"forces weight {best['forces']:.3g}, stress weight {best['stress']:.3g}, "
+            f"l2 {best['l2']:.1e} (validation RMSE: {shown})")
+    return best, cv.scored()
 
 
 def select_by_gcv(neq, settings, log=None):
+    """tau_F, tau_S fixed (defaults for "auto"); lambda minimising generalised cross-validation."""
     forces = DEFAULT_FORCES_WEIGHT if settings.forces == "auto" else float(settings.forces)
     stress = DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)
     if settings.l2 != "auto":
@@ -447,10 +531,24 @@ def select_by_gcv(neq, settings, log=None):
     scores = system.gcv(L2_GRID)
     k = int(np.argmin(scores))
     if log:
-        log(f"GCV choice: l2 {L2_GRID[k]:.1e}")
+        log(f"chosen by GCV: l2 {L2_GRID[k]:.1e}")
     return ({"forces": forces, "stress": stress, "l2": L2_GRID[k]},
             [{"forces": forces, "stress": stress, "l2": l2, "gcv": float(g)}
              for l2, g in zip(L2_GRID, scores)])
+
+
+def fold_indices(dataset, n_folds, seed=0):
+    """[n_s] fold of each structure: within each config_type a random permutation dealt out
+    round-robin, so every fold has its share of every config_type."""
+    rng = np.random.default_rng(seed)
+    folds = np.zeros(len(dataset), dtype=np.int64)
+    start = 0
+    for ctype in sorted(set(dataset.config_type.tolist())):
+        members = np.flatnonzero(dataset.config_type == ctype)
+        rng.shuffle(members)
+        folds[members] = (start + np.arange(len(members))) % n_folds
+        start += len(members)
+    return folds
 
 
 # ---------------------------------------------------------------------- the fit
@@ -474,21 +572,27 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         e0_given = np.array([float(settings.e0[e]) for e in elements])
     weights = structure_weights(train, settings, elements)
 
-    def accumulate(indices):
-        subset = train if indices is None else train.subset(indices)
-        w = weights if indices is None else weights[indices]
-        return normal_equations(potential, subset, w, e0_given, num_threads, chunk_rows, progress)
-
-    validation_size = 0
-    if settings.needs_validation and len(train) >= 4:
-        rest, held = train.split_indices(settings.validation_fraction, settings.seed)
-        fit_part, val_part = accumulate(rest), accumulate(held)
-        validation_size = len(held)
-        choice, table = select_by_validation(fit_part, val_part, settings, log)
-        neq = fit_part + val_part
+    n_parts = settings.n_parts(len(train))
+    if n_parts > 1:
+        if settings.method == "cv":
+            parts = fold_indices(train, n_parts, settings.seed)
+            validate = range(n_parts)
+        else:
+            parts = np.zeros(len(train), dtype=np.int64)
+            parts[train.split_indices(settings.validation_fraction, settings.seed)[1]] = 1
+            validate = [1]
+        folds = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
+                                 progress, parts=parts)
+        cv = CrossValidation(folds, validate)
+        del folds
+        choice, table = select_hyperparameters(cv, settings, train.has_stress.any(), log)
+        neq = cv.total
+        validation_size = int(sum(np.sum(parts == k) for k in validate))
     else:
-        neq = accumulate(None)
+        neq = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
+                               progress)
         choice, table = select_by_gcv(neq, settings, log)
+        validation_size = 0
     tau = _tau(choice["forces"], choice["stress"])
     system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
     params = system.solve(choice["l2"])
@@ -509,7 +613,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         "l2": float(choice["l2"]),
         "weights": {"energy": 1.0, "forces": float(choice["forces"]),
                     "stress": float(choice["stress"])},
-        "method": "validation" if validation_size else "gcv" if settings.l2 == "auto" else "given",
+        "method": (settings.method if validation_size else
+                   "gcv" if settings.l2 == "auto" else "given"),
         "n_train_structures": len(train),
         "n_validation_structures": validation_size,
         "rows": {t: int(neq.terms[t]["rows"]) for t in neq.present},
@@ -531,12 +636,13 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     return LinearFit(fitted, report)
 
 
-def memory_estimate(n_params, n_terms, validation, chunk_rows=DEFAULT_CHUNK_ROWS,
+def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,
                     max_atoms=0, n_functions=None, num_threads=1):
-    """Bytes the linear fit needs (peak, approximately): normal equations per term (twice with a
-    validation split), the solve's work matrices, the row buffers and one structure's rows."""
+    """Bytes the linear fit needs (peak, approximately): the normal equations of each term for
+    each part of the data (the cross-validation folds) and their sum, the solve's work
+    matrices, the row buffers and the design rows of the largest structure."""
     nf = n_functions or n_params
-    grams = n_terms * (2 if validation else 1) * n_params ** 2 * 8
+    grams = n_terms * (n_parts + (1 if n_parts > 1 else 0)) * n_params ** 2 * 8
     solve = 4 * n_params ** 2 * 8
     buffers = (chunk_rows + 2 * 256) * n_params * 8
     rows = (max_atoms * (4 + 3 * max(num_threads, 1)) + 18 * max(num_threads, 1)) * nf * 8
