@@ -95,7 +95,7 @@ def print_dry_run(config, train, potential, info):
     estimate = memory_estimate(
         potential.n_functions + (len(config.elements) if config.loss.e0 == "auto" else 0),
         n_terms, config.loss.n_parts(len(train)), config.chunk_rows, int(train.n_atoms.max()),
-        potential.n_functions, _threads(config))
+        potential.n_functions, _threads(config), train.total_atoms)
     print(f"basis size: {potential.n_functions} functions")
     for element, counts in info["counts"].items():
         print(f"  {element}: " + ", ".join(f"order {k}: {n}" for k, n in sorted(counts.items())))

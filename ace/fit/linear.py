@@ -218,18 +218,27 @@ class NormalEquations:
     def present(self):
         return [t for t in TERMS if t in self.terms and self.terms[t]["weight"] > 0]
 
-    def combined(self, tau):
-        """(G, b, yy, rows) of the loss with term weights ``tau`` (energy weight 1)."""
+    def combined(self, tau, minus=None):
+        """(G, b, yy, rows) of the loss with term weights ``tau`` (energy weight 1); with
+        ``minus`` (a part of these data), of the data without that part."""
         p = self.n_functions + self.n_e0
         G, b, yy, rows = np.zeros((p, p)), np.zeros(p), 0.0, 0
         for t in self.present:
-            scale = tau.get(t, 1.0) / self.terms[t]["weight"]
+            d = self.terms[t]
+            m = minus.terms.get(t) if minus is not None else None
+            weight = d["weight"] - (m["weight"] if m else 0.0)
+            scale = tau.get(t, 1.0) / weight if weight > 0 else 0.0
             if scale == 0:
                 continue
-            G += scale * self.terms[t]["gram"]
-            b += scale * self.terms[t]["rhs"]
-            yy += scale * self.terms[t]["yy"]
-            rows += self.terms[t]["rows"]
+            G += scale * d["gram"]  # in place: no temporary of the full size beyond G
+            b += scale * d["rhs"]
+            yy += scale * d["yy"]
+            rows += d["rows"]
+            if m:
+                G -= scale * m["gram"]
+                b -= scale * m["rhs"]
+                yy -= scale * m["yy"]
+                rows -= m["rows"]
         return G, b, yy, rows
 
     def mse(self, term, params):
@@ -374,7 +383,12 @@ class RidgeSystem:
         diag = np.diag(Gr).copy()
         self.active = diag > RANK_TOLERANCE * max(diag.max(initial=0.0), 1e-300)
         self.scale = 1.0 / np.sqrt(diag[self.active])
-        self.Gs = Gr[np.ix_(self.active, self.active)] * np.outer(self.scale, self.scale)
+        # standardised Gram, built in place where possible (it is the largest work matrix)
+        Gs = Gr[np.ix_(self.active, self.active)] if not self.active.all() else \
+            (Gr if Gr is not Gcc else Gr.copy())
+        Gs *= self.scale[:, None]
+        Gs *= self.scale[None, :]
+        self.Gs = Gs
         self.bs = br[self.active] * self.scale
         self.yy = yy
         self._eig = None
@@ -390,20 +404,22 @@ class RidgeSystem:
         return self._eig
 
     def spectrum(self):
-        """(numerical rank, condition number) of the standardised design matrix."""
+        """(numerical rank, condition number) of the standardised design matrix (E0 projected
+        out). The rank counts singular values above 1e-6 of the largest; the condition number
+        is that of the part within the rank (the rest is fixed by the ridge)."""
         values = scipy.linalg.eigvalsh(self.Gs) if self._eig is None else self._eig[0]
         top = max(values.max(initial=0.0), 1e-300)
-        rank = int((values > RANK_TOLERANCE * top).sum())
-        smallest = max(values.min() if values.size else 0.0, np.finfo(float).eps * top)
-        return rank + self.e0_rank, float(np.sqrt(top / smallest))
+        kept = values[values > RANK_TOLERANCE * top]
+        smallest = kept.min() if kept.size else top
+        return int(kept.size) + self.e0_rank, float(np.sqrt(top / smallest))
 
     def solve(self, l2):
         """Full parameter vector [c, E0] for the relative ridge strength ``l2``."""
         A = self.Gs.copy()
         A[np.diag_indices_from(A)] += l2
         try:
-            cs = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, check_finite=False), self.bs,
-                                        check_finite=False)
+            factor = scipy.linalg.cho_factor(A, check_finite=False, overwrite_a=True)
+            cs = scipy.linalg.cho_solve(factor, self.bs, check_finite=False)
         except np.linalg.LinAlgError:
             values, vectors = self.eig()
             cs = vectors @ ((vectors.T @ self.bs) / np.maximum(values + l2, 1e-300))
@@ -463,9 +479,8 @@ class CrossValidation:
             sse = {t: np.zeros(len(l2_values)) for t in self.terms}
             weight = {t: 0.0 for t in self.terms}
             for k in self.validate:
-                rest = self.total - self.folds[k]
-                system = RidgeSystem(*rest.combined(_tau(forces, stress)), rest.n_functions,
-                                     rest.n_e0)
+                system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
+                                     self.total.n_functions, self.total.n_e0)
                 params = np.array([system.solve(l2) for l2 in l2_values])
                 for t in self.terms:
                     w = self.folds[k].terms[t]["weight"]
@@ -626,8 +641,10 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     if table:
         report["selection"] = sorted(table, key=lambda r: r.get("score", r.get("gcv", 0)))[:10]
     if log:
-        log(f"design: {nf} functions, rank {rank} of {nf + neq.n_e0 - system.n_unused}, "
-            f"condition number {condition:.2e}"
+        n_used = nf + neq.n_e0 - system.n_unused
+        log(f"design: {nf} functions, numerical rank {rank} of {n_used}"
+            + (" (the ridge fixes the rest)" if rank < n_used else "")
+            + f", condition number {condition:.2e}"
             + (f", {system.n_unused} functions unused by the data" if system.n_unused else ""))
     fitted = ACEPotential(elements, potential.bonds, potential.embeddings, potential.functions,
                           coefficients.reshape(-1, 1), e0=e0, basis_spec=potential.basis_spec,
@@ -637,14 +654,17 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
 
 
 def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,
-                    max_atoms=0, n_functions=None, num_threads=1):
+                    max_atoms=0, n_functions=None, num_threads=1, total_atoms=0):
     """Bytes the linear fit needs (peak, approximately): the normal equations of each term for
     each part of the data (the cross-validation folds) and their sum, the solve's work
-    matrices, the row buffers and the design rows of the largest structure."""
+    matrices, the row buffers, the design rows of the largest structure, and the interpreter
+    with the dataset."""
     nf = n_functions or n_params
     grams = n_terms * (n_parts + (1 if n_parts > 1 else 0)) * n_params ** 2 * 8
-    solve = 4 * n_params ** 2 * 8
+    solve = 5 * n_params ** 2 * 8  # combined, reduced, standardised, factor, eigenvectors
     buffers = (chunk_rows + 2 * 256) * n_params * 8
     rows = (max_atoms * (4 + 3 * max(num_threads, 1)) + 18 * max(num_threads, 1)) * nf * 8
+    base = 100 * 2**20 + total_atoms * 8 * 8  # Python, numpy, scipy, ASE; positions, forces
     return {"normal_equations": grams, "solve": solve, "row_buffers": buffers,
-            "design_rows": rows, "total": grams + solve + buffers + rows}
+            "design_rows": rows, "python_and_data": base,
+            "total": grams + solve + buffers + rows + base}
