@@ -152,8 +152,8 @@ class Dataset:
     def has_forces(self):
         """[n_s] bool: forces are known."""
         known = np.isfinite(self.forces).all(axis=1)
-        return np.array([known[a:b].all() and b > a for a, b in zip(self.offsets[:-1], self.offsets[1:])],
-                        dtype=bool)
+        bounds = zip(self.offsets[:-1], self.offsets[1:])
+        return np.array([b > a and known[a:b].all() for a, b in bounds], dtype=bool)
 
     @property
     def has_stress(self):
@@ -204,7 +204,8 @@ class Dataset:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) == 0:
             raise DataError("empty subset of structures")
-        atom_index = np.concatenate([np.arange(self.offsets[s], self.offsets[s + 1]) for s in indices])
+        atom_index = np.concatenate([np.arange(self.offsets[s], self.offsets[s + 1])
+                                     for s in indices])
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(self.n_atoms[indices], out=offsets[1:])
         return Dataset(

@@ -257,11 +257,16 @@ def test_structure_weights():
         structure_weights(data, LossSettings(config_type={"liquid": 2.0}), ["Cu"])
 
 
-def test_settings_and_embedding_checks(basis):
+def test_settings_and_embedding_checks(basis, recovery_data):
     with pytest.raises(ValueError, match="forces"):
         LossSettings(forces=-1)
     with pytest.raises(ValueError, match="method"):
         LossSettings(method="bayes")
+    with pytest.raises(ValueError, match="config_type weights"):
+        LossSettings(config_type={"bulk": -1})
+    _, data = recovery_data
+    with pytest.raises(ValueError, match=r"unknown \['Ni'\]"):
+        fit_linear(ACEPotential.from_basis(basis), data, LossSettings(e0={"Cu": 0.0, "Ni": 1.0}))
     nonlinear = basis_dict()
     nonlinear["embeddings"]["ALL"].update(ndensity=2, fs_parameters=[1, 1, 1, 0.5])
     with pytest.raises(ValueError, match="linear embedding"):

@@ -25,7 +25,8 @@ def build_parser():
     for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert)):
         doc = (module.__doc__ or "").strip()
         sub = commands.add_parser(name, help=doc.splitlines()[0] if doc else None,
-                                  description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  description=doc,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

@@ -41,7 +41,8 @@ def run(args):
     start = time.perf_counter()
     print(f"1. generating data with EMT in {args.output_dir}/", flush=True)
     config_path = write_data(args.output_dir, size, args.seed)
-    print(f"   ({time.perf_counter() - start:.1f} s)\n2. fitting: ace fit {config_path}", flush=True)
+    print(f"   ({time.perf_counter() - start:.1f} s)")
+    print(f"2. fitting: ace fit {config_path}", flush=True)
     potential = fit(config_path, args.num_threads)
     print("3. NVE molecular dynamics with the fitted potential", flush=True)
     md_report(potential, size["md_steps"], args.seed, args.num_threads)
@@ -198,7 +199,8 @@ def md_report(potential, steps, seed, num_threads, timestep_fs=2.0, temperature_
           f"{atoms.get_temperature():.0f} K")
     print(f"   total energy drift {1000 * slope:+.3f} meV/atom/ps; largest excursion "
           f"{1000 * np.abs(totals - totals[0]).max():.3f} meV/atom")
-    print(f"   against EMT along the trajectory: energy offset {1000 * energy_errors.mean() / len(atoms):+.2f}"
-          f" meV/atom (spread {1000 * energy_errors.std() / len(atoms):.2f}), "
+    per_atom = 1000 * energy_errors / len(atoms)
+    print(f"   against EMT along the trajectory: energy offset {per_atom.mean():+.2f} meV/atom "
+          f"(spread {per_atom.std():.2f}), "
           f"force RMSE {np.sqrt(np.mean(force_errors ** 2)):.4f} eV/Å")
     return {"drift_meV_per_atom_ps": 1000 * slope, "seconds": seconds}

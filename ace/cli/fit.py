@@ -73,7 +73,9 @@ def build_potential(config, train):
     from ace.fit.config import apply_core_repulsion, default_basis_size
     from ace.potential import ACEPotential
 
-    n_functions = default_basis_size(train, len(config.elements)) if config.wants_auto_size() else None
+    n_functions = None
+    if config.wants_auto_size():
+        n_functions = default_basis_size(train, len(config.elements))
     basis_dict, core = apply_core_repulsion(config.basis_dict(n_functions), config.core_repulsion,
                                             train, config.cutoff, config.num_threads)
     basis = build_basis(basis_dict)

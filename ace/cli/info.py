@@ -31,7 +31,8 @@ def describe(potential):
                                                      "condition", "n_train_structures")
                               if k in report}})
     return {"elements": el, "n_functions": potential.n_functions, "cutoff": potential.cutoff,
-            "functions_per_order": {e: dict(sorted(c.items())) for e, c in potential.counts().items()},
+            "functions_per_order": {e: dict(sorted(c.items()))
+                                    for e, c in potential.counts().items()},
             "e0": dict(zip(el, map(float, potential.e0))), "bonds": bonds,
             "embeddings": embeddings, "core_repulsion": potential.has_core_repulsion,
             "provenance": provenance, "metrics": meta.get("metrics") or {}}

@@ -166,7 +166,8 @@ class FitConfig:
         elements = raw["elements"]
         if isinstance(elements, str):
             elements = [elements]
-        if not isinstance(elements, list) or not elements or not all(isinstance(e, str) for e in elements):
+        if not (isinstance(elements, list) and elements
+                and all(isinstance(e, str) for e in elements)):
             raise ConfigError(f"elements: expected a list of chemical symbols, got {elements!r}")
         cutoff = raw["cutoff"]
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
@@ -243,7 +244,8 @@ class FitConfig:
         if cap is not None:
             functions["number_of_functions_per_element"] = cap
         out = {"elements": list(self.elements),
-               "embeddings": copy.deepcopy(self.basis.get("embeddings") or {"ALL": LINEAR_EMBEDDING}),
+               "embeddings": copy.deepcopy(self.basis.get("embeddings")
+                                           or {"ALL": LINEAR_EMBEDDING}),
                "bonds": bonds, "functions": functions}
         if "deltaSplineBins" in self.basis:
             out["deltaSplineBins"] = self.basis["deltaSplineBins"]
@@ -275,7 +277,8 @@ def _core_repulsion(value):
                 isinstance(v, (int, float)) and v > 0 for v in value.values()):
             raise ConfigError(f"core_repulsion: expected r_in and delta_in > 0 (Å), got {value!r}")
         return {k: float(v) for k, v in value.items()}
-    raise ConfigError(f"core_repulsion: expected 'auto', 'none' or {{r_in, delta_in}}, got {value!r}")
+    raise ConfigError(f"core_repulsion: expected 'auto', 'none' or {{r_in, delta_in}}, "
+                      f"got {value!r}")
 
 
 # ---------------------------------------------------------------------- data-driven defaults

@@ -82,7 +82,13 @@ class LossSettings:
         if self.e0 != "auto" and not isinstance(self.e0, dict):
             raise ValueError(f"e0: expected 'auto' or a mapping element -> eV, got {self.e0!r}")
         if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+            raise ValueError(f"validation_fraction must be in (0, 1), "
+                             f"got {self.validation_fraction}")
+        if not isinstance(self.config_type, dict) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                for w in self.config_type.values()):
+            raise ValueError(f"config_type weights: expected a mapping config_type -> weight "
+                             f">= 0, got {self.config_type!r}")
         if self.energy_kT is not None and not self.energy_kT > 0:
             raise ValueError(f"energy_kT must be positive, got {self.energy_kT}")
 
@@ -519,7 +525,8 @@ def select_hyperparameters(cv, settings, has_stress, log=None):
     coarse_l = [fixed_l] if fixed_l is not None else [10.0 ** k for k in range(-11, -2, 2)]
     cv.evaluate([(f, stress, l) for f in coarse_f for l in coarse_l])
     best = cv.scored()[0]
-    fine_f = [fixed_f] if fixed_f is not None else [best["forces"] * 10.0 ** (k / 2) for k in (-1, 0, 1)]
+    fine_f = [fixed_f] if fixed_f is not None else \
+        [best["forces"] * 10.0 ** (k / 2) for k in (-1, 0, 1)]
     fine_l = [fixed_l] if fixed_l is not None else [best["l2"] * 10.0 ** k for k in (-1, 0, 1)]
     cv.evaluate([(f, stress, l) for f in fine_f for l in fine_l])
     best = cv.scored()[0]
@@ -582,8 +589,11 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     e0_given = None
     if settings.e0 != "auto":
         missing = sorted(set(elements) - set(settings.e0))
-        if missing:
-            raise ValueError(f"e0: no reference energy for element(s) {missing}")
+        extra = sorted(set(settings.e0) - set(elements))
+        if missing or extra:
+            raise ValueError(f"e0: give exactly one reference energy per element {elements}"
+                             + (f"; missing {missing}" if missing else "")
+                             + (f"; unknown {extra}" if extra else ""))
         e0_given = np.array([float(settings.e0[e]) for e in elements])
     weights = structure_weights(train, settings, elements)
 
