@@ -4,18 +4,25 @@ Workload (issues 2 and 5): bcc Mo, a = 3.16 Å, ``--size``^3 cubic cells (10 -> 
 rattled by 0.05 Å (seeded); a single-species FS potential with 2 densities, SBessel radial
 basis, rcut 5 Å, ranks 1-5 (nradmax_by_orders [15, 6, 4, 3, 2], lmax_by_orders
 [0, 4, 3, 2, 1]) truncated to ``--n-functions`` functions. The function coefficients are random
-(seeded); the rank-1 coefficients of density 2 are made positive so that rho_2 > 0 under the
-square-root embedding. When pyace is installed the very same functions and coefficients are
-given to it (its function set for this config equals ours), saved as .yace, and the energies
-and forces of both codes are compared before timing.
+(seeded); for density 2 the rank-1 coefficients are positive and that of g_0 is large, so
+that rho_2 > 0 under the square-root embedding (checked). When pyace is installed the very
+same functions and coefficients are given to it (its function set for this config equals
+ours), saved as .yace, and the energies and forces of both codes are compared before timing.
 
-Timed: ``calc.calculate(atoms, ["energy", "forces"], all_changes)`` (neighbour list included),
-one warm-up call, median of ``--repeats`` calls, reported in µs per atom. For ace also the
-split into neighbour list (``ace.neighbours.build_neighbour_list``) and kernel
-(``ace._core._evaluator.energy_forces``), and the Python overhead per calculator call on a
-64-atom cell (call minus kernel).
+Timed: ``calc.calculate(atoms, ["energy", "forces"], all_changes)`` (neighbour list included)
+and, for ace, the same with ``system_changes=["positions"]`` (neighbour list reused within the
+calculator's skin, the MD case). Every entry is called once as a warm-up, then all entries are
+called round-robin ``--repeats`` times (so that a change of load on the shared machine hits all
+alike); the table gives the median and the minimum wall time and the median process CPU time
+(all threads, including numpy's OpenBLAS workers), in µs per atom. For ace also: the kernel
+alone (``ace._core._evaluator.energy_forces`` on the calculator's pairs), the neighbour list
+alone (``ace.neighbours.build_neighbour_list``) and the call with the kernel stubbed out (its
+Python overhead), on this cell and on a 64-atom cell.
 
     PYTHONPATH=. python benchmarks/bench_evaluate.py [--n-functions 600] [--repeats 5] [--size 10]
+    PYTHONPATH=. python benchmarks/bench_evaluate.py --profile-run --size 4 --repeats 4  # profilers
+
+See benchmarks/README.md for results and the profile.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from common import (current_rss_mb, format_table, interleaved_timing,  # noqa: E
 
 from ace.basis import build_basis  # noqa: E402
 from ace.calculator import ACECalculator  # noqa: E402
+import ace.evaluator as evaluator_module  # noqa: E402
 from ace.evaluator import Evaluator, Structure  # noqa: E402
 from ace.potential import ACEPotential  # noqa: E402
 from ace._core import _evaluator as core  # noqa: E402
@@ -67,11 +75,14 @@ def workload(size, seed):
 
 
 def random_coefficients(functions, seed):
-    """[n_functions, 2] normal(0, 0.1) coefficients; rank-1 density-2 ones positive."""
+    """[n_functions, 2] normal(0, 0.1) coefficients; for density 2 the rank-1 ones are positive
+    and the one of g_0 (positive inside the cutoff) is 100, which keeps rho_2 > 0."""
     rng = np.random.default_rng(seed)
     coefficients = 0.1 * rng.standard_normal((len(functions), 2))
     rank1 = np.array([f.rank == 1 for f in functions])
     coefficients[rank1, 1] = np.abs(coefficients[rank1, 1])
+    first = [k for k, f in enumerate(functions) if f.rank == 1 and f.ns[0] == 0]
+    coefficients[first, 1] = 100.0
     return coefficients
 
 
@@ -99,7 +110,7 @@ def build_pyace(cfg, potential, directory):
             key = (index[spec.elements[0]], tuple(index[e] for e in spec.elements[1:]),
                    tuple(n - 1 for n in spec.ns), tuple(spec.ls), tuple(spec.LS))
             if key not in ours:
-                raise RuntimeError(f"pyace function {key} is not in our basis: the two bases differ")
+                raise RuntimeError(f"pyace function {key} is not in our basis: the bases differ")
             coefficients.extend(ours.pop(key)[:len(spec.coeffs)])
     if ours:
         raise RuntimeError(f"{len(ours)} of our functions are not in pyace's basis")
@@ -147,15 +158,42 @@ def calculator_skin(calc):
     return float(calc.parameters.get("skin", 0.0) or 0.0)
 
 
+class KernelStub:
+    """While active, ``ace.evaluator.energy_forces`` returns results computed once per structure:
+    a calculator call then costs everything except the kernel (its Python overhead)."""
+
+    def __init__(self):
+        self.real = evaluator_module.energy_forces
+        self.cache = {}
+
+    def __call__(self, model, species, first, pair_i, pair_j, vectors, n_threads):
+        key = (id(model), len(species), len(pair_j))
+        if key not in self.cache:
+            self.cache[key] = self.real(model, species, first, pair_i, pair_j, vectors, n_threads)
+        return self.cache[key]
+
+    def __enter__(self):
+        evaluator_module.energy_forces = self
+        return self
+
+    def __exit__(self, *exc):
+        evaluator_module.energy_forces = self.real
+
+    def wrap(self, function):
+        def run():
+            with self:
+                function()
+        return run
+
+
 def python_overhead(potential, repeats, seed):
-    """Per-call times on a 64-atom cell, 1 thread: calculator (new and reused neighbour list),
-    neighbour list, kernel."""
+    """Per-call times on a 64-atom cell, 1 thread: the kernel, and the calculator call without it
+    (kernel stubbed) with a new and with a reused neighbour list; and the neighbour list alone."""
     atoms = bulk("Mo", "bcc", a=LATTICE_A, cubic=True).repeat(OVERHEAD_CELL)
     atoms.rattle(RATTLE, seed=seed)
+    stub = KernelStub()
     calc = ACECalculator(potential, num_threads=1)
-    fresh = calculator_call(calc, atoms)
     reused_calc = ACECalculator(potential, num_threads=1)
-    reused = calculator_call(reused_calc, atoms, ["positions"])
     reused_calc.calculate(atoms.copy(), ["energy", "forces"], all_changes)  # builds the list
     neighbours, kernel, _ = ours_parts(potential, atoms, 1, calculator_skin(calc),
                                        calls=OVERHEAD_CALLS)
@@ -166,9 +204,15 @@ def python_overhead(potential, repeats, seed):
                 function()
         return run
 
-    timings = interleaved_timing({"call": repeated(fresh), "call, list reused": repeated(reused),
-                                  "neighbour list": neighbours, "kernel": kernel},
-                                 repeats=repeats)
+    functions = {
+        "call": repeated(calculator_call(calc, atoms)),
+        "without kernel": repeated(stub.wrap(calculator_call(calc, atoms))),
+        "without kernel, list reused": repeated(
+            stub.wrap(calculator_call(reused_calc, atoms, ["positions"]))),
+        "neighbour list": neighbours,
+        "kernel": kernel,
+    }
+    timings = interleaved_timing(functions, repeats=repeats)
     return len(atoms), {name: t.median / OVERHEAD_CALLS for name, t in timings.items()}
 
 
@@ -203,6 +247,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def thread_environment():
+    """The thread-count variables that matter here (numpy's OpenBLAS spins a worker thread per
+    core after each multi-threaded call, which competes with ace's OpenMP threads)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    return ", ".join(f"{name}={os.environ[name]}" for name in names if name in os.environ) or \
+        "no OMP/OPENBLAS variables set"
+
+
 def pyace_available(disabled):
     if disabled:
         return False
@@ -230,18 +282,25 @@ def main(argv=None):
     have_pyace = pyace_available(args.no_pyace)
     counts = dict(sorted(potential.counts()["Mo"].items()))
     print(f"machine: {machine_description()}")
-    print(f"ace: {source_version(core.__file__)} ({os.path.dirname(core.__file__)})")
+    print(f"ace: {source_version(core.__file__)} ({os.path.dirname(core.__file__)}); "
+          f"threads: {thread_environment()}")
     print(f"workload: {n_atoms} atoms bcc Mo (a = {LATTICE_A} Å, rattle {RATTLE} Å, seed "
           f"{args.seed}); {potential.n_functions} functions, per rank {counts}; "
           f"median of {args.repeats} interleaved repeats after a warm-up")
-    results = {"machine": machine_description(), "ace_version": source_version(core.__file__),
+    results = {"load_average_start": os.getloadavg()[0], "machine": machine_description(),
+               "ace_version": source_version(core.__file__),
+               "thread_environment": thread_environment(),
                "n_atoms": n_atoms,
                "n_functions": potential.n_functions, "functions_per_rank": counts,
                "repeats": args.repeats}
 
+    densities = Evaluator(potential).compute(Structure.from_atoms(potential, atoms), 1).densities
+    results["min_density"] = densities.min(axis=0).tolist()
+    print(f"densities: min rho_p = {', '.join(f'{v:.3g}' for v in densities.min(axis=0))}")
+
     # ---- everything timed in one interleaved group: same load for every entry
     thread_counts = sorted({1, max(1, args.threads)})
-    functions, n_pairs = {}, None
+    functions, n_pairs, stub = {}, None, KernelStub()
     with tempfile.TemporaryDirectory() as tmp:
         if have_pyace:
             from pyace import PyACECalculator
@@ -262,9 +321,12 @@ def main(argv=None):
             neighbours, kernel, n_pairs = ours_parts(potential, atoms, n, calculator_skin(calc))
             functions[f"nl {n}"] = neighbours
             functions[f"kernel {n}"] = kernel
+            functions[f"stub {n}"] = stub.wrap(calculator_call(calc, atoms))
         timings = interleaved_timing(functions, repeats=args.repeats)
     per_atom = {name: t.median / n_atoms * 1e6 for name, t in timings.items()}
     results["us_per_atom"] = per_atom
+    results["min_us_per_atom"] = {name: min(t.times) / n_atoms * 1e6
+                                  for name, t in timings.items()}
     results["cpu_us_per_atom"] = {name: t.cpu_median / n_atoms * 1e6
                                   for name, t in timings.items()}
 
@@ -279,42 +341,45 @@ def main(argv=None):
         ratio = f"{per_atom[key] / reference:.2f}" if reference else "-"
         speedup = (f"{per_atom[key.replace(f'ace {n}', 'ace 1')] / per_atom[key]:.2f}"
                    if label.startswith("ace") else "-")
-        rows.append((label, n, f"{per_atom[key]:.1f}", f"{t.cpu_median / n_atoms * 1e6:.1f}",
-                     f"{t.spread:.0%}", ratio, speedup))
+        rows.append((label, n, f"{per_atom[key]:.1f}", f"{min(t.times) / n_atoms * 1e6:.1f}",
+                     f"{t.cpu_median / n_atoms * 1e6:.1f}", f"{t.spread:.0%}", ratio, speedup))
     print()
     print("energy+forces per atom-step: calculate(atoms, ['energy', 'forces'], all_changes), "
           "neighbour list included\n('list reused': system_changes=['positions'], the MD case)")
-    print(format_table(("evaluator", "threads", "µs/atom", "CPU µs/atom", "spread",
+    print(format_table(("evaluator", "threads", "µs/atom", "min", "CPU µs/atom", "spread",
                         "/ pyace recursive", "1 thr / n thr"), rows))
 
     split = []
     for n in thread_counts:
         call, nl, kern = per_atom[f"ace {n}"], per_atom[f"nl {n}"], per_atom[f"kernel {n}"]
-        split.append((n, f"{call:.1f}", f"{nl:.2f}", f"{kern:.1f}", f"{call - nl - kern:.2f}",
-                      f"{kern / call:.0%}"))
+        without = per_atom[f"stub {n}"]
+        split.append((n, f"{call:.1f}", f"{kern:.1f}", f"{without:.2f}", f"{nl:.2f}",
+                      f"{without - nl:.2f}", f"{kern / (kern + without):.0%}"))
     print()
     print(f"ace split, µs/atom ({n_pairs} pairs within cutoff + skin, "
-          f"{n_pairs / n_atoms:.1f} per atom)")
-    print(format_table(("threads", "call", "neighbour list", "kernel", "rest (Python)",
-                        "kernel share"), split))
+          f"{n_pairs / n_atoms:.1f} per atom); 'without kernel' = the call with the kernel "
+          "stubbed")
+    print(format_table(("threads", "call", "kernel", "without kernel", "of which neighbour list",
+                        "rest (Python)", "kernel / (kernel + without)"), split))
 
     n_small, small = python_overhead(potential, args.repeats, args.seed)
-    call, kern = small["call"], small["kernel"]
+    kern = small["kernel"]
     print()
-    print(f"Python overhead per calculator call, {n_small}-atom cell, 1 thread "
-          f"(median of {args.repeats} x {OVERHEAD_CALLS} calls)")
-    rows = [("new list (all_changes)", f"{call * 1e6:.0f}", f"{kern * 1e6:.0f}",
-             f"{small['neighbour list'] * 1e6:.0f}", f"{(call - kern) * 1e6:.0f}",
-             f"{(call - kern) / call:.1%}"),
-            ("list reused (positions)", f"{small['call, list reused'] * 1e6:.0f}",
-             f"{kern * 1e6:.0f}", "-", f"{(small['call, list reused'] - kern) * 1e6:.0f}",
-             f"{(small['call, list reused'] - kern) / small['call, list reused']:.1%}")]
-    print(format_table(("call", "call µs", "kernel µs", "neighbour list µs",
-                        "call - kernel µs", "share of call"), rows))
+    print(f"Python overhead per calculator call, {n_small}-atom cell, 1 thread (median of "
+          f"{args.repeats} x {OVERHEAD_CALLS} calls; overhead = call with the kernel stubbed)")
+    fresh, reused = small["without kernel"], small["without kernel, list reused"]
+    rows = [("new list (all_changes)", f"{small['call'] * 1e6:.0f}", f"{kern * 1e6:.0f}",
+             f"{fresh * 1e6:.0f}", f"{small['neighbour list'] * 1e6:.0f}",
+             f"{fresh / (fresh + kern):.1%}"),
+            ("list reused (positions)", "-", f"{kern * 1e6:.0f}", f"{reused * 1e6:.0f}", "-",
+             f"{reused / (reused + kern):.1%}")]
+    print(format_table(("calculator call", "call µs", "kernel µs", "overhead µs",
+                        "of which neighbour list µs", "overhead / (overhead + kernel)"), rows))
     results["overhead_64_atoms_us"] = {name: t * 1e6 for name, t in small.items()}
     print()
+    results["load_average_end"] = os.getloadavg()[0]
     print(f"peak RSS {peak_rss_mb():.0f} MiB (current {current_rss_mb():.0f} MiB; whole process, "
-          f"both codes); load average now {os.getloadavg()[0]:.2f}")
+          f"both codes); load average now {results['load_average_end']:.2f}")
     if not have_pyace:
         print("(pyace not installed or --no-pyace: ace only)")
     if args.json:
