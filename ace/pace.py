@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -41,7 +40,7 @@ from ace.basis.coupling import MAX_RANK, generalized_cg, independent_couplings
 from ace.basis.ctilde import bfunction_ms_coefficients, equal_groups, to_ctilde
 from ace.basis.model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_FAMILIES, BFunction, Bond,
                              Embedding)
-from ace.potential import ACEPotential, PotentialFileError
+from ace.potential import ACEPotential, PotentialFileError, write_atomic
 
 __all__ = ["PaceFormatError", "PaceExportError", "PaceCompatibilityWarning", "export_pace_yaml",
            "export_yace", "load_pace", "load_pace_yaml", "load_yace", "pace_differences"]
@@ -216,22 +215,6 @@ def _flow_map(items):
     return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in items) + "}"
 
 
-def _write_atomic(path, text):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _coefficients(pot, k, f):
     return pot.coefficients[k, :pot.embeddings[f.mu0].ndensity]
 
@@ -256,7 +239,7 @@ def export_pace_yaml(potential, path, e0_to_metadata=False, delta_spline_bins=No
             "cannot add it to the energy (pyace ignores metadata); export .yace, or pass "
             "e0_to_metadata=True to store it as pacemaker's metadata reference_energy")
     text = pace_yaml_text(pot, _delta_spline_bins(pot, delta_spline_bins))
-    _write_atomic(path, text)
+    write_atomic(path, text)
 
 
 def _yaml_metadata(pot):
@@ -410,7 +393,7 @@ def export_yace(potential, path, delta_spline_bins=None):
     """
     pot = potential
     _check_exportable(pot, "yace")
-    _write_atomic(path, yace_text(pot, _delta_spline_bins(pot, delta_spline_bins)))
+    write_atomic(path, yace_text(pot, _delta_spline_bins(pot, delta_spline_bins)))
 
 
 def yace_text(pot, delta_spline_bins=DEFAULT_DELTA_SPLINE_BINS):

@@ -140,19 +140,7 @@ class ACEPotential:
         body = yaml.dump(self.to_dict(), Dumper=_SafeDumper, sort_keys=False,
                          default_flow_style=None, width=120)
         text = f"{CHECKSUM_PREFIX}{_sha256(body)}\n{body}"
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, text)
 
     @classmethod
     def load(cls, path):
@@ -177,6 +165,23 @@ class ACEPotential:
             return cls.from_dict(data)
         except PotentialFileError as exc:
             raise PotentialFileError(f"{path}: {exc}") from exc
+
+
+def write_atomic(path, text):
+    """Write text to path via a temporary file in the same directory and a rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _sha256(text):
