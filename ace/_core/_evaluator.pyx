@@ -25,85 +25,8 @@ from ace._core._openmp cimport omp_get_thread_num
 from ace._core._radial cimport (core_exponential, cutoff_func_poly, embedding, radial_base,
                                 zbl_pair)
 
-cdef enum:
-    MAX_RANK = 8
-
-cdef enum:
-    INNER_DENSITY = 0
-    INNER_DISTANCE = 1
-    INNER_ZBL = 2
-
-
-cdef struct Model:
-    int n_elements, nradbase, nradmax, lmax, n_lm, n_ylm, n_a1, n_a, inner_type
-    # bonds, indexed mu_i * n_elements + mu_j
-    const int* family
-    const double* lam
-    const double* rcut
-    const double* dcut
-    const int* bond_nradbase
-    const int* bond_nradmax
-    const int* bond_lmax
-    const double* r_in
-    const double* delta_in
-    const double* prehc
-    const double* lambdahc
-    const double* crad          # [n_bonds, nradmax, lmax + 1, nradbase]
-    # elements
-    const int* npot
-    const int* ndensity
-    const double* fs_w          # [n_elements, n_coef]
-    const double* fs_m
-    const double* rho_core_cut
-    const double* drho_core_cut
-    const double* e0
-    const double* atomic_number
-    # products: C-tilde functions (energy) or B-functions (design rows)
-    const int* func_first       # [n_elements + 1]
-    const int* func_rank        # [n_funcs]
-    const int* comb_first       # [n_funcs + 1]
-    const int* comb_index       # [n_combs, MAX_RANK]: A1 index (rank 1) or A index (any m)
-    const double* comb_coef     # [n_combs, n_coef]
-    int n_coef
-    # product tree (energy model): rank >= 2 products with shared prefixes, parents first
-    const int* node_first       # [n_elements + 1]
-    const int* node_parent      # [n_nodes], -1 at the root
-    const int* node_factor      # [n_nodes] A index multiplied in at this node
-    const double* node_coef     # [n_nodes, n_coef] (zero for inner nodes)
-    const char* node_terminal   # [n_nodes] has a nonzero coefficient
-    int n_nodes
-
-
-cdef struct Scratch:
-    double* g                   # [max_nb, nradbase]   inner-cut radial base
-    double* dg
-    double* R                   # [max_nb, nradmax * (lmax + 1)]
-    double* dR
-    double* yr                  # [max_nb, n_ylm]
-    double* yi
-    double* dyr                 # [max_nb, n_ylm * 3]
-    double* dyi
-    double* rhat                # [max_nb, 3]
-    double* dist                # [max_nb]
-    int* nb_mu                  # [max_nb] neighbour species, -1 outside the bond cutoff
-    double* radial_extra        # [max_nb] extra dE/dr along rhat (core terms, blending)
-    double complex* A           # [n_a]
-    double* A1                  # [n_a1]
-    double complex* GA          # [n_coef, n_a]   d rho_p / dA
-    double* G1                  # [n_coef, n_a1]
-    double* rho                 # [n_coef]
-    double* dE_drho             # [n_coef]
-    double* grad                # [max_nb * 3]  design: per-neighbour gradient of one function
-    int* touched                # [n_a + n_a1]  design: indices with nonzero adjoint
-    char* mark                  # [n_a + n_a1]
-    double* node_value          # [2 * n_nodes] (re, im) of each tree product
-    double* node_adjoint        # [2 * n_nodes]
-
-
 cdef class CompiledModel:
     """Holds the arrays of a compiled model alive and exposes them as a C struct."""
-    cdef Model model
-    cdef object _arrays
 
     def __init__(self, dict arrays, dict sizes):
         self._arrays = {}
@@ -212,10 +135,6 @@ cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.dyi); free(s.rhat); free(s.dist); free(s.nb_mu); free(s.radial_extra); free(s.A)
     free(s.A1); free(s.GA); free(s.G1); free(s.rho); free(s.dE_drho); free(s.grad)
     free(s.touched); free(s.mark); free(s.node_value); free(s.node_adjoint)
-
-
-cdef inline int a_index(const Model* m, int mu, int n, int l, int mm) noexcept nogil:
-    return (mu * m.nradmax + n) * m.n_lm + l * l + l + mm
 
 
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
