@@ -1,0 +1,529 @@
+# cython: language_level=3
+"""Loss terms and exact parameter gradients for the nonlinear fit (OpenMP, GIL released).
+
+The model is the design form of ace._core._evaluator (one coupling list per B-function), with
+the fitted parameters passed in: basis coefficients c[f, p] and radial coefficients crad, so
+that an optimiser step needs no recompilation.
+
+``model_values`` gives per-atom energies and pair gradients dE_i/dD_ij (forces, stress).
+
+``parameter_gradient`` gives d/dtheta of  sum_i  alpha_i E_i + D_delta E_i,  where
+D_delta E_i = sum_j delta_ij . dE_i/dD_ij is the derivative of E_i along per-pair tangents
+delta. With alpha the energy residual weights and delta built from the force and stress
+residuals (ace.fit.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
+(DA, DB, D rho) run beside the values and the reverse pass carries the adjoint W of A and the
+adjoint V of DA:
+  E_i = s F(rho),  rho_p = sum_f c[f, p] B_f(A),  A_nlm = sum_k crad_nlk G_klm
+  dPhi/dc[f, p]   = lambda_p B_f + mu_p DB_f,
+      lambda_p = alpha s F'_p + Ds F'_p + s F''_p D rho_p,   mu_p = s F'_p
+  dPhi/dcrad_nlk = sum_j Re sum_m W_nlm g_k Y_lm + V_nlm D(g_k Y_lm)
+      W = sum_p lambda_p drho_p/dA + mu_p D(drho_p/dA),  V = sum_p mu_p drho_p/dA
+(s: the core blending factor, Ds its tangent). Gradients accumulate into a fixed number of atom
+blocks summed in order, so results do not depend on the thread count.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free
+
+from ace._core._evaluator cimport (MAX_RANK, CompiledModel, Model, Scratch, a_index,
+                                   atomic_base, core_and_blend, max_neighbour_count,
+                                   scratch_alloc, scratch_free)
+from ace._core._harmonics cimport ylm_index
+from ace._core._openmp cimport omp_get_thread_num
+from ace._core._radial cimport embedding
+
+cdef enum:
+    GRADIENT_BLOCKS = 64  # fixed, so that the summation order is thread-independent
+
+
+cdef struct Work:
+    Scratch base
+    double* DA      # [2 n_a] tangent of A, (re, im), all m
+    double* DA1     # [n_a1]
+    double* W       # [2 n_a] adjoint (complex) of A
+    double* V       # [2 n_a] adjoint (complex) of DA
+    double* W1      # [n_a1]
+    double* B       # [max functions of an element]
+    double* DB
+    double* rho     # [n_dens]
+    double* drho
+    double* lam
+    double* mu
+
+
+cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_dens) noexcept nogil:
+    w.DA = <double*>calloc(2 * m.n_a + 2, sizeof(double))
+    w.DA1 = <double*>calloc(m.n_a1 + 1, sizeof(double))
+    w.W = <double*>calloc(2 * m.n_a + 2, sizeof(double))
+    w.V = <double*>calloc(2 * m.n_a + 2, sizeof(double))
+    w.W1 = <double*>calloc(m.n_a1 + 1, sizeof(double))
+    w.B = <double*>calloc(max_funcs + 1, sizeof(double))
+    w.DB = <double*>calloc(max_funcs + 1, sizeof(double))
+    w.rho = <double*>calloc(4 * n_dens + 4, sizeof(double))
+    w.drho = w.rho + n_dens + 1
+    w.lam = w.drho + n_dens + 1
+    w.mu = w.lam + n_dens + 1
+    return (scratch_alloc(&w.base, m, max_nb) or w.DA == NULL or w.DA1 == NULL or w.W == NULL
+            or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL)
+
+
+cdef void work_free(Work* w) noexcept nogil:
+    scratch_free(&w.base)
+    free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
+
+
+cdef void fill_negative_m(const Model* m, double* A) noexcept nogil:
+    """A[l, -m] = (-1)^m conj(A[l, m]) on a (re, im) array over all m."""
+    cdef int mu, n, l, mm, pos, neg
+    cdef double sign
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(m.lmax + 1):
+                for mm in range(1, l + 1):
+                    pos = a_index(m, mu, n, l, mm)
+                    neg = a_index(m, mu, n, l, -mm)
+                    sign = -1.0 if mm % 2 else 1.0
+                    A[2 * neg] = sign * A[2 * pos]
+                    A[2 * neg + 1] = -sign * A[2 * pos + 1]
+
+
+cdef void fold_negative_m(const Model* m, double* G) noexcept nogil:
+    """Adjoint of fill_negative_m: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+), added onto m > 0."""
+    cdef int mu, n, l, mm, pos, neg
+    cdef double sign
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(m.lmax + 1):
+                for mm in range(1, l + 1):
+                    pos = a_index(m, mu, n, l, mm)
+                    neg = a_index(m, mu, n, l, -mm)
+                    sign = -1.0 if mm % 2 else 1.0
+                    G[2 * pos] += sign * G[2 * neg]
+                    G[2 * pos + 1] -= sign * G[2 * neg + 1]
+                    G[2 * neg] = 0
+                    G[2 * neg + 1] = 0
+
+
+cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
+                         const double* tangent) noexcept nogil:
+    """DA, DA1 along the pair tangents; returns D(blend) (core_and_blend must have run)."""
+    cdef Scratch* s = &w.base
+    cdef Py_ssize_t jj
+    cdef int mu, k, n, l, mm, y, idx, bond
+    cdef int n_rl = m.nradmax * (m.lmax + 1)
+    cdef double rd, Rv, dRv, t0, t1, t2, dyre, dyim, dblend = 0
+    for k in range(2 * m.n_a):
+        w.DA[k] = 0
+    for k in range(m.n_a1):
+        w.DA1[k] = 0
+    for jj in range(n_nb):
+        mu = s.nb_mu[jj]
+        if mu < 0:
+            continue
+        t0 = tangent[3 * jj]
+        t1 = tangent[3 * jj + 1]
+        t2 = tangent[3 * jj + 2]
+        rd = s.rhat[3 * jj] * t0 + s.rhat[3 * jj + 1] * t1 + s.rhat[3 * jj + 2] * t2
+        dblend += s.grad[3 * jj] * rd
+        bond = mu_i * m.n_elements + mu
+        for k in range(m.bond_nradbase[bond]):
+            w.DA1[mu * m.nradbase + k] += s.dg[jj * m.nradbase + k] * rd
+        for n in range(m.bond_nradmax[bond]):
+            for l in range(m.bond_lmax[bond] + 1):
+                Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
+                dRv = s.dR[jj * n_rl + n * (m.lmax + 1) + l]
+                for mm in range(l + 1):
+                    y = jj * m.n_ylm + ylm_index(l, mm)
+                    idx = a_index(m, mu, n, l, mm)
+                    dyre = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
+                    dyim = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
+                    w.DA[2 * idx] += dRv * rd * s.yr[y] + Rv * dyre
+                    w.DA[2 * idx + 1] += dRv * rd * s.yi[y] + Rv * dyim
+    fill_negative_m(m, w.DA)
+    return dblend
+
+
+cdef void forward(const Model* m, Work* w, int mu_i, bint tangents) noexcept nogil:
+    """B_f (and DB_f) for the functions of element mu_i, indexed from its first function."""
+    cdef const double* A = <const double*>w.base.A
+    cdef int f, c, t, rank, first = m.func_first[mu_i], idx
+    cdef const int* index
+    cdef double coef, b, db, pr, pi, tr, ti, ar, ai, dr, di, npr, ntr
+    for f in range(first, m.func_first[mu_i + 1]):
+        rank = m.func_rank[f]
+        b = 0
+        db = 0
+        for c in range(m.comb_first[f], m.comb_first[f + 1]):
+            index = m.comb_index + c * MAX_RANK
+            coef = m.comb_coef[c * m.n_coef]
+            if rank == 1:
+                b += coef * w.base.A1[index[0]]
+                if tangents:
+                    db += coef * w.DA1[index[0]]
+                continue
+            pr = 1
+            pi = 0
+            tr = 0
+            ti = 0
+            for t in range(rank):
+                idx = index[t]
+                ar = A[2 * idx]
+                ai = A[2 * idx + 1]
+                if tangents:
+                    dr = w.DA[2 * idx]
+                    di = w.DA[2 * idx + 1]
+                    ntr = tr * ar - ti * ai + pr * dr - pi * di
+                    ti = tr * ai + ti * ar + pr * di + pi * dr
+                    tr = ntr
+                npr = pr * ar - pi * ai
+                pi = pr * ai + pi * ar
+                pr = npr
+            b += coef * pr
+            db += coef * tr
+        w.B[f - first] = b
+        w.DB[f - first] = db
+
+
+cdef void backward(const Model* m, Work* w, int mu_i, const double* coefs, int n_dens,
+                   bint tangents) noexcept nogil:
+    """Reverse pass over the products: W += sum_p lam_p drho_p/dA (+ mu_p D(drho_p/dA)),
+    V += sum_p mu_p drho_p/dA, W1 (rank 1, without tangents only: it has no crad)."""
+    cdef const double* A = <const double*>w.base.A
+    cdef int f, c, t, rank, p, idx
+    cdef const int* index
+    cdef double coef, wc, vc, qr, qi, dqr, dqi, ar, ai, dr, di
+    cdef double pre[2 * (MAX_RANK + 1)]
+    cdef double suf[2 * (MAX_RANK + 1)]
+    cdef double dpre[2 * (MAX_RANK + 1)]
+    cdef double dsuf[2 * (MAX_RANK + 1)]
+    for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
+        rank = m.func_rank[f]
+        if rank == 1 and tangents:
+            continue
+        wc = 0
+        vc = 0
+        for p in range(n_dens):
+            wc = wc + w.lam[p] * coefs[f * n_dens + p]
+            vc = vc + w.mu[p] * coefs[f * n_dens + p]
+        if wc == 0 and vc == 0:
+            continue
+        for c in range(m.comb_first[f], m.comb_first[f + 1]):
+            index = m.comb_index + c * MAX_RANK
+            coef = m.comb_coef[c * m.n_coef]
+            if rank == 1:
+                w.W1[index[0]] += coef * wc
+                continue
+            # dual prefix and suffix products: value (pre, suf) and tangent (dpre, dsuf)
+            pre[0] = 1
+            pre[1] = 0
+            dpre[0] = 0
+            dpre[1] = 0
+            for t in range(rank):
+                idx = index[t]
+                ar = A[2 * idx]
+                ai = A[2 * idx + 1]
+                pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
+                pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
+                if tangents:
+                    dr = w.DA[2 * idx]
+                    di = w.DA[2 * idx + 1]
+                    dpre[2 * t + 2] = (dpre[2 * t] * ar - dpre[2 * t + 1] * ai
+                                       + pre[2 * t] * dr - pre[2 * t + 1] * di)
+                    dpre[2 * t + 3] = (dpre[2 * t] * ai + dpre[2 * t + 1] * ar
+                                       + pre[2 * t] * di + pre[2 * t + 1] * dr)
+            suf[2 * rank] = 1
+            suf[2 * rank + 1] = 0
+            dsuf[2 * rank] = 0
+            dsuf[2 * rank + 1] = 0
+            for t in range(rank - 1, -1, -1):
+                idx = index[t]
+                ar = A[2 * idx]
+                ai = A[2 * idx + 1]
+                suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
+                suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
+                if tangents:
+                    dr = w.DA[2 * idx]
+                    di = w.DA[2 * idx + 1]
+                    dsuf[2 * t] = (dsuf[2 * t + 2] * ar - dsuf[2 * t + 3] * ai
+                                   + suf[2 * t + 2] * dr - suf[2 * t + 3] * di)
+                    dsuf[2 * t + 1] = (dsuf[2 * t + 2] * ai + dsuf[2 * t + 3] * ar
+                                       + suf[2 * t + 2] * di + suf[2 * t + 3] * dr)
+            for t in range(rank):
+                idx = index[t]
+                # q = d(prod)/dA_t = pre_t suf_{t+1}; dq its tangent
+                qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
+                qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
+                w.W[2 * idx] += coef * wc * qr
+                w.W[2 * idx + 1] += coef * wc * qi
+                if tangents:
+                    dqr = (dpre[2 * t] * suf[2 * t + 2] - dpre[2 * t + 1] * suf[2 * t + 3]
+                           + pre[2 * t] * dsuf[2 * t + 2] - pre[2 * t + 1] * dsuf[2 * t + 3])
+                    dqi = (dpre[2 * t] * suf[2 * t + 3] + dpre[2 * t + 1] * suf[2 * t + 2]
+                           + pre[2 * t] * dsuf[2 * t + 3] + pre[2 * t + 1] * dsuf[2 * t + 2])
+                    w.W[2 * idx] += coef * vc * dqr
+                    w.W[2 * idx + 1] += coef * vc * dqi
+                    w.V[2 * idx] += coef * vc * qr
+                    w.V[2 * idx + 1] += coef * vc * qi
+
+
+cdef void clear_adjoints(const Model* m, Work* w) noexcept nogil:
+    cdef int k
+    for k in range(2 * m.n_a):
+        w.W[k] = 0
+        w.V[k] = 0
+    for k in range(m.n_a1):
+        w.W1[k] = 0
+
+
+cdef double densities_and_embedding(const Model* m, Work* w, int mu_i, const double* coefs,
+                                    int n_dens, double blend, double dblend, double alpha,
+                                    bint tangents) noexcept nogil:
+    """rho_p (and D rho_p), the embedding, and the adjoint weights lam_p, mu_p; returns F."""
+    cdef int f, p, first = m.func_first[mu_i], nd = m.ndensity[mu_i]
+    cdef double F = 0, Fp, dFp, d2Fp
+    for p in range(n_dens):
+        w.rho[p] = 0
+        w.drho[p] = 0
+        w.lam[p] = 0
+        w.mu[p] = 0
+    for f in range(first, m.func_first[mu_i + 1]):
+        for p in range(nd):
+            w.rho[p] += coefs[f * n_dens + p] * w.B[f - first]
+            if tangents:
+                w.drho[p] += coefs[f * n_dens + p] * w.DB[f - first]
+    for p in range(nd):
+        embedding(m.npot[mu_i], m.fs_w[mu_i * n_dens + p], m.fs_m[mu_i * n_dens + p],
+                  w.rho[p], &Fp, &dFp, &d2Fp)
+        F += Fp
+        if tangents:
+            w.lam[p] = alpha * blend * dFp + dblend * dFp + blend * d2Fp * w.drho[p]
+            w.mu[p] = blend * dFp
+        else:
+            w.lam[p] = blend * dFp
+    return F
+
+
+cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
+                        const double* vectors, const int* nb_species, const double* coefs,
+                        int n_dens, double* pair_gradient) noexcept nogil:
+    """E_i (without E0) and dE_i/dD_ij per neighbour."""
+    cdef Scratch* s = &w.base
+    cdef double blend = 1, core, F
+    cdef Py_ssize_t jj
+    cdef int n_rl = m.nradmax * (m.lmax + 1), mu, n, l, mm, y, idx, k, bond
+    cdef double radial, gx, gy, gz, Rv, wy, wr, wi
+    atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
+    core = core_and_blend(m, s, mu_i, n_nb, &blend)
+    forward(m, w, mu_i, False)
+    F = densities_and_embedding(m, w, mu_i, coefs, n_dens, blend, 0, 0, False)
+    clear_adjoints(m, w)
+    backward(m, w, mu_i, coefs, n_dens, False)
+    fold_negative_m(m, w.W)
+    for jj in range(n_nb):
+        pair_gradient[3 * jj] = 0
+        pair_gradient[3 * jj + 1] = 0
+        pair_gradient[3 * jj + 2] = 0
+        mu = s.nb_mu[jj]
+        if mu < 0:
+            continue
+        bond = mu_i * m.n_elements + mu
+        # core energy and the blend factor multiplying F act along rhat
+        radial = s.radial_extra[jj] + F * s.grad[3 * jj]
+        for k in range(m.bond_nradbase[bond]):
+            radial += w.W1[mu * m.nradbase + k] * s.dg[jj * m.nradbase + k]
+        gx = 0
+        gy = 0
+        gz = 0
+        for n in range(m.bond_nradmax[bond]):
+            for l in range(m.bond_lmax[bond] + 1):
+                Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
+                wy = 0
+                for mm in range(l + 1):
+                    idx = a_index(m, mu, n, l, mm)
+                    y = jj * m.n_ylm + ylm_index(l, mm)
+                    wr = w.W[2 * idx]
+                    wi = w.W[2 * idx + 1]
+                    wy += wr * s.yr[y] - wi * s.yi[y]
+                    gx += Rv * (wr * s.dyr[3 * y] - wi * s.dyi[3 * y])
+                    gy += Rv * (wr * s.dyr[3 * y + 1] - wi * s.dyi[3 * y + 1])
+                    gz += Rv * (wr * s.dyr[3 * y + 2] - wi * s.dyi[3 * y + 2])
+                radial += s.dR[jj * n_rl + n * (m.lmax + 1) + l] * wy
+        pair_gradient[3 * jj] = gx + radial * s.rhat[3 * jj]
+        pair_gradient[3 * jj + 1] = gy + radial * s.rhat[3 * jj + 1]
+        pair_gradient[3 * jj + 2] = gz + radial * s.rhat[3 * jj + 2]
+    return F * blend + core
+
+
+cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
+                        const double* vectors, const int* nb_species, const double* coefs,
+                        int n_dens, double alpha, const double* tangent, bint want_crad,
+                        double* grad_coefs, double* grad_crad) noexcept nogil:
+    """Adds d/dtheta (alpha E_i + D_delta E_i) to grad_coefs [n_funcs, n_dens], grad_crad."""
+    cdef Scratch* s = &w.base
+    cdef double blend = 1, dblend
+    cdef Py_ssize_t jj
+    cdef int f, p, first = m.func_first[mu_i], nd = m.ndensity[mu_i]
+    cdef int n_rl = m.nradmax * (m.lmax + 1), mu, n, l, mm, y, idx, k, bond, nrb
+    cdef double t0, t1, t2, rd, a, b, dyre, dyim, wr, wi, vr, vi
+    cdef double* gc
+    atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
+    core_and_blend(m, s, mu_i, n_nb, &blend)
+    dblend = base_tangent(m, w, mu_i, n_nb, tangent)
+    forward(m, w, mu_i, True)
+    densities_and_embedding(m, w, mu_i, coefs, n_dens, blend, dblend, alpha, True)
+    for f in range(first, m.func_first[mu_i + 1]):
+        for p in range(nd):
+            grad_coefs[f * n_dens + p] += w.lam[p] * w.B[f - first] + w.mu[p] * w.DB[f - first]
+    if not want_crad:
+        return
+    clear_adjoints(m, w)
+    backward(m, w, mu_i, coefs, n_dens, True)
+    fold_negative_m(m, w.W)
+    fold_negative_m(m, w.V)
+    for jj in range(n_nb):
+        mu = s.nb_mu[jj]
+        if mu < 0:
+            continue
+        bond = mu_i * m.n_elements + mu
+        nrb = m.bond_nradbase[bond]
+        t0 = tangent[3 * jj]
+        t1 = tangent[3 * jj + 1]
+        t2 = tangent[3 * jj + 2]
+        rd = s.rhat[3 * jj] * t0 + s.rhat[3 * jj + 1] * t1 + s.rhat[3 * jj + 2] * t2
+        for n in range(m.bond_nradmax[bond]):
+            for l in range(m.bond_lmax[bond] + 1):
+                a = 0
+                b = 0
+                for mm in range(l + 1):
+                    idx = a_index(m, mu, n, l, mm)
+                    y = jj * m.n_ylm + ylm_index(l, mm)
+                    wr = w.W[2 * idx]
+                    wi = w.W[2 * idx + 1]
+                    vr = w.V[2 * idx]
+                    vi = w.V[2 * idx + 1]
+                    dyre = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
+                    dyim = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
+                    a += wr * s.yr[y] - wi * s.yi[y] + vr * dyre - vi * dyim
+                    b += vr * s.yr[y] - vi * s.yi[y]
+                b = b * rd
+                gc = grad_crad + ((bond * m.nradmax + n) * (m.lmax + 1) + l) * m.nradbase
+                for k in range(nrb):
+                    gc[k] += a * s.g[jj * m.nradbase + k] + b * s.dg[jj * m.nradbase + k]
+
+
+cdef Model with_parameters(CompiledModel compiled, const double[:, ::1] coefs,
+                           const double[::1] crad) except *:
+    cdef Model m = compiled.model
+    cdef Py_ssize_t n_crad = m.n_elements * m.n_elements * m.nradmax * (m.lmax + 1) * m.nradbase
+    if coefs.shape[0] != compiled.n_functions:
+        raise ValueError(f"coefs has {coefs.shape[0]} rows, the model {compiled.n_functions} "
+                         "functions")
+    if crad.shape[0] != n_crad:
+        raise ValueError(f"crad has {crad.shape[0]} entries, the model {n_crad}")
+    if m.n_coef != 1:
+        raise ValueError("the nonlinear-fit kernels take the design form of the model")
+    if coefs.shape[1] < 1:
+        raise ValueError("coefs needs at least one density column")
+    if n_crad:
+        m.crad = &crad[0]
+    return m
+
+
+cdef int max_functions(const Model* m) noexcept:
+    cdef int mu, best = 0
+    for mu in range(m.n_elements):
+        best = max(best, m.func_first[mu + 1] - m.func_first[mu])
+    return best
+
+
+def model_values(CompiledModel compiled, const double[:, ::1] coefs, const double[::1] crad,
+                 const int[::1] species, const cnp.int64_t[::1] first,
+                 const cnp.int64_t[::1] pair_j, const double[:, ::1] vectors, int n_threads):
+    """Per-atom energies (without E0) [n] and pair gradients dE_i/dD_ij [n_pairs, 3].
+
+    ``coefs`` [n_funcs, n_dens] (n_dens = the model's largest ndensity), ``crad`` flat
+    [n_elements^2 * nradmax * (lmax + 1) * nradbase]."""
+    cdef Model m = with_parameters(compiled, coefs, crad)
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i
+    cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
+    cdef int max_funcs = max_functions(&m), thread
+    energies_np = np.zeros(n_atoms)
+    pair_gradient_np = np.zeros((max(n_pairs, 1), 3))
+    cdef double[::1] energies = energies_np
+    cdef double[:, ::1] pair_gradient = pair_gradient_np
+    cdef int[::1] nb_species = (np.asarray(species)[np.asarray(pair_j)].astype(np.int32)
+                                if n_pairs else np.zeros(1, np.int32))
+    cdef int[::1] failed = np.zeros(max(n_threads, 1), dtype=np.int32)
+    cdef Work* works = <Work*>calloc(max(n_threads, 1), sizeof(Work))
+    cdef Work* wp
+    if works == NULL:
+        raise MemoryError("could not allocate the nonlinear-fit scratch")
+    with nogil, parallel(num_threads=n_threads):
+        thread = omp_get_thread_num()
+        wp = works + thread
+        if work_alloc(wp, &m, max_nb, max_funcs, n_dens):
+            failed[thread] = 1
+        else:
+            for i in prange(n_atoms, schedule="dynamic", chunksize=4):
+                energies[i] = atom_values(
+                    &m, wp, species[i], first[i + 1] - first[i],
+                    &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                    &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                    &coefs[0, 0], n_dens,
+                    &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL)
+        work_free(wp)
+    free(works)
+    if np.any(np.asarray(failed)):
+        raise MemoryError("could not allocate the nonlinear-fit scratch")
+    return energies_np, pair_gradient_np[:n_pairs]
+
+
+def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
+                       const double[::1] crad, const int[::1] species,
+                       const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                       const double[:, ::1] vectors, const double[::1] alpha,
+                       const double[:, ::1] tangent, bint want_crad, int n_threads):
+    """d/dtheta sum_i (alpha_i E_i + sum_j tangent_ij . dE_i/dD_ij): (d coefs [n_funcs, n_dens],
+    d crad [flat]); d crad is zero unless ``want_crad``."""
+    cdef Model m = with_parameters(compiled, coefs, crad)
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, blk, k
+    cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
+    cdef int max_funcs = max_functions(&m), thread
+    cdef Py_ssize_t n_coefs = coefs.shape[0] * n_dens, n_crad = crad.shape[0]
+    cdef Py_ssize_t n_blocks = max(1, min(<Py_ssize_t>GRADIENT_BLOCKS, n_atoms))
+    if alpha.shape[0] != n_atoms or tangent.shape[0] != n_pairs:
+        raise ValueError("alpha needs one entry per atom and tangent one row per pair")
+    blocks_np = np.zeros((n_blocks, n_coefs + n_crad + 1))
+    cdef double[:, ::1] blocks = blocks_np
+    cdef int[::1] nb_species = (np.asarray(species)[np.asarray(pair_j)].astype(np.int32)
+                                if n_pairs else np.zeros(1, np.int32))
+    cdef int[::1] failed = np.zeros(max(n_threads, 1), dtype=np.int32)
+    cdef Work* works = <Work*>calloc(max(n_threads, 1), sizeof(Work))
+    cdef Work* wp
+    if works == NULL:
+        raise MemoryError("could not allocate the nonlinear-fit scratch")
+    with nogil, parallel(num_threads=n_threads):
+        thread = omp_get_thread_num()
+        wp = works + thread
+        if work_alloc(wp, &m, max_nb, max_funcs, n_dens):
+            failed[thread] = 1
+        else:
+            for blk in prange(n_blocks, schedule="dynamic"):
+                for i in range(blk * n_atoms // n_blocks, (blk + 1) * n_atoms // n_blocks):
+                    atom_gradient(
+                        &m, wp, species[i], first[i + 1] - first[i],
+                        &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                        &coefs[0, 0], n_dens, alpha[i],
+                        &tangent[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        want_crad, &blocks[blk, 0], &blocks[blk, n_coefs])
+        work_free(wp)
+    free(works)
+    if np.any(np.asarray(failed)):
+        raise MemoryError("could not allocate the nonlinear-fit scratch")
+    total = np.zeros(n_coefs + n_crad)
+    for k in range(n_blocks):  # in order: thread-count independent
+        total += blocks_np[k, :n_coefs + n_crad]
+    return total[:n_coefs].reshape(coefs.shape[0], n_dens), total[n_coefs:]
