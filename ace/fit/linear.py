@@ -109,6 +109,9 @@ class LinearFit:
 
     potential: object
     report: dict
+    # the ridge penalty as sum_k penalty[k] c_k^2 in the units of the loss (the nonlinear fit
+    # starting from this solution keeps it)
+    penalty: np.ndarray | None = None
 
     def __repr__(self):
         r = self.report
@@ -387,6 +390,7 @@ class RidgeSystem:
         else:
             Gr, br = Gcc, bc
         diag = np.diag(Gr).copy()
+        self.diagonal = diag
         self.active = diag > RANK_TOLERANCE * max(diag.max(initial=0.0), 1e-300)
         self.scale = 1.0 / np.sqrt(diag[self.active])
         # standardised Gram, built in place where possible (it is the largest work matrix)
@@ -660,7 +664,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
                           coefficients.reshape(-1, 1), e0=e0, basis_spec=potential.basis_spec,
                           min_distance=potential.min_distance,
                           metadata={**potential.metadata, **(metadata or {})})
-    return LinearFit(fitted, report)
+    penalty = choice["l2"] * np.where(system.active, system.diagonal, 0.0)
+    return LinearFit(fitted, report, penalty)
 
 
 def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,
