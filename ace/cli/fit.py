@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import time
 
 import numpy as np
@@ -23,6 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--num-threads", type=int, default=None,
                         help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--resume", action="store_true",
+                        help="nonlinear fit: continue from <output>.checkpoint.json")
 
 
 def run(args):
@@ -41,7 +44,14 @@ def run(args):
         if args.dry_run:
             print_dry_run(config, train, potential, basis_info)
             return 0
-        potential, tables = fit_config(config, train, test, potential, basis_info)
+        if args.resume and config.nonlinear is None:
+            raise ConfigError("--resume applies to fit.method nonlinear only")
+        potential, tables = fit_config(config, train, test, potential, basis_info,
+                                       resume=args.resume)
+    except KeyboardInterrupt:
+        return fail("fit", "interrupted" + (
+            f"; the best potential so far is in {config.output}; continue with --resume"
+            if config.nonlinear is not None else ""))
     except (ConfigError, DataError, ValueError, OSError) as exc:
         return fail("fit", str(exc))
     print(f"wrote {config.output} and {config.metrics_path}")
@@ -111,7 +121,7 @@ def _threads(config):
     return effective_n_threads(config.num_threads)
 
 
-def fit_config(config, train, test, potential, info):
+def fit_config(config, train, test, potential, info, resume=False):
     """Fit, evaluate, write the potential and metrics; returns (potential, tables)."""
     from ace.fit import progress_bar
     from ace.fit.linear import fit_linear
@@ -119,11 +129,15 @@ def fit_config(config, train, test, potential, info):
 
     progress = progress_bar(config.progress)
     start = time.perf_counter()
-    result = fit_linear(potential, train, config.loss, num_threads=config.num_threads,
-                        chunk_rows=config.chunk_rows, progress=progress, log=log)
-    fitted = result.potential
-    log(f"fit took {time.perf_counter() - start:.1f} s; E0: "
+    result = fit_linear(linear_part(potential), train, config.loss,
+                        num_threads=config.num_threads, chunk_rows=config.chunk_rows,
+                        progress=progress, log=log)
+    log(f"linear fit took {time.perf_counter() - start:.1f} s; E0: "
         + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+    if config.nonlinear is not None:
+        result = fit_nonlinear_from_linear(config, train, potential, result, resume)
+        log(f"nonlinear fit took {result.report['seconds']:.1f} s")
+    fitted = result.potential
     tables = {"train": evaluate(fitted, train, config.num_threads, progress)}
     if test is not None:
         tables["test"] = evaluate(fitted, test, config.num_threads, progress)
@@ -141,6 +155,48 @@ def fit_config(config, train, test, potential, info):
     fitted.save(config.output)
     to_json(plain(tables), config.metrics_path)
     return fitted, tables
+
+
+def linear_part(potential):
+    """The potential with one linear density per element (what the linear fit solves)."""
+    from ace.basis.model import Embedding
+    from ace.potential import ACEPotential
+
+    if all(e.ndensity == 1 for e in potential.embeddings.values()):
+        return potential
+    embeddings = {i: Embedding(1, "FinnisSinclairShiftedScaled", [1.0, 1.0], e.rho_core_cut,
+                               e.drho_core_cut) for i, e in potential.embeddings.items()}
+    return ACEPotential(potential.elements, potential.bonds, embeddings, potential.functions,
+                        basis_spec=potential.basis_spec, min_distance=potential.min_distance,
+                        metadata=potential.metadata)
+
+
+def fit_nonlinear_from_linear(config, train, potential, linear, resume):
+    """The nonlinear fit from the linear solution (extra densities start at zero), with the
+    linear fit's structure weights, term weights and ridge penalty."""
+    from ace.fit.linear import structure_weights
+    from ace.fit.nonlinear import fit_nonlinear
+    from ace.potential import ACEPotential
+
+    coefficients = np.zeros((potential.n_functions, potential.ndensity_max))
+    coefficients[:, 0] = linear.potential.coefficients[:, 0]
+    start = ACEPotential(potential.elements, potential.bonds, potential.embeddings,
+                         potential.functions, coefficients, e0=linear.potential.e0,
+                         basis_spec=potential.basis_spec, min_distance=potential.min_distance)
+    weights = structure_weights(train, config.loss, potential.elements)
+    root, _ = os.path.splitext(config.output)
+
+    def save_best(best):
+        best.metadata = {"note": "best potential so far of an unfinished nonlinear fit"}
+        best.save(config.output)
+
+    result = fit_nonlinear(start, train, config.nonlinear, weights=weights,
+                           tau={k: linear.report["weights"][k] for k in ("forces", "stress")},
+                           penalty=linear.penalty, num_threads=config.num_threads,
+                           checkpoint=root + ".checkpoint.json", resume=resume,
+                           save_best=save_best, log=log)
+    result.report["linear"] = linear.report
+    return result
 
 
 def _version():

@@ -48,6 +48,23 @@ Every key (relative paths are relative to the config file)::
       num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
       progress: true                  # tqdm bars when tqdm is installed
+      method: linear                  # or nonlinear (ace.fit.nonlinear): starts from the
+                                      # linear fit, then fits all densities of the embedding
+                                      # (default FinnisSinclairShiftedScaled, 2 densities,
+                                      # fs_parameters [1, 1, 1, 0.5]) and the radial functions
+      # with method nonlinear only (defaults shown):
+      optimizer: L-BFGS-B             # BFGS; least_squares (Levenberg-Marquardt, small fits)
+      trainable: [coefficients, radial, e0]
+      max_iterations: 300
+      checkpoint_every: 25            # iterations per segment; <output>.checkpoint.json
+      patience: 4                     # segments without validation gain before stopping
+      restarts: 1                     # perturbed restarts, best validation loss kept
+      restart_noise: 0.05
+      batch_size: null                # structures per mini-batch (null: all)
+      ladder: null                    # e.g. [50, 150]: grow the basis in steps by degree
+      radial_l2: 1.0e-6               # prior keeping R_nl near the start, rough parts most
+      validation_fraction: 0.1        # held out of train for early stopping
+      seed: 0
 
 The defaults and why:
 
@@ -89,7 +106,14 @@ DATA_KEYS = {"train", "test", "keys"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
 REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
-FIT_KEYS = {"num_threads", "chunk_rows", "progress"}
+FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method"}
+# the nonlinear fit's keys (ace.fit.nonlinear.NonlinearSettings), allowed with method nonlinear
+NONLINEAR_KEYS = {"optimizer", "trainable", "max_iterations", "checkpoint_every", "patience",
+                  "restarts", "restart_noise", "batch_size", "ladder", "radial_l2",
+                  "validation_fraction", "seed", "gtol"}
+# the nonlinear fit's default embedding (pacemaker's): a linear density plus a square-root one
+NONLINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "ndensity": 2,
+                       "fs_parameters": [1, 1, 1, 0.5]}
 
 
 class ConfigError(ValueError):
@@ -139,6 +163,7 @@ class FitConfig:
     num_threads: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     progress: bool = True
+    nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
     source: dict = field(default_factory=dict)  # the config as given
 
     # ------------------------------------------------------------------ reading
@@ -184,7 +209,20 @@ class FitConfig:
         weights = _check_keys(raw.get("weights"), WEIGHT_KEYS, "weights")
         regularisation = _check_keys(raw.get("regularisation"), REGULARISATION_KEYS,
                                      "regularisation")
-        fit = _check_keys(raw.get("fit"), FIT_KEYS, "fit")
+        fit = raw.get("fit") or {}
+        method = fit.get("method", "linear") if isinstance(fit, dict) else None
+        if method not in ("linear", "nonlinear"):
+            raise ConfigError(f"fit.method: expected 'linear' or 'nonlinear', got {method!r}")
+        fit = _check_keys(fit, FIT_KEYS | (NONLINEAR_KEYS if method == "nonlinear" else set()),
+                          "fit")
+        nonlinear = None
+        if method == "nonlinear":
+            from ace.fit.nonlinear import NonlinearSettings
+            try:
+                nonlinear = NonlinearSettings(**{k: v for k, v in fit.items()
+                                                 if k in NONLINEAR_KEYS})
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(str(exc)) from exc
         e0 = raw.get("e0", "auto")
         if e0 != "auto" and not (isinstance(e0, dict) and
                                  all(isinstance(v, (int, float)) for v in e0.values())):
@@ -201,7 +239,8 @@ class FitConfig:
             core_repulsion=_core_repulsion(raw.get("core_repulsion", "auto")), loss=loss,
             num_threads=_optional_int(fit.get("num_threads"), "fit.num_threads"),
             chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
-            progress=bool(fit.get("progress", True)), source=copy.deepcopy(raw))
+            progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
+            source=copy.deepcopy(raw))
         config.check_basis()
         return config
 
@@ -218,7 +257,7 @@ class FitConfig:
             spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
         except ValueError as exc:
             raise ConfigError(f"basis: {exc}") from exc
-        if self.basis.get("embeddings"):
+        if self.basis.get("embeddings") and self.nonlinear is None:
             for element in spec.elements:
                 emb = spec.embedding(element)
                 if emb.ndensity != 1 or emb.npot != LINEAR_EMBEDDING["npot"] or \
@@ -244,8 +283,8 @@ class FitConfig:
         if cap is not None:
             functions["number_of_functions_per_element"] = cap
         out = {"elements": list(self.elements),
-               "embeddings": copy.deepcopy(self.basis.get("embeddings")
-                                           or {"ALL": LINEAR_EMBEDDING}),
+               "embeddings": copy.deepcopy(self.basis.get("embeddings") or {
+                   "ALL": LINEAR_EMBEDDING if self.nonlinear is None else NONLINEAR_EMBEDDING}),
                "bonds": bonds, "functions": functions}
         if "deltaSplineBins" in self.basis:
             out["deltaSplineBins"] = self.basis["deltaSplineBins"]
@@ -257,7 +296,8 @@ class FitConfig:
                 "test": self.test, "output": self.output, "keys": asdict(self.keys),
                 "basis": self.basis, "core_repulsion": self.core_repulsion,
                 "loss": asdict(self.loss), "num_threads": self.num_threads,
-                "chunk_rows": self.chunk_rows}
+                "chunk_rows": self.chunk_rows,
+                "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
 
 
 def _optional_int(value, where):

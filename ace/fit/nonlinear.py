@@ -39,6 +39,9 @@ OPTIMIZERS = ("L-BFGS-B", "BFGS", "least_squares")
 CHECKPOINT_FORMAT = "ace-nonlinear-checkpoint"
 MAX_JACOBIAN_ENTRIES = 50_000_000  # least_squares keeps the dense Jacobian: 400 MB
 MAX_BATCH_PAIRS = 2_000_000  # neighbour pairs per kernel call (memory bound)
+# the diagonal preconditioner is floored at this share of its largest entry: parameters the
+# data barely determine would otherwise get huge steps (measured on teacher-student fits)
+PRECONDITION_FLOOR = 1e-3
 
 
 @dataclass
@@ -323,6 +326,39 @@ class NonlinearLoss:
         g_e0 = np.bincount(batch.species, alpha, len(e0))
         return terms, (g_coefs, g_crad, g_e0)
 
+    def gauss_newton_diagonal(self, theta, n_probes=8, seed=0):
+        """Estimate of diag(J^T J) of the residuals (prior included) from random-sign probes:
+        for v with entries +-1, E[(J^T v)_k^2] = sum_q J_qk^2; one gradient pass per probe."""
+        coefs, crad, e0 = self.layout.unpack(theta)
+        rng = np.random.default_rng(seed)
+        total = np.zeros(self.layout.size)
+        for _ in range(n_probes):
+            probe = np.zeros(self.layout.size)
+            for batch in self.batches:
+                n_s = len(batch.n_atoms)
+                w = batch.weight
+                vE = rng.choice((-1.0, 1.0), n_s) * np.sqrt(w / self.norms["energy"])
+                alpha = (vE / batch.n_atoms)[batch.atom_structure]
+                sF = np.sqrt(self.tau["forces"] * w / max(self.norms["forces"], 1e-300))
+                u = rng.choice((-1.0, 1.0), (len(batch.species), 3)) * (
+                    sF[batch.atom_structure] * batch.force_mask)[:, None]
+                sS = np.sqrt(self.tau["stress"] * w / max(self.norms["stress"], 1e-300))
+                V = rng.choice((-1.0, 1.0), (n_s, 3, 3)) * (
+                    sS * batch.stress_mask / batch.volume)[:, None, None]
+                V = 0.5 * (V + V.transpose(0, 2, 1))
+                tangent = u[batch.pair_i] - u[batch.pair_j] + np.einsum(
+                    "pa,pab->pb", batch.vectors, V[batch.pair_structure])
+                gc, gr = parameter_gradient(
+                    self.model, coefs, crad, batch.species, batch.first, batch.pair_j,
+                    batch.vectors, np.ascontiguousarray(alpha), np.ascontiguousarray(tangent),
+                    len(self.layout.crad_index) > 0, self.n_threads)
+                probe += self.layout.gradient(gc, gr, np.bincount(batch.species, alpha, len(e0)))
+            total += probe ** 2
+        nc, nr, _ = self.layout.sizes
+        prior = np.concatenate([self.coef_penalty, self.radial_l2 * self.layout.radial_weight,
+                                np.zeros(self.layout.n_e0)])
+        return total / n_probes + prior
+
     def prior(self, theta):
         nc, nr, _ = self.layout.sizes
         c = theta[:nc]
@@ -525,14 +561,18 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
             while state["step"] < len(masks):
                 anchor = ACEPotential.from_dict(state["anchor"])
                 layout = ParameterLayout(anchor, settings.trainable, masks[state["step"]])
-                theta = layout.pack() if state["theta"] is None else np.array(state["theta"])
-                if state["theta"] is None and state["step"] == 0 and state["restart"] > 0:
-                    theta = _perturbed(theta, layout, settings, state["restart"])
+                theta_start = layout.pack()
+                if state["step"] == 0 and state["restart"] > 0:
+                    theta_start = _perturbed(theta_start, layout, settings, state["restart"])
+                theta = theta_start if state["theta"] is None else np.array(state["theta"])
                 full = NonlinearLoss(layout, design, fit_batches, tau, penalty,
                                      settings.radial_l2, num_threads)
                 validation = NonlinearLoss(layout, design, val_batches, tau, penalty,
                                            settings.radial_l2, num_threads) if val_batches else None
                 _check_problem_size(full, settings)
+                # a function of the step's start only, so that a resumed fit uses the same
+                diagonal = full.gauss_newton_diagonal(theta_start, seed=settings.seed)
+                scale = 1.0 / np.sqrt(diagonal + PRECONDITION_FLOOR * max(diagonal.max(), 1e-300))
                 while state["iteration"] < settings.max_iterations:
                     n_iter = min(settings.checkpoint_every,
                                  settings.max_iterations - state["iteration"])
@@ -540,7 +580,7 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                     if settings.batch_size:
                         loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
                                                state, design, n_threads, num_threads)
-                    result = _minimise(loss, theta, n_iter, settings)
+                    result = _minimise(loss, theta, n_iter, settings, scale)
                     theta = result.x
                     state["iteration"] += max(int(result.nit), 1)
                     state["segment"] += 1
@@ -638,13 +678,29 @@ def _minibatch_loss(full, potential, train, weights, fit_idx, settings, state, d
     size = min(int(settings.batch_size), len(fit_idx))
     chosen = np.sort(rng.choice(fit_idx, size=size, replace=False))
     batches = make_batches(potential, train, weights, chosen, n_threads)
-    loss = NonlinearLoss(full.layout, design, batches, full.tau, np.zeros(1), full.radial_l2,
+    loss = NonlinearLoss(full.layout, design, batches, full.tau, np.zeros(len(full.layout.coefs0)), full.radial_l2,
                          num_threads)
     loss.coef_penalty = full.coef_penalty
     return loss
 
 
-def _minimise(loss, theta, n_iter, settings):
+def _minimise(loss, theta, n_iter, settings, scale):
+    """Run the optimiser for at most n_iter iterations in the scaled coordinates theta / scale
+    (the Gauss-Newton diagonal makes the problem far better conditioned for quasi-Newton)."""
+    if settings.optimizer != "least_squares":
+        def scaled(z):
+            value, grad = loss.value_and_gradient(z * scale)
+            return value, grad * scale
+
+        options = {"maxiter": n_iter, "gtol": settings.gtol}
+        if settings.optimizer == "L-BFGS-B":
+            # scipy's default stops on a relative loss change of 2e-9 per step, far too early
+            # for losses whose scale is set by small residuals
+            options.update(ftol=1e-15, maxcor=30)
+        result = scipy.optimize.minimize(scaled, theta / scale, jac=True,
+                                         method=settings.optimizer, options=options)
+        result.x = result.x * scale
+        return result
     if settings.optimizer == "least_squares":
         cache = {}
 
@@ -657,15 +713,13 @@ def _minimise(loss, theta, n_iter, settings):
 
         result = scipy.optimize.least_squares(lambda x: evaluate(x)[0], theta,
                                               jac=lambda x: evaluate(x)[1], method="lm",
+                                              x_scale="jac",
                                               max_nfev=n_iter + 1, xtol=1e-15, ftol=1e-15,
                                               gtol=settings.gtol)
         result.fun = float(np.sum(result.fun ** 2))
         result.nit = result.nfev
         result.success = result.status > 0
         return result
-    options = {"maxiter": n_iter, "gtol": settings.gtol}
-    return scipy.optimize.minimize(loss.value_and_gradient, theta, jac=True,
-                                   method=settings.optimizer, options=options)
 
 
 def _fingerprint(potential, train, settings, weights, tau, penalty):

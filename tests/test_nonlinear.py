@@ -1,0 +1,293 @@
+"""The nonlinear fit: kernel values, exact loss gradients for every parameter kind and loss
+term, the least-squares Jacobian, teacher-student recovery, checkpoint/resume, and settings."""
+import json
+
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from ace._core._gradient import model_values, parameter_gradient
+from ace.calculator import ACECalculator
+from ace.data import Dataset
+from ace.evaluator import Evaluator, Structure, compile_model
+from ace.fit.nonlinear import (CheckpointError, NonlinearLoss, NonlinearSettings,
+                               ParameterLayout, fit_nonlinear, ladder_masks, make_batches)
+
+from conftest import make_structure, mixed_potential, random_potential, shift_densities_positive
+
+KINDS = ("bulk", "small_cell", "triclinic")
+
+
+def teacher_data(potential, n, seed=0):
+    """Structures labelled by ``potential`` (energies, forces, stresses)."""
+    images = []
+    for k in range(n):
+        atoms = make_structure(KINDS[k % len(KINDS)], elements=tuple(potential.elements),
+                               seed=seed + k)
+        atoms.calc = ACECalculator(potential)
+        labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                      stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        images.append(atoms)
+    return Dataset.from_atoms(images)
+
+
+def positive(potential):
+    structures = [make_structure(k, elements=tuple(potential.elements), seed=i)
+                  for i, k in enumerate(KINDS)]
+    return shift_densities_positive(potential, structures)
+
+
+POTENTIALS = {
+    "fs-chebexpcos": lambda: positive(random_potential(ndensity=2, orders=4)),
+    "fs-sbessel-distance": lambda: positive(random_potential(ndensity=2, inner="distance",
+                                                             radbase="SBessel")),
+    "fs-density-core": lambda: positive(random_potential(ndensity=2, inner="density")),
+    "alloy-zbl": lambda: positive(mixed_potential(inner="zbl")),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(POTENTIALS))
+def problem(request):
+    potential = POTENTIALS[request.param]()
+    data = teacher_data(potential, 4)
+    return potential, data
+
+
+def loss_for(potential, data, tau, penalty_scale=1e-3, radial_l2=1e-3, num_threads=1,
+             trainable=("coefficients", "radial", "e0")):
+    rng = np.random.default_rng(7)
+    layout = ParameterLayout(potential, trainable)
+    batches = make_batches(potential, data, 0.5 + rng.random(len(data)))
+    return NonlinearLoss(layout, compile_model(potential, design=True), batches, tau,
+                         penalty_scale * rng.random(potential.n_functions), radial_l2,
+                         num_threads)
+
+
+def test_kernel_values_match_the_evaluator(problem):
+    potential, data = problem
+    evaluator = Evaluator(potential)
+    layout = ParameterLayout(potential)
+    coefs, crad, _ = layout.unpack(layout.pack())
+    design = compile_model(potential, design=True)
+    for s in range(len(data)):
+        structure = Structure.from_atoms(potential, data.atoms(s))
+        nl = evaluator.neighbours(structure)
+        energies, pair_gradient = model_values(design, coefs, crad, structure.species, nl.first,
+                                               nl.j, np.ascontiguousarray(nl.vectors), 1)
+        reference = evaluator.compute(structure, neighbour_list=nl)
+        forces = np.stack([np.bincount(nl.i, pair_gradient[:, a], len(structure.species))
+                           - np.bincount(nl.j, pair_gradient[:, a], len(structure.species))
+                           for a in range(3)], axis=1)
+        e0 = potential.e0[structure.species]
+        np.testing.assert_allclose(energies + e0, reference.energies, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(forces, reference.forces, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("tau", [{"forces": 0.0, "stress": 0.0}, {"forces": 1.0, "stress": 0.0},
+                                 {"forces": 0.0, "stress": 1.0}],
+                         ids=["energy", "forces", "stress"])
+def test_loss_gradient_matches_finite_differences(problem, tau):
+    potential, data = problem
+    loss = loss_for(potential, data, tau)
+    rng = np.random.default_rng(1)
+    theta = loss.layout.pack()
+    theta = theta * (1 + 0.02 * rng.standard_normal(theta.size))  # off the teacher's optimum
+    value, gradient = loss.value_and_gradient(theta)
+    assert value == pytest.approx(loss.value(theta), rel=1e-12)
+    nc, nr, ne = loss.layout.sizes
+    picks = np.concatenate([rng.choice(nc, 5, replace=False), nc + rng.choice(nr, 5, replace=False),
+                            nc + nr + np.arange(ne)])
+    h = 1e-6
+    for k in picks:
+        up, down = theta.copy(), theta.copy()
+        up[k] += h
+        down[k] -= h
+        numeric = (loss.value(up) - loss.value(down)) / (2 * h)
+        assert numeric == pytest.approx(gradient[k], rel=1e-5,
+                                        abs=1e-7 * np.abs(gradient).max()), k
+
+
+def test_gradient_is_independent_of_the_thread_count(problem):
+    potential, data = problem
+    tau = {"forces": 1.0, "stress": 0.5}
+    theta = ParameterLayout(potential).pack() * 1.01
+    one = loss_for(potential, data, tau, num_threads=1).value_and_gradient(theta)
+    two = loss_for(potential, data, tau, num_threads=2).value_and_gradient(theta)
+    assert one[0] == two[0]
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_least_squares_jacobian_is_the_gradient(problem):
+    potential, data = problem
+    loss = loss_for(potential, data, {"forces": 0.8, "stress": 0.3})
+    theta = loss.layout.pack() * 1.02
+    value, gradient = loss.value_and_gradient(theta)
+    residuals, jacobian = loss.residuals_and_jacobian(theta)
+    assert np.sum(residuals ** 2) == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(2 * jacobian.T @ residuals, gradient, rtol=0,
+                               atol=1e-10 * np.abs(gradient).max())
+
+
+def test_gauss_newton_diagonal_estimate(problem):
+    potential, data = problem
+    loss = loss_for(potential, data, {"forces": 1.0, "stress": 0.2})
+    theta = loss.layout.pack()
+    _, jacobian = loss.residuals_and_jacobian(theta)
+    exact = np.sum(jacobian ** 2, axis=0)
+    estimate = loss.gauss_newton_diagonal(theta, n_probes=64)
+    ratio = estimate[exact > 1e-8 * exact.max()] / exact[exact > 1e-8 * exact.max()]
+    assert np.median(np.abs(np.log(ratio))) < 0.2
+
+
+# ------------------------------------------------------------------------------- fitting
+
+@pytest.fixture(scope="module")
+def teacher():
+    potential = positive(random_potential(ndensity=2, orders=2, seed=3))
+    return potential, teacher_data(potential, 12), teacher_data(potential, 3, seed=40)
+
+
+def perturbed_start(potential, size=0.05, seed=0):
+    layout = ParameterLayout(potential, ("coefficients", "radial"))
+    theta = layout.pack()
+    theta *= 1 + size * np.random.default_rng(seed).standard_normal(theta.size)
+    return layout.potential_for(theta)
+
+
+def max_errors(fitted, reference, data):
+    a, b = Evaluator(fitted), Evaluator(reference)
+    de = df = 0.0
+    for s in range(len(data)):
+        atoms = data.atoms(s)
+        ra = a.compute(Structure.from_atoms(fitted, atoms))
+        rb = b.compute(Structure.from_atoms(reference, atoms))
+        de = max(de, abs(ra.energy - rb.energy) / len(atoms))
+        df = max(df, np.abs(ra.forces - rb.forces).max())
+    return de, df
+
+
+def test_teacher_student_recovers_the_teacher(teacher):
+    potential, train, test = teacher
+    start = perturbed_start(potential, size=0.01)
+    before = max_errors(start, potential, test)
+    settings = NonlinearSettings(optimizer="least_squares", max_iterations=40,
+                                 checkpoint_every=40, radial_l2=0.0, validation_fraction=0,
+                                 trainable=("coefficients", "radial"))
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0, "stress": 0.1})
+    energy_error, force_error = max_errors(fit.potential, potential, test)
+    assert before[0] > 1e-2 and before[1] > 1e-2  # the start is far off (eV/atom, eV/Å)
+    # on unseen structures; the data leave a near-null space (the scale shared between the
+    # radial functions and the coefficients), so not to round-off
+    assert energy_error < before[0] / 100 and force_error < before[1] / 30
+    assert fit.report["history"][-1]["train"]["forces"] < 1e-7
+
+
+def test_lbfgs_reduces_the_loss_and_keeps_the_best(teacher):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, size=0.01, seed=1)
+    settings = NonlinearSettings(max_iterations=60, checkpoint_every=20, validation_fraction=0)
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    initial = loss_for(start, train, {"forces": 1.0, "stress": 0.0}).terms(
+        ParameterLayout(start).pack())
+    history = fit.report["history"]
+    scores = [sum(h["train"].values()) for h in history]
+    assert scores[-1] < 1e-3 * (initial["energy"] + initial["forces"])
+    assert fit.report["best_score"] == pytest.approx(min(scores))
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_path):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=2)
+    settings = NonlinearSettings(max_iterations=30, checkpoint_every=10, validation_fraction=0)
+    whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0},
+                          checkpoint=tmp_path / "whole.json")
+    checkpoint = tmp_path / "cut.json"
+    saved = []
+    calls = []
+
+    def interrupt_on_second_segment(message):
+        calls.append(message)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
+                      save_best=saved.append, log=interrupt_on_second_segment)
+    assert saved, "the best potential so far was handed out before the interruption"
+    state = json.loads(checkpoint.read_text())["state"]
+    assert state["iteration"] == 10
+    resumed = fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
+                            resume=True)
+    np.testing.assert_array_equal(resumed.potential.coefficients, whole.potential.coefficients)
+    for pair, bond in whole.potential.bonds.items():
+        np.testing.assert_array_equal(resumed.potential.bonds[pair].crad, bond.crad)
+    assert resumed.report["best_score"] == whole.report["best_score"]
+
+
+def test_resume_refuses_another_fits_checkpoint(teacher, tmp_path):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=2)
+    checkpoint = tmp_path / "state.json"
+    settings = NonlinearSettings(max_iterations=2, checkpoint_every=2, validation_fraction=0)
+    fit_nonlinear(start, train, settings, checkpoint=checkpoint)
+    other = NonlinearSettings(max_iterations=4, checkpoint_every=2, validation_fraction=0)
+    with pytest.raises(CheckpointError, match="different fit"):
+        fit_nonlinear(start, train, other, checkpoint=checkpoint, resume=True)
+    checkpoint.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        fit_nonlinear(start, train, settings, checkpoint=checkpoint, resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        fit_nonlinear(start, train, settings, checkpoint=tmp_path / "absent.json", resume=True)
+
+
+def test_restarts_ladder_and_minibatches_run_and_report(teacher):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=3)
+    settings = NonlinearSettings(max_iterations=6, checkpoint_every=3, restarts=2, ladder=[4],
+                                 batch_size=3, validation_fraction=0)
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    runs = {(h["restart"], h["step"]) for h in fit.report["history"]}
+    assert runs == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    masks = ladder_masks(potential, [4])
+    assert [int(m.sum()) for m in masks] == [4 * len(potential.elements), potential.n_functions]
+    # the functions of the first step are the lowest in degree
+    first = [f for f, on in zip(potential.functions, masks[0]) if on]
+    assert max(f.rank for f in first) <= min(f.rank for f, on in
+                                             zip(potential.functions, masks[0]) if not on)
+
+
+def test_frozen_parameters_do_not_move(teacher):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=4)
+    settings = NonlinearSettings(max_iterations=5, checkpoint_every=5, validation_fraction=0,
+                                 trainable=("coefficients",))
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    for pair, bond in start.bonds.items():
+        np.testing.assert_array_equal(fit.potential.bonds[pair].crad, bond.crad)
+    np.testing.assert_array_equal(fit.potential.e0, start.e0)
+    assert not np.array_equal(fit.potential.coefficients, start.coefficients)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"optimizer": "adam"}, "optimizer"),
+    ({"trainable": ["coefficients", "fs"]}, "trainable"),
+    ({"trainable": []}, "trainable"),
+    ({"max_iterations": 0}, "max_iterations"),
+    ({"ladder": [10, 5]}, "ladder"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+])
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        NonlinearSettings(**kwargs)
+
+
+def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
+    import ace.fit.nonlinear as nonlinear
+    potential, train, _ = teacher
+    monkeypatch.setattr(nonlinear, "MAX_JACOBIAN_ENTRIES", 10)
+    settings = NonlinearSettings(optimizer="least_squares", max_iterations=1,
+                                 validation_fraction=0)
+    with pytest.raises(ValueError, match="Jacobian"):
+        fit_nonlinear(potential, train, settings)
