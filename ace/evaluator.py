@@ -135,6 +135,8 @@ def compile_model(potential, design):
     if design:
         entries = [(f.mu0, f.mus, f.ns, f.ls, *bfunction_ms_coefficients(f)) for f in pot.functions]
         n_coef = 1
+        # the nonlinear-fit kernels evaluate the products once per atom on this tree
+        arrays.update(_design_tree(entries, n_el, nradmax, lmax))
     else:
         entries = [(c.mu0, c.mus, c.ns, c.ls, c.ms, c.ctildes)
                    for c in to_ctilde(pot.functions, pot.coefficients)]
@@ -222,45 +224,80 @@ def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
     }
 
 
-def _product_tree(entries, n_el, n_coef, nradmax, lmax):
-    """Rank >= 2 products as a prefix tree: each node multiplies its parent by one A.
-
-    Factors of a product are sorted (the product commutes), equal products are merged, and
-    common prefixes are computed once per atom; nodes are stored parents first.
-    """
+def _sorted_products(mus, ns, ls, ms, nradmax, lmax):
+    """Each row of ms as the sorted tuple of its A indices (the product commutes)."""
     n_lm = (lmax + 1) ** 2
-    products = [{} for _ in range(n_el)]  # per central element: sorted A-index tuple -> coef
-    for mu0, mus, ns, ls, ms, coef in entries:
-        if len(mus) == 1:
-            continue
-        ms = np.asarray(ms, dtype=np.int64).reshape(-1, len(mus))
-        coef = np.asarray(coef, dtype=float).reshape(len(ms), -1)
-        base = np.array([(mu * nradmax + n) * n_lm + l * l + l for mu, n, l in zip(mus, ns, ls)])
-        index = np.sort(base + ms, axis=1)
-        for key, c in zip(map(tuple, index.tolist()), coef):
-            padded = np.zeros(n_coef)
-            padded[:len(c)] = c
-            products[mu0][key] = products[mu0].get(key, 0.0) + padded
-    parent, factor, coefs, terminal, node_first = [], [], [], [], [0]
-    for per_element in products:
+    ms = np.asarray(ms, dtype=np.int64).reshape(-1, len(mus))
+    base = np.array([(mu * nradmax + n) * n_lm + l * l + l for mu, n, l in zip(mus, ns, ls)])
+    return list(map(tuple, np.sort(base + ms, axis=1).tolist()))
+
+
+def _prefix_tree(keys_per_element):
+    """Prefix tree of the products (sorted A-index tuples) of each central element: each node
+    multiplies its parent by one A; nodes stored parents first, elements one after another.
+    Returns (parent, factor, node_first, [per element: {key or prefix: node}])."""
+    parent, factor, node_first, node_maps = [], [], [0], []
+    for keys in keys_per_element:
         node_of = {}
-        for key in sorted(per_element):
+        for key in sorted(keys):
             for depth in range(1, len(key) + 1):
                 prefix = key[:depth]
                 if prefix not in node_of:
                     node_of[prefix] = len(parent)
                     parent.append(node_of[prefix[:-1]] if depth > 1 else -1)
                     factor.append(prefix[-1])
-                    coefs.append(np.zeros(n_coef))
-                    terminal.append(0)
-            node = node_of[key]
-            coefs[node] = per_element[key]
-            terminal[node] = int(np.any(per_element[key] != 0))
         node_first.append(len(parent))
-    return {
-        "node_first": np.array(node_first, dtype=np.int64),
-        "node_parent": np.array(parent, dtype=np.int64),
-        "node_factor": np.array(factor, dtype=np.int64),
-        "node_coef": np.array(coefs, dtype=float).reshape(len(parent), n_coef),
-        "node_terminal": np.array(terminal, dtype=np.int8),
-    }
+        node_maps.append(node_of)
+    return parent, factor, node_first, node_maps
+
+
+def _tree_arrays(parent, factor, node_first):
+    return {"node_first": np.array(node_first, dtype=np.int64),
+            "node_parent": np.array(parent, dtype=np.int64),
+            "node_factor": np.array(factor, dtype=np.int64)}
+
+
+def _product_tree(entries, n_el, n_coef, nradmax, lmax):
+    """Rank >= 2 products as a prefix tree with their folded coefficients.
+
+    Equal products are merged and common prefixes are computed once per atom.
+    """
+    products = [{} for _ in range(n_el)]  # per central element: sorted A-index tuple -> coef
+    for mu0, mus, ns, ls, ms, coef in entries:
+        if len(mus) == 1:
+            continue
+        coef = np.asarray(coef, dtype=float).reshape(len(np.asarray(ms).reshape(-1, len(mus))), -1)
+        for key, c in zip(_sorted_products(mus, ns, ls, ms, nradmax, lmax), coef):
+            padded = np.zeros(n_coef)
+            padded[:len(c)] = c
+            products[mu0][key] = products[mu0].get(key, 0.0) + padded
+    parent, factor, node_first, node_maps = _prefix_tree(products)
+    coefs = np.zeros((len(parent), n_coef))
+    terminal = np.zeros(len(parent), dtype=np.int8)
+    for per_element, node_of in zip(products, node_maps):
+        for key, c in per_element.items():
+            coefs[node_of[key]] = c
+            terminal[node_of[key]] = int(np.any(c != 0))
+    return {**_tree_arrays(parent, factor, node_first), "node_coef": coefs,
+            "node_terminal": terminal}
+
+
+def _design_tree(entries, n_el, nradmax, lmax):
+    """The prefix tree of the B-functions' products and, per combination (in the order of
+    _product_arrays), the node holding its product (-1 for rank 1)."""
+    keys = [[] for _ in range(n_el)]
+    per_comb = []
+    for mu0, mus, ns, ls, ms, coef in entries:
+        rows = len(np.asarray(ms).reshape(-1, len(mus)))
+        if len(mus) == 1:
+            per_comb += [None] * rows
+            continue
+        products = _sorted_products(mus, ns, ls, ms, nradmax, lmax)
+        keys[mu0] += products
+        per_comb += [(mu0, key) for key in products]
+    parent, factor, node_first, node_maps = _prefix_tree([set(k) for k in keys])
+    comb_node = np.array([-1 if c is None else node_maps[c[0]][c[1]] for c in per_comb],
+                         dtype=np.int64)
+    return {**_tree_arrays(parent, factor, node_first), "comb_node": comb_node,
+            "node_coef": np.zeros((len(parent), 1)),
+            "node_terminal": np.zeros(len(parent), dtype=np.int8)}

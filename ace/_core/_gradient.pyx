@@ -51,6 +51,10 @@ cdef struct Work:
     double* drho
     double* lam
     double* mu
+    double* P       # [2 n_nodes] tree products (re, im)
+    double* DP      # [2 n_nodes] their tangents
+    double* GP      # [2 n_nodes] adjoint of P
+    double* GDP     # [2 n_nodes] adjoint of DP
 
 
 cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_dens) noexcept nogil:
@@ -65,13 +69,19 @@ cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_de
     w.drho = w.rho + n_dens + 1
     w.lam = w.drho + n_dens + 1
     w.mu = w.lam + n_dens + 1
+    w.P = <double*>calloc(8 * m.n_nodes + 8, sizeof(double))
+    w.DP = w.P + 2 * m.n_nodes + 2
+    w.GP = w.DP + 2 * m.n_nodes + 2
+    w.GDP = w.GP + 2 * m.n_nodes + 2
     return (scratch_alloc(&w.base, m, max_nb) or w.DA == NULL or w.DA1 == NULL or w.W == NULL
-            or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL)
+            or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL
+            or w.P == NULL)
 
 
 cdef void work_free(Work* w) noexcept nogil:
     scratch_free(&w.base)
     free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
+    free(w.P)
 
 
 cdef void fill_negative_m(const Model* m, double* A) noexcept nogil:
@@ -145,127 +155,125 @@ cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     return dblend
 
 
-cdef void forward(const Model* m, Work* w, int mu_i, bint tangents) noexcept nogil:
-    """B_f (and DB_f) for the functions of element mu_i, indexed from its first function."""
+cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
+                  bint tangents) noexcept nogil:
+    """Tree products P (and tangents DP) of element mu_i, then B_f (and DB_f) indexed from its
+    first function: B_f = sum_combs coef Re P[node of the comb]."""
     cdef const double* A = <const double*>w.base.A
-    cdef int f, c, t, rank, first = m.func_first[mu_i], idx
-    cdef const int* index
-    cdef double coef, b, db, pr, pi, tr, ti, ar, ai, dr, di, npr, ntr
+    cdef double* P = w.P
+    cdef double* DP = w.DP
+    cdef int f, c, k, parent, fa, first = m.func_first[mu_i]
+    cdef double coef, b, db, pr, pi, ar, ai, dr, di, tr, ti
+    for k in range(m.node_first[mu_i], m.node_first[mu_i + 1]):
+        parent = m.node_parent[k]
+        fa = m.node_factor[k]
+        ar = A[2 * fa]
+        ai = A[2 * fa + 1]
+        if parent < 0:
+            P[2 * k] = ar
+            P[2 * k + 1] = ai
+            if tangents:
+                DP[2 * k] = w.DA[2 * fa]
+                DP[2 * k + 1] = w.DA[2 * fa + 1]
+            continue
+        pr = P[2 * parent]
+        pi = P[2 * parent + 1]
+        P[2 * k] = pr * ar - pi * ai
+        P[2 * k + 1] = pr * ai + pi * ar
+        if tangents:
+            # D(P_parent A) = DP_parent A + P_parent DA
+            tr = DP[2 * parent]
+            ti = DP[2 * parent + 1]
+            dr = w.DA[2 * fa]
+            di = w.DA[2 * fa + 1]
+            DP[2 * k] = tr * ar - ti * ai + pr * dr - pi * di
+            DP[2 * k + 1] = tr * ai + ti * ar + pr * di + pi * dr
     for f in range(first, m.func_first[mu_i + 1]):
-        rank = m.func_rank[f]
         b = 0
         db = 0
         for c in range(m.comb_first[f], m.comb_first[f + 1]):
-            index = m.comb_index + c * MAX_RANK
             coef = m.comb_coef[c * m.n_coef]
-            if rank == 1:
-                b += coef * w.base.A1[index[0]]
+            k = comb_node[c]
+            if k < 0:  # rank 1
+                b += coef * w.base.A1[m.comb_index[c * MAX_RANK]]
                 if tangents:
-                    db += coef * w.DA1[index[0]]
-                continue
-            pr = 1
-            pi = 0
-            tr = 0
-            ti = 0
-            for t in range(rank):
-                idx = index[t]
-                ar = A[2 * idx]
-                ai = A[2 * idx + 1]
+                    db += coef * w.DA1[m.comb_index[c * MAX_RANK]]
+            else:
+                b += coef * P[2 * k]
                 if tangents:
-                    dr = w.DA[2 * idx]
-                    di = w.DA[2 * idx + 1]
-                    ntr = tr * ar - ti * ai + pr * dr - pi * di
-                    ti = tr * ai + ti * ar + pr * di + pi * dr
-                    tr = ntr
-                npr = pr * ar - pi * ai
-                pi = pr * ai + pi * ar
-                pr = npr
-            b += coef * pr
-            db += coef * tr
+                    db += coef * DP[2 * k]
         w.B[f - first] = b
         w.DB[f - first] = db
 
 
-cdef void backward(const Model* m, Work* w, int mu_i, const double* coefs, int n_dens,
-                   bint tangents) noexcept nogil:
-    """Reverse pass over the products: W += sum_p lam_p drho_p/dA (+ mu_p D(drho_p/dA)),
-    V += sum_p mu_p drho_p/dA, W1 (rank 1, without tangents only: it has no crad)."""
+cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, const double* coefs,
+                   int n_dens, bint tangents) noexcept nogil:
+    """Reverse pass of Psi = Re sum_nodes (wn P + vn DP), wn = sum_p lam_p drho_p/dP and
+    vn = sum_p mu_p drho_p/dP: W += dPsi/dA, V += dPsi/dDA; without tangents W1 += the rank-1
+    adjoint (with tangents rank 1 is skipped: it has no radial coefficients)."""
     cdef const double* A = <const double*>w.base.A
-    cdef int f, c, t, rank, p, idx
-    cdef const int* index
-    cdef double coef, wc, vc, qr, qi, dqr, dqi, ar, ai, dr, di
-    cdef double pre[2 * (MAX_RANK + 1)]
-    cdef double suf[2 * (MAX_RANK + 1)]
-    cdef double dpre[2 * (MAX_RANK + 1)]
-    cdef double dsuf[2 * (MAX_RANK + 1)]
+    cdef double* P = w.P
+    cdef double* DP = w.DP
+    cdef double* G = w.GP
+    cdef double* H = w.GDP
+    cdef int f, c, k, p, parent, fa
+    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef double coef, wc, vc, gr, gi, hr, hi, ar, ai, pr, pi, dr, di, tr, ti
+    for k in range(2 * first, 2 * last):
+        G[k] = 0
+        H[k] = 0
     for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-        rank = m.func_rank[f]
-        if rank == 1 and tangents:
-            continue
         wc = 0
         vc = 0
         for p in range(n_dens):
             wc = wc + w.lam[p] * coefs[f * n_dens + p]
             vc = vc + w.mu[p] * coefs[f * n_dens + p]
-        if wc == 0 and vc == 0:
-            continue
         for c in range(m.comb_first[f], m.comb_first[f + 1]):
-            index = m.comb_index + c * MAX_RANK
             coef = m.comb_coef[c * m.n_coef]
-            if rank == 1:
-                w.W1[index[0]] += coef * wc
+            k = comb_node[c]
+            if k < 0:
+                if not tangents:
+                    w.W1[m.comb_index[c * MAX_RANK]] += coef * wc
                 continue
-            # dual prefix and suffix products: value (pre, suf) and tangent (dpre, dsuf)
-            pre[0] = 1
-            pre[1] = 0
-            dpre[0] = 0
-            dpre[1] = 0
-            for t in range(rank):
-                idx = index[t]
-                ar = A[2 * idx]
-                ai = A[2 * idx + 1]
-                pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
-                pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
-                if tangents:
-                    dr = w.DA[2 * idx]
-                    di = w.DA[2 * idx + 1]
-                    dpre[2 * t + 2] = (dpre[2 * t] * ar - dpre[2 * t + 1] * ai
-                                       + pre[2 * t] * dr - pre[2 * t + 1] * di)
-                    dpre[2 * t + 3] = (dpre[2 * t] * ai + dpre[2 * t + 1] * ar
-                                       + pre[2 * t] * di + pre[2 * t + 1] * dr)
-            suf[2 * rank] = 1
-            suf[2 * rank + 1] = 0
-            dsuf[2 * rank] = 0
-            dsuf[2 * rank + 1] = 0
-            for t in range(rank - 1, -1, -1):
-                idx = index[t]
-                ar = A[2 * idx]
-                ai = A[2 * idx + 1]
-                suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
-                suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
-                if tangents:
-                    dr = w.DA[2 * idx]
-                    di = w.DA[2 * idx + 1]
-                    dsuf[2 * t] = (dsuf[2 * t + 2] * ar - dsuf[2 * t + 3] * ai
-                                   + suf[2 * t + 2] * dr - suf[2 * t + 3] * di)
-                    dsuf[2 * t + 1] = (dsuf[2 * t + 2] * ai + dsuf[2 * t + 3] * ar
-                                       + suf[2 * t + 2] * di + suf[2 * t + 3] * dr)
-            for t in range(rank):
-                idx = index[t]
-                # q = d(prod)/dA_t = pre_t suf_{t+1}; dq its tangent
-                qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
-                qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
-                w.W[2 * idx] += coef * wc * qr
-                w.W[2 * idx + 1] += coef * wc * qi
-                if tangents:
-                    dqr = (dpre[2 * t] * suf[2 * t + 2] - dpre[2 * t + 1] * suf[2 * t + 3]
-                           + pre[2 * t] * dsuf[2 * t + 2] - pre[2 * t + 1] * dsuf[2 * t + 3])
-                    dqi = (dpre[2 * t] * suf[2 * t + 3] + dpre[2 * t + 1] * suf[2 * t + 2]
-                           + pre[2 * t] * dsuf[2 * t + 3] + pre[2 * t + 1] * dsuf[2 * t + 2])
-                    w.W[2 * idx] += coef * vc * dqr
-                    w.W[2 * idx + 1] += coef * vc * dqi
-                    w.V[2 * idx] += coef * vc * qr
-                    w.V[2 * idx + 1] += coef * vc * qi
+            G[2 * k] += coef * wc
+            H[2 * k] += coef * vc
+    for k in range(last - 1, first - 1, -1):
+        gr = G[2 * k]
+        gi = G[2 * k + 1]
+        hr = H[2 * k]
+        hi = H[2 * k + 1]
+        parent = m.node_parent[k]
+        fa = m.node_factor[k]
+        if parent < 0:  # P = A, DP = DA
+            w.W[2 * fa] += gr
+            w.W[2 * fa + 1] += gi
+            if tangents:
+                w.V[2 * fa] += hr
+                w.V[2 * fa + 1] += hi
+            continue
+        pr = P[2 * parent]
+        pi = P[2 * parent + 1]
+        ar = A[2 * fa]
+        ai = A[2 * fa + 1]
+        # P = P_parent A
+        w.W[2 * fa] += gr * pr - gi * pi
+        w.W[2 * fa + 1] += gr * pi + gi * pr
+        G[2 * parent] += gr * ar - gi * ai
+        G[2 * parent + 1] += gr * ai + gi * ar
+        if tangents:
+            # DP = DP_parent A + P_parent DA
+            tr = DP[2 * parent]
+            ti = DP[2 * parent + 1]
+            dr = w.DA[2 * fa]
+            di = w.DA[2 * fa + 1]
+            w.W[2 * fa] += hr * tr - hi * ti
+            w.W[2 * fa + 1] += hr * ti + hi * tr
+            H[2 * parent] += hr * ar - hi * ai
+            H[2 * parent + 1] += hr * ai + hi * ar
+            w.V[2 * fa] += hr * pr - hi * pi
+            w.V[2 * fa + 1] += hr * pi + hi * pr
+            G[2 * parent] += hr * dr - hi * di
+            G[2 * parent + 1] += hr * di + hi * dr
 
 
 cdef void clear_adjoints(const Model* m, Work* w) noexcept nogil:
@@ -306,8 +314,8 @@ cdef double densities_and_embedding(const Model* m, Work* w, int mu_i, const dou
 
 
 cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
-                        const double* vectors, const int* nb_species, const double* coefs,
-                        int n_dens, double* pair_gradient) noexcept nogil:
+                        const double* vectors, const int* nb_species, const int* comb_node,
+                        const double* coefs, int n_dens, double* pair_gradient) noexcept nogil:
     """E_i (without E0) and dE_i/dD_ij per neighbour."""
     cdef Scratch* s = &w.base
     cdef double blend = 1, core, F
@@ -316,10 +324,10 @@ cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     cdef double radial, gx, gy, gz, Rv, wy, wr, wi
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
     core = core_and_blend(m, s, mu_i, n_nb, &blend)
-    forward(m, w, mu_i, False)
+    forward(m, w, mu_i, comb_node, False)
     F = densities_and_embedding(m, w, mu_i, coefs, n_dens, blend, 0, 0, False)
     clear_adjoints(m, w)
-    backward(m, w, mu_i, coefs, n_dens, False)
+    backward(m, w, mu_i, comb_node, coefs, n_dens, False)
     fold_negative_m(m, w.W)
     for jj in range(n_nb):
         pair_gradient[3 * jj] = 0
@@ -357,7 +365,8 @@ cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
 
 
 cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
-                        const double* vectors, const int* nb_species, const double* coefs,
+                        const double* vectors, const int* nb_species, const int* comb_node,
+                        const double* coefs,
                         int n_dens, double alpha, const double* tangent, bint want_crad,
                         double* grad_coefs, double* grad_crad) noexcept nogil:
     """Adds d/dtheta (alpha E_i + D_delta E_i) to grad_coefs [n_funcs, n_dens], grad_crad."""
@@ -371,7 +380,7 @@ cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
     core_and_blend(m, s, mu_i, n_nb, &blend)
     dblend = base_tangent(m, w, mu_i, n_nb, tangent)
-    forward(m, w, mu_i, True)
+    forward(m, w, mu_i, comb_node, True)
     densities_and_embedding(m, w, mu_i, coefs, n_dens, blend, dblend, alpha, True)
     for f in range(first, m.func_first[mu_i + 1]):
         for p in range(nd):
@@ -379,7 +388,7 @@ cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     if not want_crad:
         return
     clear_adjoints(m, w)
-    backward(m, w, mu_i, coefs, n_dens, True)
+    backward(m, w, mu_i, comb_node, coefs, n_dens, True)
     fold_negative_m(m, w.W)
     fold_negative_m(m, w.V)
     for jj in range(n_nb):
@@ -431,6 +440,19 @@ cdef Model with_parameters(CompiledModel compiled, const double[:, ::1] coefs,
     return m
 
 
+cdef const int* design_tree(CompiledModel compiled) except NULL:
+    """The node of each combination's product (ace.evaluator._design_tree)."""
+    cdef cnp.ndarray comb_node = compiled._arrays.get("comb_node")
+    if comb_node is None or comb_node.shape[0] != compiled.model.comb_first[compiled.n_functions]:
+        raise ValueError("the model lacks its product tree (compile it with design=True)")
+    if comb_node.shape[0] == 0:
+        return <const int*>&EMPTY_NODE
+    return <const int*>cnp.PyArray_DATA(comb_node)
+
+
+cdef int EMPTY_NODE = -1
+
+
 cdef int max_functions(const Model* m) noexcept:
     cdef int mu, best = 0
     for mu in range(m.n_elements):
@@ -446,6 +468,7 @@ def model_values(CompiledModel compiled, const double[:, ::1] coefs, const doubl
     ``coefs`` [n_funcs, n_dens] (n_dens = the model's largest ndensity), ``crad`` flat
     [n_elements^2 * nradmax * (lmax + 1) * nradbase]."""
     cdef Model m = with_parameters(compiled, coefs, crad)
+    cdef const int* comb_node = design_tree(compiled)
     cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i
     cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
     cdef int max_funcs = max_functions(&m), thread
@@ -471,7 +494,7 @@ def model_values(CompiledModel compiled, const double[:, ::1] coefs, const doubl
                     &m, wp, species[i], first[i + 1] - first[i],
                     &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
                     &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                    &coefs[0, 0], n_dens,
+                    comb_node, &coefs[0, 0], n_dens,
                     &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL)
         work_free(wp)
     free(works)
@@ -488,6 +511,7 @@ def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
     """d/dtheta sum_i (alpha_i E_i + sum_j tangent_ij . dE_i/dD_ij): (d coefs [n_funcs, n_dens],
     d crad [flat]); d crad is zero unless ``want_crad``."""
     cdef Model m = with_parameters(compiled, coefs, crad)
+    cdef const int* comb_node = design_tree(compiled)
     cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, blk, k
     cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
     cdef int max_funcs = max_functions(&m), thread
@@ -516,7 +540,7 @@ def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
                         &m, wp, species[i], first[i + 1] - first[i],
                         &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
                         &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                        &coefs[0, 0], n_dens, alpha[i],
+                        comb_node, &coefs[0, 0], n_dens, alpha[i],
                         &tangent[first[i], 0] if first[i + 1] > first[i] else NULL,
                         want_crad, &blocks[blk, 0], &blocks[blk, n_coefs])
         work_free(wp)
