@@ -140,3 +140,42 @@ def test_demo_quick(tmp_path, capsys):
     assert (tmp_path / "demo" / "Cu.yaml").exists() and (tmp_path / "demo" / "fit.yaml").exists()
     config = yaml.safe_load((tmp_path / "demo" / "fit.yaml").read_text())
     assert set(config) == {"elements", "cutoff", "data", "output"}  # the defaults do the rest
+
+
+def nonlinear_config(workdir, name, **fit):
+    config = {"elements": ["Cu"], "cutoff": 4.5,
+              "data": {"train": "train.xyz", "test": "test.xyz"}, "output": f"{name}.yaml",
+              "basis": SMALL_BASIS,
+              "fit": {"num_threads": 1, "method": "nonlinear", "max_iterations": 6,
+                      "checkpoint_every": 3, **fit}}
+    path = workdir / f"{name}.config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_nonlinear_writes_a_two_density_potential_and_resumes(workdir, capsys):
+    config = nonlinear_config(workdir, "CuNL")
+    assert main(["fit", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "linear fit took" in out and "nonlinear fit took" in out and "test errors" in out
+    potential = ACEPotential.load(workdir / "CuNL.yaml")
+    assert potential.embeddings[0].ndensity == 2
+    assert np.any(potential.coefficients[:, 1] != 0)  # the second density was fitted
+    report = potential.metadata["fit"]["report"]
+    assert report["method"] == "nonlinear" and report["linear"]["method"]
+    assert (workdir / "CuNL.checkpoint.json").exists()
+    # resuming a finished fit reproduces it
+    assert main(["fit", str(config), "--resume"]) == 0
+    again = ACEPotential.load(workdir / "CuNL.yaml")
+    np.testing.assert_array_equal(again.coefficients, potential.coefficients)
+
+
+def test_fit_nonlinear_config_errors(workdir, capsys):
+    assert main(["fit", str(nonlinear_config(workdir, "bad", optimizer="adam"))]) != 0
+    assert "optimizer" in capsys.readouterr().err
+    assert main(["fit", str(nonlinear_config(workdir, "bad2", max_iteration=3))]) != 0
+    assert "max_iteration" in capsys.readouterr().err
+    assert main(["fit", str(workdir / "fit.yaml"), "--resume"]) != 0
+    assert "--resume" in capsys.readouterr().err
+    assert main(["fit", str(nonlinear_config(workdir, "fresh")), "--resume"]) != 0
+    assert "no checkpoint" in capsys.readouterr().err
