@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_evaluate import potential_config  # noqa: E402
 from common import format_table, interleaved_timing, machine_description, peak_rss_mb  # noqa
 
 from ace.basis import build_basis  # noqa: E402
@@ -38,15 +39,9 @@ DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml
 
 
 def model(n_functions, seed=0):
-    basis = build_basis({
-        "elements": ["Mo"],
-        "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled",
-                               "fs_parameters": [1, 1, 1, 0.5], "ndensity": 2}},
-        "bonds": {"ALL": {"radbase": "SBessel", "radparameters": [5.25], "rcut": 5.2,
-                          "dcut": 0.01}},
-        "functions": {"number_of_functions_per_element": n_functions,
-                      "ALL": {"nradmax_by_orders": [15, 6, 4, 3, 2],
-                              "lmax_by_orders": [0, 4, 3, 2, 1]}}})
+    config = potential_config(n_functions)  # issue 5's basis, with issue 6's cutoff
+    config["bonds"]["ALL"]["rcut"] = 5.2
+    basis = build_basis(config)
     rng = np.random.default_rng(seed)
     coefficients = 0.01 * rng.standard_normal((basis.n_functions, 2))
     rank1 = [k for k, f in enumerate(basis.functions) if f.rank == 1]

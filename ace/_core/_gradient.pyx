@@ -467,40 +467,12 @@ def model_values(CompiledModel compiled, const double[:, ::1] coefs, const doubl
 
     ``coefs`` [n_funcs, n_dens] (n_dens = the model's largest ndensity), ``crad`` flat
     [n_elements^2 * nradmax * (lmax + 1) * nradbase]."""
-    cdef Model m = with_parameters(compiled, coefs, crad)
-    cdef const int* comb_node = design_tree(compiled)
-    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i
-    cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
-    cdef int max_funcs = max_functions(&m), thread
-    energies_np = np.zeros(n_atoms)
-    pair_gradient_np = np.zeros((max(n_pairs, 1), 3))
-    cdef double[::1] energies = energies_np
-    cdef double[:, ::1] pair_gradient = pair_gradient_np
-    cdef int[::1] nb_species = (np.asarray(species)[np.asarray(pair_j)].astype(np.int32)
-                                if n_pairs else np.zeros(1, np.int32))
-    cdef int[::1] failed = np.zeros(max(n_threads, 1), dtype=np.int32)
-    cdef Work* works = <Work*>calloc(max(n_threads, 1), sizeof(Work))
-    cdef Work* wp
-    if works == NULL:
-        raise MemoryError("could not allocate the nonlinear-fit scratch")
-    with nogil, parallel(num_threads=n_threads):
-        thread = omp_get_thread_num()
-        wp = works + thread
-        if work_alloc(wp, &m, max_nb, max_funcs, n_dens):
-            failed[thread] = 1
-        else:
-            for i in prange(n_atoms, schedule="dynamic", chunksize=4):
-                energies[i] = atom_values(
-                    &m, wp, species[i], first[i + 1] - first[i],
-                    &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
-                    &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                    comb_node, &coefs[0, 0], n_dens,
-                    &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL)
-        work_free(wp)
-    free(works)
-    if np.any(np.asarray(failed)):
-        raise MemoryError("could not allocate the nonlinear-fit scratch")
-    return energies_np, pair_gradient_np[:n_pairs]
+    n_pairs = pair_j.shape[0]
+    energies = np.zeros(species.shape[0])
+    pair_gradient = np.zeros((max(n_pairs, 1), 3))
+    run_atoms(compiled, coefs, crad, species, first, pair_j, vectors, n_threads, False,
+              energies, pair_gradient, energies, pair_gradient, False, np.zeros((1, 1)))
+    return energies, pair_gradient[:n_pairs]
 
 
 def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
@@ -510,22 +482,40 @@ def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
                        const double[:, ::1] tangent, bint want_crad, int n_threads):
     """d/dtheta sum_i (alpha_i E_i + sum_j tangent_ij . dE_i/dD_ij): (d coefs [n_funcs, n_dens],
     d crad [flat]); d crad is zero unless ``want_crad``."""
+    cdef Py_ssize_t n_atoms = species.shape[0], n_coefs = coefs.shape[0] * coefs.shape[1], k
+    if alpha.shape[0] != n_atoms or tangent.shape[0] != pair_j.shape[0]:
+        raise ValueError("alpha needs one entry per atom and tangent one row per pair")
+    blocks = np.zeros((max(1, min(<Py_ssize_t>GRADIENT_BLOCKS, n_atoms)),
+                       n_coefs + crad.shape[0] + 1))
+    run_atoms(compiled, coefs, crad, species, first, pair_j, vectors, n_threads, True,
+              np.zeros(1), np.zeros((1, 3)), alpha, tangent, want_crad, blocks)
+    total = np.zeros(blocks.shape[1] - 1)
+    for k in range(blocks.shape[0]):  # in order: thread-count independent
+        total += blocks[k, :-1]
+    return total[:n_coefs].reshape(coefs.shape[0], coefs.shape[1]), total[n_coefs:]
+
+
+cdef void run_atoms(CompiledModel compiled, const double[:, ::1] coefs, const double[::1] crad,
+                    const int[::1] species, const cnp.int64_t[::1] first,
+                    const cnp.int64_t[::1] pair_j, const double[:, ::1] vectors, int n_threads,
+                    bint gradient, double[::1] energies, double[:, ::1] pair_gradient,
+                    const double[::1] alpha, const double[:, ::1] tangent, bint want_crad,
+                    double[:, ::1] blocks) except *:
+    """Every atom in fixed blocks, OpenMP over the blocks: values (energies, pair_gradient) or
+    the gradient (one row of ``blocks`` per block: d coefs then d crad)."""
     cdef Model m = with_parameters(compiled, coefs, crad)
     cdef const int* comb_node = design_tree(compiled)
-    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, blk, k
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, blk
+    cdef Py_ssize_t n_coefs = coefs.shape[0] * coefs.shape[1]
+    cdef Py_ssize_t n_blocks = max(1, min(<Py_ssize_t>GRADIENT_BLOCKS, n_atoms))
     cdef int n_dens = coefs.shape[1], max_nb = max_neighbour_count(first)
     cdef int max_funcs = max_functions(&m), thread
-    cdef Py_ssize_t n_coefs = coefs.shape[0] * n_dens, n_crad = crad.shape[0]
-    cdef Py_ssize_t n_blocks = max(1, min(<Py_ssize_t>GRADIENT_BLOCKS, n_atoms))
-    if alpha.shape[0] != n_atoms or tangent.shape[0] != n_pairs:
-        raise ValueError("alpha needs one entry per atom and tangent one row per pair")
-    blocks_np = np.zeros((n_blocks, n_coefs + n_crad + 1))
-    cdef double[:, ::1] blocks = blocks_np
     cdef int[::1] nb_species = (np.asarray(species)[np.asarray(pair_j)].astype(np.int32)
                                 if n_pairs else np.zeros(1, np.int32))
     cdef int[::1] failed = np.zeros(max(n_threads, 1), dtype=np.int32)
     cdef Work* works = <Work*>calloc(max(n_threads, 1), sizeof(Work))
     cdef Work* wp
+    cdef Py_ssize_t n_nb
     if works == NULL:
         raise MemoryError("could not allocate the nonlinear-fit scratch")
     with nogil, parallel(num_threads=n_threads):
@@ -536,18 +526,22 @@ def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
         else:
             for blk in prange(n_blocks, schedule="dynamic"):
                 for i in range(blk * n_atoms // n_blocks, (blk + 1) * n_atoms // n_blocks):
-                    atom_gradient(
-                        &m, wp, species[i], first[i + 1] - first[i],
-                        &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
-                        &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                        comb_node, &coefs[0, 0], n_dens, alpha[i],
-                        &tangent[first[i], 0] if first[i + 1] > first[i] else NULL,
-                        want_crad, &blocks[blk, 0], &blocks[blk, n_coefs])
+                    n_nb = first[i + 1] - first[i]
+                    if gradient:
+                        atom_gradient(&m, wp, species[i], n_nb,
+                                      &vectors[first[i], 0] if n_nb > 0 else NULL,
+                                      &nb_species[first[i]] if n_nb > 0 else NULL,
+                                      comb_node, &coefs[0, 0], n_dens, alpha[i],
+                                      &tangent[first[i], 0] if n_nb > 0 else NULL,
+                                      want_crad, &blocks[blk, 0], &blocks[blk, n_coefs])
+                    else:
+                        energies[i] = atom_values(
+                            &m, wp, species[i], n_nb,
+                            &vectors[first[i], 0] if n_nb > 0 else NULL,
+                            &nb_species[first[i]] if n_nb > 0 else NULL,
+                            comb_node, &coefs[0, 0], n_dens,
+                            &pair_gradient[first[i], 0] if n_nb > 0 else NULL)
         work_free(wp)
     free(works)
     if np.any(np.asarray(failed)):
         raise MemoryError("could not allocate the nonlinear-fit scratch")
-    total = np.zeros(n_coefs + n_crad)
-    for k in range(n_blocks):  # in order: thread-count independent
-        total += blocks_np[k, :n_coefs + n_crad]
-    return total[:n_coefs].reshape(coefs.shape[0], n_dens), total[n_coefs:]
