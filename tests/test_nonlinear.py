@@ -291,3 +291,18 @@ def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
                                  validation_fraction=0)
     with pytest.raises(ValueError, match="Jacobian"):
         fit_nonlinear(potential, train, settings)
+
+
+def test_start_from_linear_seeds_the_extra_densities(teacher):
+    from ace.fit.nonlinear import start_from_linear
+    potential, _, _ = teacher
+    linear = potential.copy()
+    linear.coefficients[:, 1] = 0.0
+    start = start_from_linear(potential, linear, seed=5)
+    np.testing.assert_array_equal(start.coefficients[:, 0], linear.coefficients[:, 0])
+    np.testing.assert_array_equal(start.e0, linear.e0)
+    extra = start.coefficients[:, 1]
+    assert np.all(extra[linear.coefficients[:, 0] != 0] != 0)  # no saddle at rho_2 = 0
+    assert np.all(np.abs(extra) <= 0.5 * np.abs(linear.coefficients[:, 0]))  # small
+    np.testing.assert_array_equal(start_from_linear(potential, linear, seed=5).coefficients,
+                                  start.coefficients)

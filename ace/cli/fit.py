@@ -172,17 +172,12 @@ def linear_part(potential):
 
 
 def fit_nonlinear_from_linear(config, train, potential, linear, resume):
-    """The nonlinear fit from the linear solution (extra densities start at zero), with the
-    linear fit's structure weights, term weights and ridge penalty."""
+    """The nonlinear fit from the linear solution, with the linear fit's structure weights,
+    term weights and ridge penalty."""
     from ace.fit.linear import structure_weights
-    from ace.fit.nonlinear import fit_nonlinear
-    from ace.potential import ACEPotential
+    from ace.fit.nonlinear import fit_nonlinear, start_from_linear
 
-    coefficients = np.zeros((potential.n_functions, potential.ndensity_max))
-    coefficients[:, 0] = linear.potential.coefficients[:, 0]
-    start = ACEPotential(potential.elements, potential.bonds, potential.embeddings,
-                         potential.functions, coefficients, e0=linear.potential.e0,
-                         basis_spec=potential.basis_spec, min_distance=potential.min_distance)
+    start = start_from_linear(potential, linear.potential, config.nonlinear.seed)
     weights = structure_weights(train, config.loss, potential.elements)
     root, _ = os.path.splitext(config.output)
 

@@ -482,6 +482,29 @@ def term_norms(batches):
 
 # ---------------------------------------------------------------------- the fit
 
+EXTRA_DENSITY_START = 0.1  # relative size of the extra densities' random start
+
+
+def start_from_linear(potential, linear, seed=0):
+    """``potential`` (several densities) with the linear fit's coefficients on the first
+    density and E0. The other densities start small and random, in proportion to the linear
+    coefficients: at rho_p = 0 their gradient is F_p'(0) times that of the first density,
+    which vanishes at the linear optimum, so an all-zero start would stay put."""
+    from ace.potential import ACEPotential
+
+    rng = np.random.default_rng(seed)
+    c0 = np.asarray(linear.coefficients, dtype=float)[:, 0]
+    coefficients = np.zeros((potential.n_functions, potential.ndensity_max))
+    coefficients[:, 0] = c0
+    for p in range(1, potential.ndensity_max):
+        coefficients[:, p] = EXTRA_DENSITY_START * np.abs(c0) * rng.standard_normal(len(c0))
+    for k, f in enumerate(potential.functions):
+        coefficients[k, potential.embeddings[f.mu0].ndensity:] = 0.0
+    return ACEPotential(potential.elements, potential.bonds, potential.embeddings,
+                        potential.functions, coefficients, e0=linear.e0,
+                        basis_spec=potential.basis_spec, min_distance=potential.min_distance)
+
+
 @dataclass
 class NonlinearFit:
     """The fitted potential and a JSON-friendly report."""
