@@ -226,7 +226,7 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
     """Rank >= 2 products as a prefix tree: each node multiplies its parent by one A.
 
     Factors of a product are sorted (the product commutes), equal products are merged, and
-    common prefixes are computed once per atom; nodes are stored parents first.
+    common prefixes are computed once per atom; nodes are stored parents first, leaves last.
     """
     n_lm = (lmax + 1) ** 2
     products = [{} for _ in range(n_el)]  # per central element: sorted A-index tuple -> coef
@@ -257,10 +257,29 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
             coefs[node] = per_element[key]
             terminal[node] = int(np.any(per_element[key] != 0))
         node_first.append(len(parent))
+    parent = np.array(parent, dtype=np.int64)
+    factor = np.array(factor, dtype=np.int64)
+    coefs = np.array(coefs, dtype=float).reshape(len(parent), n_coef)
+    terminal = np.array(terminal, dtype=np.int8)
+    # Per element: inner nodes first (still parents first), then the leaves, which the kernel
+    # handles in a cheaper loop (real part only, no stored value or adjoint).
+    inner = np.zeros(len(parent), dtype=bool)
+    inner[parent[parent >= 0]] = True
+    order, leaf_first = [], []
+    for e in range(n_el):
+        idx = np.arange(node_first[e], node_first[e + 1])
+        order.extend(idx[inner[idx]].tolist())
+        leaf_first.append(len(order))
+        order.extend(idx[~inner[idx]].tolist())
+    order = np.array(order, dtype=np.int64)
+    new_index = np.empty(len(order), dtype=np.int64)
+    new_index[order] = np.arange(len(order))
+    parent = np.where(parent[order] >= 0, new_index[np.maximum(parent[order], 0)], -1)
     return {
         "node_first": np.array(node_first, dtype=np.int64),
-        "node_parent": np.array(parent, dtype=np.int64),
-        "node_factor": np.array(factor, dtype=np.int64),
-        "node_coef": np.array(coefs, dtype=float).reshape(len(parent), n_coef),
-        "node_terminal": np.array(terminal, dtype=np.int8),
+        "node_leaf_first": np.array(leaf_first, dtype=np.int64),
+        "node_parent": parent,
+        "node_factor": factor[order],
+        "node_coef": coefs[order],
+        "node_terminal": terminal[order],
     }

@@ -43,8 +43,10 @@ cdef struct Model:
     const int* comb_index       # [n_combs, MAX_RANK]: A1 index (rank 1) or A index (any m)
     const double* comb_coef     # [n_combs, n_coef]
     int n_coef
-    # product tree (energy model): rank >= 2 products with shared prefixes, parents first
+    # product tree (energy model): rank >= 2 products with shared prefixes; per element the
+    # inner nodes come first (parents before children), then the leaves
     const int* node_first       # [n_elements + 1]
+    const int* node_leaf_first  # [n_elements] first leaf (childless node) of each element
     const int* node_parent      # [n_nodes], -1 at the root
     const int* node_factor      # [n_nodes] A index multiplied in at this node
     const double* node_coef     # [n_nodes, n_coef] (zero for inner nodes)

@@ -72,12 +72,14 @@ cdef class CompiledModel:
         m.comb_first = int_ptr(a["comb_first"])
         m.comb_index = int_ptr(a["comb_index"])
         m.comb_coef = dbl_ptr(a["comb_coef"])
-        for key in ("node_first", "node_parent", "node_factor", "node_coef", "node_terminal"):
+        for key, size in (("node_first", m.n_elements + 1), ("node_leaf_first", m.n_elements),
+                          ("node_parent", 0), ("node_factor", 0), ("node_coef", 0),
+                          ("node_terminal", 0)):
             if key not in self._arrays:
-                self._arrays[key] = np.zeros(m.n_elements + 1 if key == "node_first" else 0,
-                                             dtype=np.float64 if key == "node_coef" else np.int32)
+                self._arrays[key] = np.zeros(size, dtype=np.float64 if key == "node_coef" else np.int32)
         self._arrays["node_terminal"] = self._arrays["node_terminal"].astype(np.int8)
         m.node_first = int_ptr(a["node_first"])
+        m.node_leaf_first = int_ptr(a["node_leaf_first"])
         m.node_parent = int_ptr(a["node_parent"])
         m.node_factor = int_ptr(a["node_factor"])
         m.node_coef = dbl_ptr(a["node_coef"])
@@ -326,12 +328,19 @@ cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept no
 
 
 cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcept nogil:
-    """Values of the tree products (each node = parent * one A) and their share of rho_p."""
+    """Values of the tree products (each node = parent * one A) and their share of rho_p.
+
+    rho is summed in local variables (s.rho may alias V for the compiler, which would force a
+    load and store per node); leaves need only Re(V) and store nothing.
+    """
     cdef const double* A = <const double*>s.A
     cdef double* V = s.node_value
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
     cdef int k, parent, f, p
-    cdef double ar, ai, pr, pi, vr
-    for k in range(m.node_first[mu_i], m.node_first[mu_i + 1]):
+    cdef int leaf_first = m.node_leaf_first[mu_i]
+    cdef double ar, ai, pr, pi, vr, r0 = 0, r1 = 0
+    for k in range(m.node_first[mu_i], leaf_first):
         parent = m.node_parent[k]
         f = m.node_factor[k]
         ar = A[2 * f]
@@ -339,34 +348,80 @@ cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcep
         if parent < 0:
             V[2 * k] = ar
             V[2 * k + 1] = ai
+            vr = ar
         else:
             pr = V[2 * parent]
             pi = V[2 * parent + 1]
-            V[2 * k] = pr * ar - pi * ai
+            vr = pr * ar - pi * ai
+            V[2 * k] = vr
             V[2 * k + 1] = pr * ai + pi * ar
         if m.node_terminal[k]:
-            vr = V[2 * k]
+            if n_dens == 2:
+                r0 = r0 + C[k * nc] * vr
+                r1 = r1 + C[k * nc + 1] * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * vr
+    for k in range(leaf_first, m.node_first[mu_i + 1]):
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        if parent < 0:
+            vr = A[2 * f]
+        else:
+            vr = V[2 * parent] * A[2 * f] - V[2 * parent + 1] * A[2 * f + 1]
+        if n_dens == 2:
+            r0 = r0 + C[k * nc] * vr
+            r1 = r1 + C[k * nc + 1] * vr
+        else:
             for p in range(n_dens):
-                s.rho[p] += m.node_coef[k * m.n_coef + p] * vr
+                s.rho[p] += C[k * nc + p] * vr
+    if n_dens == 2:
+        s.rho[0] += r0
+        s.rho[1] += r1
 
 
 cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
                         double* W) noexcept nogil:
-    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products."""
+    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products.
+
+    Each inner node's adjoint is seeded with its own c_eff = sum_p dE/drho_p c_kp (this also
+    zeroes it); leaves have no children, so their adjoint is the real c_eff and is never stored.
+    """
     cdef const double* A = <const double*>s.A
     cdef double* V = s.node_value
     cdef double* G = s.node_adjoint
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
     cdef int k, parent, f, p
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef int leaf_first = m.node_leaf_first[mu_i]
     cdef double gr, gi, pr, pi, ar, ai
-    for k in range(2 * first, 2 * last):
-        G[k] = 0
-    for k in range(last - 1, first - 1, -1):
+    cdef double d0 = s.dE_drho[0], d1 = s.dE_drho[1] if n_dens > 1 else 0.0
+    for k in range(first, leaf_first):
+        gr = 0
+        for p in range(n_dens):
+            gr = gr + s.dE_drho[p] * C[k * nc + p]
+        G[2 * k] = gr
+        G[2 * k + 1] = 0
+    for k in range(leaf_first, last):
+        if n_dens == 2:
+            gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
+        else:
+            gr = 0
+            for p in range(n_dens):
+                gr = gr + s.dE_drho[p] * C[k * nc + p]
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        if parent < 0:
+            W[2 * f] += gr
+            continue
+        W[2 * f] += gr * V[2 * parent]
+        W[2 * f + 1] += gr * V[2 * parent + 1]
+        G[2 * parent] += gr * A[2 * f]
+        G[2 * parent + 1] += gr * A[2 * f + 1]
+    for k in range(leaf_first - 1, first - 1, -1):
         gr = G[2 * k]
         gi = G[2 * k + 1]
-        if m.node_terminal[k]:
-            for p in range(n_dens):
-                gr = gr + s.dE_drho[p] * m.node_coef[k * m.n_coef + p]
         parent = m.node_parent[k]
         f = m.node_factor[k]
         if parent < 0:
@@ -400,34 +455,59 @@ cdef void fold_adjoint(const Model* m, double complex* G) noexcept nogil:
 
 cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
                              const double complex* W, const double* W1, double* out) noexcept nogil:
-    """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0)."""
-    cdef int mu = s.nb_mu[jj], bond, k, n, l, mm, y, c
-    cdef int n_rl = m.nradmax * (m.lmax + 1)
-    cdef double radial = s.radial_extra[jj], Rv, wy_re, wre, wim
+    """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0).
+
+    Contracts over n first: X_lm = sum_n W_nlm R_nl and Z_lm = sum_n W_nlm dR_nl, then
+    grad = Re(X . grad Y) + Re(Z . Y) rhat (fewer multiplies and loads of grad Y).
+    """
+    cdef int mu = s.nb_mu[jj], bond, k, n, l, mm, y, base, nrm
+    cdef int n_l = m.lmax + 1, stride = m.n_lm
+    cdef int n_rl = m.nradmax * n_l
+    cdef double radial = s.radial_extra[jj], wre, wim, xr, xi, zr, zi, rv, drv
     cdef double gx = 0, gy = 0, gz = 0
-    cdef double complex w
+    cdef const double* Wd = <const double*>W
+    cdef const double* Rj
+    cdef const double* dRj
+    cdef const double* yr
+    cdef const double* yi
+    cdef const double* dyr
+    cdef const double* dyi
     out[0] = 0
     out[1] = 0
     out[2] = 0
     if mu < 0:
         return
     bond = mu_i * m.n_elements + mu
+    nrm = m.bond_nradmax[bond]
+    Rj = s.R + jj * n_rl
+    dRj = s.dR + jj * n_rl
+    yr = s.yr + jj * m.n_ylm
+    yi = s.yi + jj * m.n_ylm
+    dyr = s.dyr + jj * m.n_ylm * 3
+    dyi = s.dyi + jj * m.n_ylm * 3
     for k in range(m.bond_nradbase[bond]):
         radial += W1[mu * m.nradbase + k] * s.dg[jj * m.nradbase + k]
-    for n in range(m.bond_nradmax[bond]):
-        for l in range(m.bond_lmax[bond] + 1):
-            Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-            wy_re = 0
-            for mm in range(l + 1):
-                w = W[a_index(m, mu, n, l, mm)]
-                wre = w.real
-                wim = w.imag
-                y = jj * m.n_ylm + ylm_index(l, mm)
-                wy_re += wre * s.yr[y] - wim * s.yi[y]
-                gx += Rv * (wre * s.dyr[3 * y] - wim * s.dyi[3 * y])
-                gy += Rv * (wre * s.dyr[3 * y + 1] - wim * s.dyi[3 * y + 1])
-                gz += Rv * (wre * s.dyr[3 * y + 2] - wim * s.dyi[3 * y + 2])
-            radial += s.dR[jj * n_rl + n * (m.lmax + 1) + l] * wy_re
+    for l in range(m.bond_lmax[bond] + 1):
+        for mm in range(l + 1):
+            xr = 0
+            xi = 0
+            zr = 0
+            zi = 0
+            base = a_index(m, mu, 0, l, mm)
+            for n in range(nrm):
+                rv = Rj[n * n_l + l]
+                drv = dRj[n * n_l + l]
+                wre = Wd[2 * (base + n * stride)]
+                wim = Wd[2 * (base + n * stride) + 1]
+                xr = xr + rv * wre
+                xi = xi + rv * wim
+                zr = zr + drv * wre
+                zi = zi + drv * wim
+            y = ylm_index(l, mm)
+            radial += zr * yr[y] - zi * yi[y]
+            gx += xr * dyr[3 * y] - xi * dyi[3 * y]
+            gy += xr * dyr[3 * y + 1] - xi * dyi[3 * y + 1]
+            gz += xr * dyr[3 * y + 2] - xi * dyi[3 * y + 2]
     out[0] = gx + radial * s.rhat[3 * jj]
     out[1] = gy + radial * s.rhat[3 * jj + 1]
     out[2] = gz + radial * s.rhat[3 * jj + 2]
