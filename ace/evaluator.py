@@ -92,9 +92,7 @@ class Evaluator:
     def check_distances(self, nl):
         if len(nl) == 0:
             return
-        distances = np.linalg.norm(nl.vectors, axis=1)
-        k = int(np.argmin(distances))
-        shortest = distances[k]
+        k, shortest = nl.shortest()
         if shortest < COINCIDENT_DISTANCE:
             raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
                              f"(distance {shortest:.2e} Å)")
