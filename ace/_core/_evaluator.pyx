@@ -18,7 +18,7 @@ import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
@@ -124,6 +124,11 @@ cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept 
     s.mark = <char*>calloc(m.n_a + m.n_a1 + 1, sizeof(char))
     s.node_value = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
     s.node_adjoint = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
+    s.dA = NULL
+    s.nb_order = NULL
+    s.species_first = NULL
+    s.a_fold = NULL
+    s.max_nb = nb
     return (s.g == NULL or s.dg == NULL or s.R == NULL or s.dR == NULL or s.yr == NULL
             or s.yi == NULL or s.dyr == NULL or s.dyi == NULL or s.rhat == NULL or s.dist == NULL
             or s.nb_mu == NULL or s.radial_extra == NULL or s.A == NULL or s.A1 == NULL
@@ -132,11 +137,62 @@ cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept 
             or s.node_adjoint == NULL)
 
 
+cdef int design_scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept nogil:
+    """The extra buffers of the design rows (after scratch_alloc)."""
+    cdef int nb = max_neighbours if max_neighbours > 0 else 1
+    s.dA = <double*>malloc(<size_t>m.n_a * nb * 6 * sizeof(double) + 8)
+    s.nb_order = <int*>calloc(nb, sizeof(int))
+    s.species_first = <int*>calloc(m.n_elements + 1, sizeof(int))
+    s.a_fold = <int*>calloc(m.n_a + 1, sizeof(int))
+    if s.dA == NULL or s.nb_order == NULL or s.species_first == NULL or s.a_fold == NULL:
+        return 1
+    # A[l, -m] = (-1)^m conj(A[l, m]): where the adjoint of an entry goes, decoded once
+    cdef int mu, n, l, mm
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(m.lmax + 1):
+                for mm in range(-l, l + 1):
+                    s.a_fold[a_index(m, mu, n, l, mm)] = 4 * a_index(m, mu, n, l, mm if mm >= 0 else -mm) + (
+                        0 if mm >= 0 else (3 if mm % 2 else 1))
+    return 0
+
+
 cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.g); free(s.dg); free(s.R); free(s.dR); free(s.yr); free(s.yi); free(s.dyr)
     free(s.dyi); free(s.rhat); free(s.dist); free(s.nb_mu); free(s.radial_extra); free(s.A)
     free(s.A1); free(s.GA); free(s.G1); free(s.rho); free(s.dE_drho); free(s.grad)
     free(s.touched); free(s.mark); free(s.node_value); free(s.node_adjoint)
+    free(s.dA); free(s.nb_order); free(s.species_first); free(s.a_fold)
+
+
+cdef Scratch* thread_scratches(const Model* m, int n_threads, int max_neighbours,
+                               bint design) except NULL:
+    """One scratch per OpenMP thread, indexed by omp_get_thread_num() inside parallel().
+
+    Allocated here, before the parallel region (calloc'd pages are first touched, hence
+    placed, by the thread that uses them); free with free_thread_scratches.
+    """
+    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef int t, failed = scratches == NULL
+    if not failed:
+        for t in range(n_threads):
+            if scratch_alloc(scratches + t, m, max_neighbours) or (
+                    design and design_scratch_alloc(scratches + t, m, max_neighbours)):
+                failed = 1
+    if failed:
+        free_thread_scratches(scratches, n_threads)
+        raise MemoryError("could not allocate the per-thread scratch of the ACE kernels "
+                          f"({n_threads} threads, {max_neighbours} neighbours)")
+    return scratches
+
+
+cdef void free_thread_scratches(Scratch* scratches, int n_threads) noexcept nogil:
+    cdef int t
+    if scratches == NULL:
+        return
+    for t in range(n_threads):
+        scratch_free(scratches + t)
+    free(scratches)
 
 
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -576,29 +632,19 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
     # one scratch per thread, found by thread number (a struct declared outside the parallel
     # block would be shared between threads)
-    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    n_threads = max(1, n_threads)
+    cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, False)
     cdef Scratch* sp
-    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
-    cdef int thread
-    if scratches == NULL:
-        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
     with nogil, parallel(num_threads=n_threads):
-        thread = omp_get_thread_num()
-        sp = scratches + thread
-        if scratch_alloc(sp, m, max_nb):
-            failed[thread] = 1
-        else:
-            for i in prange(n_atoms, schedule="dynamic", chunksize=4):
-                energies[i] = atom_energy_gradient(
-                    m, sp, species[i], first[i + 1] - first[i],
-                    &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
-                    &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                    &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
-                    &densities[i, 0])
-        scratch_free(sp)
-    free(scratches)
-    if np.any(np.asarray(failed)):
-        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
+        sp = scratches + omp_get_thread_num()
+        for i in prange(n_atoms, schedule="dynamic", chunksize=4):
+            energies[i] = atom_energy_gradient(
+                m, sp, species[i], first[i + 1] - first[i],
+                &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
+                &densities[i, 0])
+    free_thread_scratches(scratches, n_threads)
     forces_np = np.zeros((n_atoms, 3))
     strain_np = np.zeros((3, 3))
     cdef double[:, ::1] forces = forces_np
@@ -622,19 +668,101 @@ cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
     return <int>best
 
 
-cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, Py_ssize_t n_nb,
-                        double blend, Py_ssize_t i, const cnp.int64_t* nb_j,
-                        const double* vectors, double* b_value, double* force_rows,
-                        double* strain_rows, Py_ssize_t n_funcs) noexcept nogil:
-    """Value and position derivatives of one basis function of atom i, scattered into the rows."""
-    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, n, rest, l, mm, k, a, b
-    cdef double complex prefix[MAX_RANK + 1]
-    cdef double complex suffix[MAX_RANK + 1]
-    cdef double complex w
+cdef void neighbour_derivatives(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb) noexcept nogil:
+    """Group the in-cutoff neighbours by species (s.nb_order, s.species_first) and tabulate
+    dA[idx, c, k] = d(R_nl Y_lm)/dD for the k-th neighbour of idx's species (m >= 0), with
+    c = re x, y, z, im x, y, z (contiguous in k, so that the per-function loops vectorise).
+
+    Each function's gradient is then 6 multiply-adds per (touched A entry, neighbour), instead
+    of rebuilding R_nl grad(Y) + R'_nl Y rhat for every function that touches the entry.
+    """
+    cdef Py_ssize_t jj
+    cdef int mu, k, kk, n, l, mm, y, bond, idx
+    cdef int n_l = m.lmax + 1, n_rl = m.nradmax * (m.lmax + 1), nb = s.max_nb
+    cdef double Rv, dRv, yr, yi
+    cdef double* d
+    cdef const double* rh
+    cdef const double* dyr
+    cdef const double* dyi
+    for mu in range(m.n_elements + 1):
+        s.species_first[mu] = 0
+    for jj in range(n_nb):
+        if s.nb_mu[jj] >= 0:
+            s.species_first[s.nb_mu[jj] + 1] += 1
+    for mu in range(m.n_elements):
+        s.species_first[mu + 1] += s.species_first[mu]
+    for mu in range(m.n_elements):
+        k = s.species_first[mu]
+        for jj in range(n_nb):
+            if s.nb_mu[jj] == mu:
+                s.nb_order[k] = <int>jj
+                k = k + 1
+    for mu in range(m.n_elements):
+        bond = mu_i * m.n_elements + mu
+        for kk in range(s.species_first[mu + 1] - s.species_first[mu]):
+            jj = s.nb_order[s.species_first[mu] + kk]
+            rh = s.rhat + 3 * jj
+            for n in range(m.bond_nradmax[bond]):
+                for l in range(m.bond_lmax[bond] + 1):
+                    Rv = s.R[jj * n_rl + n * n_l + l]
+                    dRv = s.dR[jj * n_rl + n * n_l + l]
+                    for mm in range(l + 1):
+                        y = <int>jj * m.n_ylm + ylm_index(l, mm)
+                        yr = dRv * s.yr[y]
+                        yi = dRv * s.yi[y]
+                        dyr = s.dyr + 3 * y
+                        dyi = s.dyi + 3 * y
+                        idx = a_index(m, mu, n, l, mm)
+                        d = s.dA + <Py_ssize_t>idx * 6 * nb + kk
+                        d[0] = yr * rh[0] + Rv * dyr[0]
+                        d[nb] = yr * rh[1] + Rv * dyr[1]
+                        d[2 * nb] = yr * rh[2] + Rv * dyr[2]
+                        d[3 * nb] = yi * rh[0] + Rv * dyi[0]
+                        d[4 * nb] = yi * rh[1] + Rv * dyi[1]
+                        d[5 * nb] = yi * rh[2] + Rv * dyi[2]
+
+
+cdef inline void axpy2(Py_ssize_t n, double a, const double* x, double b, const double* y,
+                       double* out) noexcept nogil:
+    """out[k] += a x[k] + b y[k] (a separate function: the compiler can vectorise it)."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        out[k] += a * x[k] + b * y[k]
+
+
+cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double blend,
+                        Py_ssize_t i, const cnp.int64_t* nb_j, const double* vectors,
+                        double* b_value, double* force_rows, double* strain_rows,
+                        Py_ssize_t n_funcs) noexcept nogil:
+    """Value and position derivatives of one basis function of atom i, scattered into the rows.
+
+    Products in explicit (re, im) arithmetic (C99 complex multiplication calls __muldc3 with
+    its inf/NaN recovery); consecutive m-combinations of a function share leading factors, so
+    the prefix products are recomputed only from the first factor that changed.
+    """
+    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, k, a, b
+    cdef int same = 0, nb = s.max_nb, code
+    cdef Py_ssize_t kk, n_k
+    cdef double pre[2 * (MAX_RANK + 1)]
+    cdef double suf[2 * (MAX_RANK + 1)]
+    cdef int previous[MAX_RANK]
     cdef const int* index
-    cdef double coef, value = 0
+    cdef const double* A = <const double*>s.A
+    cdef double* GA = <double*>s.GA
+    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi
     cdef double total[3]
-    cdef Py_ssize_t jj, row
+    cdef double si[3]
+    cdef double strain[9]
+    cdef double* gx = s.grad
+    cdef double* gy = s.grad + nb
+    cdef double* gz = s.grad + 2 * nb
+    cdef const double* d
+    cdef Py_ssize_t jj
+    cdef int n_group = s.species_first[m.n_elements]
+    pre[0] = 1
+    pre[1] = 0
+    for t in range(MAX_RANK):
+        previous[t] = -1
     # adjoint of this function only (reuses the energy scratch: GA, G1 stay zero between calls)
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
         index = m.comb_index + c * MAX_RANK
@@ -647,82 +775,94 @@ cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, Py_ssize
                 s.touched[n_touched] = m.n_a + index[0]
                 n_touched += 1
             continue
-        prefix[0] = 1
-        for t in range(rank):
-            prefix[t + 1] = prefix[t] * s.A[index[t]]
-        suffix[rank] = 1
+        same = 0
+        while same < rank - 1 and index[same] == previous[same]:
+            same = same + 1
+        for t in range(same, rank):
+            previous[t] = index[t]
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
+            pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
+        suf[2 * rank] = coef
+        suf[2 * rank + 1] = 0
         for t in range(rank - 1, -1, -1):
-            suffix[t] = suffix[t + 1] * s.A[index[t]]
-        value += coef * prefix[rank].real
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
+            suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
+        value += coef * pre[2 * rank]
         for t in range(rank):
+            # d/dA_t of coef * prod = prefix_t * (coef * suffix_{t+1}); negative m stays
+            # unfolded here and is folded once per touched entry below
             idx = index[t]
-            # fold negative m onto positive m right away
-            rest = idx % m.n_lm
-            l = <int>sqrt(<double>rest + 0.5)
-            mm = rest - l * l - l
-            if mm < 0:
-                idx = idx - 2 * mm
-                w = (coef * prefix[t] * suffix[t + 1]).conjugate()
-                if mm % 2:
-                    w = -w
-            else:
-                w = coef * prefix[t] * suffix[t + 1]
-            s.GA[idx] = s.GA[idx] + w
+            qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
+            qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
+            GA[2 * idx] += qr
+            GA[2 * idx + 1] += qi
             if not s.mark[idx]:
                 s.mark[idx] = 1
                 s.touched[n_touched] = idx
                 n_touched += 1
     b_value[0] = blend * value
-    for jj in range(n_nb):
-        s.grad[3 * jj] = 0
-        s.grad[3 * jj + 1] = 0
-        s.grad[3 * jj + 2] = 0
+    for kk in range(n_group):  # gradient per grouped neighbour, [3][max_nb]
+        gx[kk] = 0
+        gy[kk] = 0
+        gz[kk] = 0
     for t in range(n_touched):
         idx = s.touched[t]
+        s.mark[idx] = 0
         if idx >= m.n_a:
             k = idx - m.n_a
             mu = k // m.nradbase
             k = k % m.nradbase
-            for jj in range(n_nb):
-                if s.nb_mu[jj] == mu:
-                    for a in range(3):
-                        s.grad[3 * jj + a] += s.G1[k + mu * m.nradbase] * s.dg[jj * m.nradbase + k] * s.rhat[3 * jj + a]
+            wr = s.G1[idx - m.n_a]
             s.G1[idx - m.n_a] = 0
-        else:
-            mu = idx // (m.nradmax * m.n_lm)
-            rest = idx % (m.nradmax * m.n_lm)
-            n = rest // m.n_lm
-            rest = rest % m.n_lm
-            l = <int>sqrt(<double>rest + 0.5)
-            mm = rest - l * l - l
-            w = s.GA[idx]
-            for jj in range(n_nb):
-                if s.nb_mu[jj] == mu:
-                    single_gradient(m, s, jj, n, l, mm, w, s.grad + 3 * jj)
-            s.GA[idx] = 0
-        s.mark[idx] = 0
-    for jj in range(n_nb):
-        if s.nb_mu[jj] < 0:
+            for kk in range(s.species_first[mu], s.species_first[mu + 1]):
+                jj = s.nb_order[kk]
+                qr = wr * s.dg[jj * m.nradbase + k]
+                gx[kk] += qr * s.rhat[3 * jj]
+                gy[kk] += qr * s.rhat[3 * jj + 1]
+                gz[kk] += qr * s.rhat[3 * jj + 2]
             continue
+        wr = GA[2 * idx]
+        wi = GA[2 * idx + 1]
+        GA[2 * idx] = 0
+        GA[2 * idx + 1] = 0
+        mu = idx // (m.nradmax * m.n_lm)
+        # Re(w dA[l, -m]) = Re((-1)^m conj(w) dA[l, m])
+        code = s.a_fold[idx] & 3
+        idx = s.a_fold[idx] >> 2
+        if code:
+            wi = -wi
+            if code == 3:
+                wr = -wr
+                wi = -wi
+        d = s.dA + <Py_ssize_t>idx * 6 * nb
+        k = s.species_first[mu]
+        n_k = s.species_first[mu + 1] - k
+        axpy2(n_k, wr, d, -wi, d + 3 * nb, gx + k)
+        axpy2(n_k, wr, d + nb, -wi, d + 4 * nb, gy + k)
+        axpy2(n_k, wr, d + 2 * nb, -wi, d + 5 * nb, gz + k)
+    # scatter: atom i and the strain once per function, each neighbour j once
+    for a in range(3):
+        si[a] = 0
+    for a in range(9):
+        strain[a] = 0
+    for kk in range(n_group):
+        jj = s.nb_order[kk]
         for a in range(3):
             # blend * dB/dD + B * d(blend)/dD (radial, stored in radial_extra by the caller)
-            total[a] = blend * s.grad[3 * jj + a] + value * s.radial_extra[jj] * s.rhat[3 * jj + a]
+            total[a] = blend * s.grad[a * nb + kk] + value * s.radial_extra[jj] * s.rhat[3 * jj + a]
         for a in range(3):
-            force_rows[(i * 3 + a) * n_funcs] += total[a]
+            si[a] += total[a]
             force_rows[(nb_j[jj] * 3 + a) * n_funcs] -= total[a]
             for b in range(3):
-                strain_rows[(a * 3 + b) * n_funcs] += vectors[3 * jj + a] * total[b]
-
-
-cdef inline void single_gradient(const Model* m, Scratch* s, Py_ssize_t jj, int n, int l, int mm,
-                                 double complex w, double* out) noexcept nogil:
-    """out += d/dD Re(w R_nl Y_lm) for neighbour jj."""
-    cdef int n_rl = m.nradmax * (m.lmax + 1), y = jj * m.n_ylm + ylm_index(l, mm), a
-    cdef double Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-    cdef double dRv = s.dR[jj * n_rl + n * (m.lmax + 1) + l]
-    cdef double wy = w.real * s.yr[y] - w.imag * s.yi[y]
+                strain[3 * a + b] += vectors[3 * jj + a] * total[b]
     for a in range(3):
-        out[a] += dRv * wy * s.rhat[3 * jj + a] + Rv * (w.real * s.dyr[3 * y + a] - w.imag * s.dyi[3 * y + a])
+        force_rows[(i * 3 + a) * n_funcs] += si[a]
+    for a in range(9):
+        strain_rows[a * n_funcs] += strain[a]
 
 
 def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
@@ -745,39 +885,31 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
     cdef double[:, ::1] force_rows = force_np
     cdef double[:, ::1] strain_rows = strain_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
-    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, True)
     cdef Scratch* sp
-    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
     cdef int thread = 0, mu_i
     cdef double blend
     cdef Py_ssize_t n_nb, jj
-    if scratches == NULL:
-        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
     with nogil, parallel(num_threads=n_threads):
         thread = omp_get_thread_num()
         sp = scratches + thread
-        if scratch_alloc(sp, m, max_nb):
-            failed[thread] = 1
-        else:
-            for i in prange(n_atoms, schedule="static"):
-                n_nb = first[i + 1] - first[i]
-                mu_i = species[i]
-                atomic_base(m, sp, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
-                            &nb_species[first[i]] if n_nb > 0 else NULL)
-                blend = 1.0  # assigned here so that it is private to the thread
-                core_and_blend(m, sp, mu_i, n_nb, &blend)
-                for jj in range(n_nb):
-                    sp.radial_extra[jj] = sp.grad[3 * jj]
-                for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-                    function_rows(m, sp, mu_i, f, n_nb, blend, i,
-                                  &pair_j[first[i]] if n_nb > 0 else NULL,
-                                  &vectors[first[i], 0] if n_nb > 0 else NULL,
-                                  &b_atoms[i, f], &force_rows[thread, f],
-                                  &strain_rows[thread, f], n_funcs)
-        scratch_free(sp)
-    free(scratches)
-    if np.any(np.asarray(failed)):
-        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
+        for i in prange(n_atoms, schedule="static"):
+            n_nb = first[i + 1] - first[i]
+            mu_i = species[i]
+            atomic_base(m, sp, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
+                        &nb_species[first[i]] if n_nb > 0 else NULL)
+            blend = 1.0  # assigned here so that it is private to the thread
+            core_and_blend(m, sp, mu_i, n_nb, &blend)
+            for jj in range(n_nb):
+                sp.radial_extra[jj] = sp.grad[3 * jj]
+            neighbour_derivatives(m, sp, mu_i, n_nb)
+            for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
+                function_rows(m, sp, mu_i, f, blend, i,
+                              &pair_j[first[i]] if n_nb > 0 else NULL,
+                              &vectors[first[i], 0] if n_nb > 0 else NULL,
+                              &b_atoms[i, f], &force_rows[thread, f],
+                              &strain_rows[thread, f], n_funcs)
+    free_thread_scratches(scratches, n_threads)
     forces = force_np.sum(axis=0).reshape(n_atoms, 3, n_funcs)
     strain = strain_np.sum(axis=0).reshape(3, 3, n_funcs)
     return b_np, forces, strain
