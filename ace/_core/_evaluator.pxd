@@ -27,6 +27,7 @@ cdef struct Model:
     const double* prehc
     const double* lambdahc
     const double* crad          # [n_bonds, nradmax, lmax + 1, nradbase]
+    const double* radial_const  # [n_bonds, nradbase, 4] r-independent factors of g_k (SBessel)
     # elements
     const int* npot
     const int* ndensity

@@ -22,8 +22,8 @@ from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
-from ace._core._radial cimport (core_exponential, cutoff_func_poly, embedding, radial_base,
-                                zbl_pair)
+from ace._core._radial cimport (RADBASE_SBESSEL, core_exponential, cutoff_func_poly, embedding,
+                                radial_base_tabulated, sbessel_constants, zbl_pair)
 
 cdef class CompiledModel:
     """Holds the arrays of a compiled model alive and exposes them as a C struct."""
@@ -59,6 +59,14 @@ cdef class CompiledModel:
         m.prehc = dbl_ptr(a["prehc"])
         m.lambdahc = dbl_ptr(a["lambdahc"])
         m.crad = dbl_ptr(a["crad"])
+        n_bonds = m.n_elements * m.n_elements
+        radial_const = np.zeros(n_bonds * max(m.nradbase, 1) * 4)
+        for bond in range(n_bonds):
+            if m.family[bond] == RADBASE_SBESSEL and 0 < m.bond_nradbase[bond] <= m.nradbase:
+                fill_sbessel_constants(radial_const, bond * m.nradbase * 4, m.rcut[bond],
+                                       m.bond_nradbase[bond])
+        self._arrays["radial_const"] = radial_const
+        m.radial_const = dbl_ptr(radial_const)
         m.npot = int_ptr(a["npot"])
         m.ndensity = int_ptr(a["ndensity"])
         m.fs_w = dbl_ptr(a["fs_w"])
@@ -89,6 +97,10 @@ cdef class CompiledModel:
     @property
     def n_functions(self):
         return len(self._arrays["func_rank"])
+
+
+cdef void fill_sbessel_constants(double[::1] out, Py_ssize_t offset, double rcut, int nradbase):
+    sbessel_constants(rcut, nradbase, &out[offset])
 
 
 cdef const int* int_ptr(cnp.ndarray array):
@@ -230,7 +242,8 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
         lmb = m.bond_lmax[bond]
         g = s.g + jj * m.nradbase
         dg = s.dg + jj * m.nradbase
-        radial_base(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r, g, dg)
+        radial_base_tabulated(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r,
+                              g, dg, m.radial_const + bond * m.nradbase * 4)
         if m.inner_type == INNER_DISTANCE:
             cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
             for k in range(nrb):
