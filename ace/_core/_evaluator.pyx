@@ -407,7 +407,7 @@ cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcep
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef
     cdef int k, parent, f, p
-    cdef int leaf_first = m.node_leaf_first[mu_i]
+    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
     cdef double ar, ai, pr, pi, vr, r0 = 0, r1 = 0
     for k in range(m.node_first[mu_i], leaf_first):
         parent = m.node_parent[k]
@@ -431,19 +431,25 @@ cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcep
             else:
                 for p in range(n_dens):
                     s.rho[p] += C[k * nc + p] * vr
-    for k in range(leaf_first, m.node_first[mu_i + 1]):
+    # leaves come in runs of siblings: the parent's value is loaded once per run
+    k = leaf_first
+    while k < last:
         parent = m.node_parent[k]
-        f = m.node_factor[k]
-        if parent < 0:
-            vr = A[2 * f]
-        else:
-            vr = V[2 * parent] * A[2 * f] - V[2 * parent + 1] * A[2 * f + 1]
-        if n_dens == 2:
-            r0 = r0 + C[k * nc] * vr
-            r1 = r1 + C[k * nc + 1] * vr
-        else:
-            for p in range(n_dens):
-                s.rho[p] += C[k * nc + p] * vr
+        pr = 1.0
+        pi = 0.0
+        if parent >= 0:
+            pr = V[2 * parent]
+            pi = V[2 * parent + 1]
+        while k < last and m.node_parent[k] == parent:
+            f = m.node_factor[k]
+            vr = pr * A[2 * f] - pi * A[2 * f + 1]
+            if n_dens == 2:
+                r0 = r0 + C[k * nc] * vr
+                r1 = r1 + C[k * nc + 1] * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * vr
+            k = k + 1
     if n_dens == 2:
         s.rho[0] += r0
         s.rho[1] += r1
@@ -464,30 +470,45 @@ cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
     cdef int k, parent, f, p
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
     cdef int leaf_first = m.node_leaf_first[mu_i]
-    cdef double gr, gi, pr, pi, ar, ai
+    cdef double gr, gi, pr, pi, ar, ai, sr, si
     cdef double d0 = s.dE_drho[0], d1 = s.dE_drho[1] if n_dens > 1 else 0.0
     for k in range(first, leaf_first):
-        gr = 0
-        for p in range(n_dens):
-            gr = gr + s.dE_drho[p] * C[k * nc + p]
-        G[2 * k] = gr
-        G[2 * k + 1] = 0
-    for k in range(leaf_first, last):
         if n_dens == 2:
             gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
         else:
             gr = 0
             for p in range(n_dens):
                 gr = gr + s.dE_drho[p] * C[k * nc + p]
+        G[2 * k] = gr
+        G[2 * k + 1] = 0
+    # leaves, a run of siblings at a time: their share of the parent's adjoint is summed in
+    # registers (siblings have distinct factors, so the W updates are independent)
+    k = leaf_first
+    while k < last:
         parent = m.node_parent[k]
-        f = m.node_factor[k]
-        if parent < 0:
-            W[2 * f] += gr
-            continue
-        W[2 * f] += gr * V[2 * parent]
-        W[2 * f + 1] += gr * V[2 * parent + 1]
-        G[2 * parent] += gr * A[2 * f]
-        G[2 * parent + 1] += gr * A[2 * f + 1]
+        pr = 1.0
+        pi = 0.0
+        if parent >= 0:
+            pr = V[2 * parent]
+            pi = V[2 * parent + 1]
+        sr = 0.0
+        si = 0.0
+        while k < last and m.node_parent[k] == parent:
+            if n_dens == 2:
+                gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
+            else:
+                gr = 0
+                for p in range(n_dens):
+                    gr = gr + s.dE_drho[p] * C[k * nc + p]
+            f = m.node_factor[k]
+            W[2 * f] += gr * pr
+            W[2 * f + 1] += gr * pi
+            sr = sr + gr * A[2 * f]
+            si = si + gr * A[2 * f + 1]
+            k = k + 1
+        if parent >= 0:
+            G[2 * parent] += sr
+            G[2 * parent + 1] += si
     for k in range(leaf_first - 1, first - 1, -1):
         gr = G[2 * k]
         gi = G[2 * k + 1]
