@@ -22,6 +22,16 @@ from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
+
+
+cdef extern from "lanes.h":
+    # a pair of doubles in one SSE2 register; Cython treats it as a double and emits the C
+    ctypedef double ace_v2
+    ace_v2 ace_v2_load(const double* p) noexcept nogil
+    void ace_v2_store(double* p, ace_v2 v) noexcept nogil
+    ace_v2 ace_v2_set(double lane0, double lane1) noexcept nogil
+    ace_v2 ace_v2_splat(double x) noexcept nogil
+    double ace_v2_lane(ace_v2 v, int lane) noexcept nogil
 from ace._core._radial cimport (RADBASE_SBESSEL, core_exponential, cutoff_func_poly, embedding,
                                 radial_base_tabulated, sbessel_constants, zbl_pair)
 
@@ -603,15 +613,10 @@ cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj
     out[2] = gz + radial * s.rhat[3 * jj + 2]
 
 
-cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
-                                 const double* vectors, const int* nb_species,
-                                 double* pair_gradient, double* densities) noexcept nogil:
-    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
-    cdef int f, p, k, nd = m.ndensity[mu_i]
-    cdef double blend, core, F = 0, Fp, dFp, d2Fp
-    cdef Py_ssize_t jj
-    cdef double complex* W = s.GA
-    cdef double* W1 = s.G1
+cdef void atom_forward(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                       const double* vectors, const int* nb_species) noexcept nogil:
+    """Atomic bases, cleared adjoints, and rho from the rank-1 functions (the tree adds the rest)."""
+    cdef int f, p, k
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
     for k in range(m.n_a):
         s.GA[k] = 0
@@ -619,11 +624,18 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
         s.G1[k] = 0
     for p in range(m.n_coef):
         s.rho[p] = 0
-    # rank 1 from the function list, higher ranks from the product tree
     for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
         if m.func_rank[f] == 1:
-            products(m, s, f, nd)
-    tree_forward(m, s, mu_i, nd)
+            products(m, s, f, m.ndensity[mu_i])
+
+
+cdef double atom_embed(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                       double* densities) noexcept nogil:
+    """E_i from rho; dE/drho (blend included) in s.dE_drho, the rank-1 adjoint W1 in s.G1."""
+    cdef int p, k, nd = m.ndensity[mu_i]
+    cdef double blend, core, F = 0, Fp, dFp, d2Fp
+    cdef Py_ssize_t jj
+    cdef double* W1 = s.G1
     for p in range(nd):
         embedding(m.npot[mu_i], m.fs_w[mu_i * m.n_coef + p], m.fs_m[mu_i * m.n_coef + p],
                   s.rho[p], &Fp, &dFp, &d2Fp)
@@ -641,11 +653,187 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
         W1[k] = s.dE_drho[0] * s.G1[k]
         for p in range(1, nd):
             W1[k] = W1[k] + s.dE_drho[p] * s.G1[p * m.n_a1 + k]
-    tree_backward(m, s, mu_i, nd, <double*>W)
-    fold_adjoint(m, W)
-    for jj in range(n_nb):
-        neighbour_gradient(m, s, mu_i, jj, W, W1, pair_gradient + 3 * jj)
     return F * blend + core + m.e0[mu_i]
+
+
+cdef void atom_pair_gradients(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                              double* pair_gradient) noexcept nogil:
+    """dE_i/dD_ij for each neighbour into pair_gradient[3 * jj], from the adjoint in s.GA."""
+    cdef Py_ssize_t jj
+    fold_adjoint(m, s.GA)
+    for jj in range(n_nb):
+        neighbour_gradient(m, s, mu_i, jj, s.GA, s.G1, pair_gradient + 3 * jj)
+
+
+cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                                 const double* vectors, const int* nb_species,
+                                 double* pair_gradient, double* densities) noexcept nogil:
+    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
+    cdef double energy
+    atom_forward(m, s, mu_i, n_nb, vectors, nb_species)
+    tree_forward(m, s, mu_i, m.ndensity[mu_i])
+    energy = atom_embed(m, s, mu_i, n_nb, densities)
+    tree_backward(m, s, mu_i, m.ndensity[mu_i], <double*>s.GA)
+    atom_pair_gradients(m, s, mu_i, n_nb, pair_gradient)
+    return energy
+
+
+cdef void tree_forward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
+                        double* lanes) noexcept nogil:
+    """tree_forward for two atoms of the same species at once, atom s in lane 0, t in lane 1.
+
+    A and the node values are stored as (re_s, re_t, im_s, im_t): one SSE2 operation does
+    both atoms (lanes.h). Each lane does exactly the operations of tree_forward in the same
+    order, so the results are identical to it, bit for bit.
+    """
+    cdef double* A2 = lanes
+    cdef double* V2 = lanes + 8 * m.n_a
+    cdef const double* sA = <const double*>s.A
+    cdef const double* tA = <const double*>t.A
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
+    cdef int k, parent, f, p
+    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef ace_v2 ar, ai, pr, pi, vr, vi
+    cdef ace_v2 r0 = ace_v2_splat(0.0), r1 = ace_v2_splat(0.0)
+    for k in range(m.n_a):
+        A2[4 * k] = sA[2 * k]
+        A2[4 * k + 1] = tA[2 * k]
+        A2[4 * k + 2] = sA[2 * k + 1]
+        A2[4 * k + 3] = tA[2 * k + 1]
+    for k in range(m.node_first[mu_i], leaf_first):
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        ar = ace_v2_load(A2 + 4 * f)
+        ai = ace_v2_load(A2 + 4 * f + 2)
+        if parent < 0:
+            vr = ar
+            vi = ai
+        else:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+            vr = pr * ar - pi * ai
+            vi = pr * ai + pi * ar
+        ace_v2_store(V2 + 4 * k, vr)
+        ace_v2_store(V2 + 4 * k + 2, vi)
+        if m.node_terminal[k]:
+            if n_dens == 2:
+                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
+                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
+                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = ace_v2_splat(1.0)
+        pi = ace_v2_splat(0.0)
+        if parent >= 0:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+        while k < last and m.node_parent[k] == parent:
+            f = m.node_factor[k]
+            vr = pr * ace_v2_load(A2 + 4 * f) - pi * ace_v2_load(A2 + 4 * f + 2)
+            if n_dens == 2:
+                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
+                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
+                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
+            k = k + 1
+    if n_dens == 2:
+        s.rho[0] += ace_v2_lane(r0, 0)
+        t.rho[0] += ace_v2_lane(r0, 1)
+        s.rho[1] += ace_v2_lane(r1, 0)
+        t.rho[1] += ace_v2_lane(r1, 1)
+
+
+cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
+                         double* lanes) noexcept nogil:
+    """tree_backward for the two atoms of tree_forward2 (same layout, the same operations per
+    lane as tree_backward); adds the adjoints to s.GA and t.GA."""
+    cdef double* A2 = lanes
+    cdef double* W2 = lanes + 4 * m.n_a
+    cdef double* V2 = lanes + 8 * m.n_a
+    cdef double* G2 = V2 + 4 * m.n_nodes
+    cdef double* sW = <double*>s.GA
+    cdef double* tW = <double*>t.GA
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
+    cdef int k, parent, f, p
+    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef int leaf_first = m.node_leaf_first[mu_i]
+    cdef ace_v2 gr, gi, pr, pi, ar, ai, sr, si
+    cdef ace_v2 d0 = ace_v2_set(s.dE_drho[0], t.dE_drho[0])
+    cdef ace_v2 d1 = ace_v2_set(s.dE_drho[1] if n_dens > 1 else 0.0,
+                                t.dE_drho[1] if n_dens > 1 else 0.0)
+    for k in range(4 * m.n_a):
+        W2[k] = 0
+    for k in range(first, leaf_first):
+        if n_dens == 2:
+            gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
+        else:
+            gr = node_seed2(s, t, C + k * nc, n_dens)
+        ace_v2_store(G2 + 4 * k, gr)
+        ace_v2_store(G2 + 4 * k + 2, ace_v2_splat(0.0))
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = ace_v2_splat(1.0)
+        pi = ace_v2_splat(0.0)
+        if parent >= 0:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+        sr = ace_v2_splat(0.0)
+        si = ace_v2_splat(0.0)
+        while k < last and m.node_parent[k] == parent:
+            if n_dens == 2:
+                gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
+            else:
+                gr = node_seed2(s, t, C + k * nc, n_dens)
+            f = m.node_factor[k]
+            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr * pr)
+            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gr * pi)
+            sr = sr + gr * ace_v2_load(A2 + 4 * f)
+            si = si + gr * ace_v2_load(A2 + 4 * f + 2)
+            k = k + 1
+        if parent >= 0:
+            ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + sr)
+            ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + si)
+    for k in range(leaf_first - 1, first - 1, -1):
+        gr = ace_v2_load(G2 + 4 * k)
+        gi = ace_v2_load(G2 + 4 * k + 2)
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        if parent < 0:
+            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr)
+            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gi)
+            continue
+        pr = ace_v2_load(V2 + 4 * parent)
+        pi = ace_v2_load(V2 + 4 * parent + 2)
+        ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + (gr * pr - gi * pi))
+        ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + (gr * pi + gi * pr))
+        ar = ace_v2_load(A2 + 4 * f)
+        ai = ace_v2_load(A2 + 4 * f + 2)
+        ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + (gr * ar - gi * ai))
+        ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + (gr * ai + gi * ar))
+    for k in range(m.n_a):
+        sW[2 * k] += W2[4 * k]
+        tW[2 * k] += W2[4 * k + 1]
+        sW[2 * k + 1] += W2[4 * k + 2]
+        tW[2 * k + 1] += W2[4 * k + 3]
+
+
+cdef inline ace_v2 node_seed2(Scratch* s, Scratch* t, const double* c, int n_dens) noexcept nogil:
+    """(sum_p dE/drho_p c_p) of both atoms, summed as tree_backward does."""
+    cdef double g0 = 0, g1 = 0
+    cdef int p
+    for p in range(n_dens):
+        g0 = g0 + s.dE_drho[p] * c[p]
+        g1 = g1 + t.dE_drho[p] * c[p]
+    return ace_v2_set(g0, g1)
 
 
 def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
@@ -666,19 +854,53 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
     # one scratch per thread, found by thread number (a struct declared outside the parallel
     # block would be shared between threads)
+    # Atoms go in pairs (2 ip, 2 ip + 1): two of the same species share one pass over the
+    # product tree (tree_forward2/tree_backward2, one SSE2 lane each); otherwise one at a time.
     n_threads = max(1, n_threads)
-    cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, False)
+    cdef Scratch* scratches = thread_scratches(m, 2 * n_threads, max_nb, False)
+    cdef Py_ssize_t lane_size = 8 * m.n_a + 8 * m.n_nodes + 8
+    cdef double* lanes = <double*>malloc(n_threads * lane_size * sizeof(double))
+    if lanes == NULL:
+        free_thread_scratches(scratches, 2 * n_threads)
+        raise MemoryError("could not allocate the per-thread scratch of the ACE evaluator")
     cdef Scratch* sp
+    cdef Scratch* tp
+    cdef double* lp
+    cdef Py_ssize_t ip, a0, a1, n_pairs_of_atoms = (n_atoms + 1) // 2
     with nogil, parallel(num_threads=n_threads):
-        sp = scratches + omp_get_thread_num()
-        for i in prange(n_atoms, schedule="dynamic", chunksize=4):
-            energies[i] = atom_energy_gradient(
-                m, sp, species[i], first[i + 1] - first[i],
-                &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
-                &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
-                &densities[i, 0])
-    free_thread_scratches(scratches, n_threads)
+        sp = scratches + 2 * omp_get_thread_num()
+        tp = sp + 1
+        lp = lanes + omp_get_thread_num() * lane_size
+        for ip in prange(n_pairs_of_atoms, schedule="dynamic", chunksize=2):
+            a0 = 2 * ip
+            a1 = 2 * ip + 1
+            if a1 < n_atoms and species[a0] == species[a1]:
+                atom_forward(m, sp, species[a0], first[a0 + 1] - first[a0],
+                             &vectors[first[a0], 0] if first[a0 + 1] > first[a0] else NULL,
+                             &nb_species[first[a0]] if first[a0 + 1] > first[a0] else NULL)
+                atom_forward(m, tp, species[a1], first[a1 + 1] - first[a1],
+                             &vectors[first[a1], 0] if first[a1 + 1] > first[a1] else NULL,
+                             &nb_species[first[a1]] if first[a1 + 1] > first[a1] else NULL)
+                tree_forward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                energies[a0] = atom_embed(m, sp, species[a0], first[a0 + 1] - first[a0],
+                                          &densities[a0, 0])
+                energies[a1] = atom_embed(m, tp, species[a1], first[a1 + 1] - first[a1],
+                                          &densities[a1, 0])
+                tree_backward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                atom_pair_gradients(m, sp, species[a0], first[a0 + 1] - first[a0],
+                                    &pair_gradient[first[a0], 0] if first[a0 + 1] > first[a0] else NULL)
+                atom_pair_gradients(m, tp, species[a1], first[a1 + 1] - first[a1],
+                                    &pair_gradient[first[a1], 0] if first[a1 + 1] > first[a1] else NULL)
+            else:
+                for i in range(a0, min(a0 + 2, n_atoms)):
+                    energies[i] = atom_energy_gradient(
+                        m, sp, species[i], first[i + 1] - first[i],
+                        &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                        &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        &densities[i, 0])
+    free(lanes)
+    free_thread_scratches(scratches, 2 * n_threads)
     forces_np = np.zeros((n_atoms, 3))
     strain_np = np.zeros((3, 3))
     cdef double[:, ::1] forces = forces_np
