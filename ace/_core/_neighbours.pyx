@@ -9,8 +9,12 @@ with their full lattice shift and D = r[j] - r[i] + shift @ cell computed here, 
 take a core from the OpenMP kernels on small machines).
 """
 import numpy as np
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport floor
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcpy
+
+from ace._core._openmp cimport omp_get_thread_num
 
 cimport numpy as cnp
 
@@ -120,24 +124,63 @@ def neighbour_pairs(const double[:, ::1] wrapped, const double[:, ::1] lattice,
     search.n_atoms = n_atoms
     search.zero_image = zero_image
     search.cutoff2 = cutoff * cutoff
-    for i in prange(n_atoms, nogil=True, schedule="static", num_threads=n_threads):
-        counts[i] = visit_neighbours(&search, i, &wrapped[i, 0], NULL)
+    # One search pass: each thread appends the entries of its atoms to its own buffer (grown
+    # to the candidate count of the atom's 27 bins before each atom), then the buffers are
+    # copied into place; no separate counting pass.
+    n_threads = max(1, n_threads)
+    cdef cnp.int64_t** buffers = <cnp.int64_t**>calloc(n_threads, sizeof(cnp.int64_t*))
+    cdef Py_ssize_t* capacity = <Py_ssize_t*>calloc(n_threads, sizeof(Py_ssize_t))
+    cdef Py_ssize_t* used = <Py_ssize_t*>calloc(n_threads, sizeof(Py_ssize_t))
+    cdef Py_ssize_t* start_atom = <Py_ssize_t*>calloc(n_threads, sizeof(Py_ssize_t))
+    cdef int* failed = <int*>calloc(n_threads, sizeof(int))
+    cdef int tid, t
+    cdef Py_ssize_t need, grown
+    cdef cnp.int64_t* buffer
+    if buffers == NULL or capacity == NULL or used == NULL or start_atom == NULL or failed == NULL:
+        free(buffers); free(capacity); free(used); free(start_atom); free(failed)
+        raise MemoryError("could not allocate the neighbour search buffers")
+    for t in range(n_threads):
+        start_atom[t] = -1
+    with nogil, parallel(num_threads=n_threads):
+        tid = omp_get_thread_num()
+        for i in prange(n_atoms, schedule="static"):
+            if failed[tid]:
+                continue
+            if start_atom[tid] < 0:
+                start_atom[tid] = i
+            need = used[tid] + candidate_count(&search, &wrapped[i, 0])
+            if need > capacity[tid]:
+                grown = max(need, 2 * capacity[tid])
+                buffer = <cnp.int64_t*>realloc(buffers[tid], grown * sizeof(cnp.int64_t))
+                if buffer == NULL:
+                    failed[tid] = 1
+                    continue
+                buffers[tid] = buffer
+                capacity[tid] = grown
+            counts[i] = visit_neighbours(&search, i, &wrapped[i, 0], buffers[tid] + used[tid])
+            used[tid] = used[tid] + counts[i]
     first_np = np.zeros(n_atoms + 1, dtype=np.int64)
     np.cumsum(counts, out=first_np[1:])
     cdef cnp.int64_t[::1] first = first_np
     cdef Py_ssize_t n_pairs = first_np[n_atoms]
     j_np = np.empty(n_pairs, dtype=np.int64)
+    cdef cnp.int64_t[::1] j_out = j_np
+    cdef int any_failed = 0
+    for t in range(n_threads):
+        any_failed = any_failed or failed[t]
+        if not failed[t] and used[t] > 0:
+            memcpy(&j_out[first[start_atom[t]]], buffers[t], used[t] * sizeof(cnp.int64_t))
+        free(buffers[t])
+    free(buffers); free(capacity); free(used); free(start_atom); free(failed)
+    if any_failed:
+        raise MemoryError("could not allocate the neighbour search buffers")
     shift_np = np.empty((n_pairs, 3), dtype=np.int64)
     vectors_np = np.empty((n_pairs, 3))
-    cdef cnp.int64_t[::1] j_out = j_np
     cdef cnp.int64_t[:, ::1] shift_out = shift_np
     cdef double[:, ::1] vectors = vectors_np
     cdef Py_ssize_t q, jn, img
     for i in prange(n_atoms, nogil=True, schedule="static", num_threads=n_threads):
-        if first[i + 1] == first[i]:
-            continue
-        # the entry index e = image * n_atoms + j goes into j_out first, then is split up
-        visit_neighbours(&search, i, &wrapped[i, 0], &j_out[first[i]])
+        # j_out holds the entry index e = image * n_atoms + j; split it up
         for q in range(first[i], first[i + 1]):
             jn = j_out[q] % n_atoms
             img = j_out[q] // n_atoms
@@ -180,6 +223,21 @@ cdef inline void pair_vector(const double* positions, const double* cell, Py_ssi
     for c in range(3):
         out[c] = (positions[3 * j + c] - positions[3 * i + c]) + (
             shift[0] * cell[c] + shift[1] * cell[3 + c] + shift[2] * cell[6 + c])
+
+
+cdef Py_ssize_t candidate_count(const Search* s, const double* ri) noexcept nogil:
+    """Number of binned entries in the 27 bins around ri (an upper bound of its neighbours)."""
+    cdef int bx0 = clamp_bin(ri[0], s.box_lo[0], s.inv_width[0], s.nbins[0])
+    cdef int by0 = clamp_bin(ri[1], s.box_lo[1], s.inv_width[1], s.nbins[1])
+    cdef int bz0 = clamp_bin(ri[2], s.box_lo[2], s.inv_width[2], s.nbins[2])
+    cdef int bx, by
+    cdef Py_ssize_t row, total = 0
+    for bx in range(max(bx0 - 1, 0), min(bx0 + 2, s.nbins[0])):
+        for by in range(max(by0 - 1, 0), min(by0 + 2, s.nbins[1])):
+            row = (bx * s.nbins[1] + by) * s.nbins[2]
+            total += (s.bin_start[row + min(bz0 + 2, s.nbins[2])]
+                      - s.bin_start[row + max(bz0 - 1, 0)])
+    return total
 
 
 cdef Py_ssize_t visit_neighbours(const Search* s, Py_ssize_t i, const double* ri,
