@@ -901,17 +901,36 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                         &densities[i, 0])
     free(lanes)
     free_thread_scratches(scratches, 2 * n_threads)
+    # Scatter into per-thread force and strain buffers, each thread its atoms in order, then
+    # sum the buffers (one thread: exactly the serial loop's sums, bit for bit).
     forces_np = np.zeros((n_atoms, 3))
     strain_np = np.zeros((3, 3))
+    buffers_np = np.zeros((n_threads, n_atoms * 3 + 9))
     cdef double[:, ::1] forces = forces_np
     cdef double[:, ::1] strain = strain_np
-    with nogil:
-        for q in range(n_pairs):
+    cdef double[:, ::1] buffers = buffers_np
+    cdef double* fb
+    cdef Py_ssize_t jn
+    cdef int t
+    if n_atoms:
+        with nogil, parallel(num_threads=n_threads):
+            fb = &buffers[omp_get_thread_num(), 0]
+            for i in prange(n_atoms, schedule="static"):
+                for q in range(first[i], first[i + 1]):
+                    jn = pair_j[q]
+                    for a in range(3):
+                        fb[3 * i + a] += pair_gradient[q, a]
+                        fb[3 * jn + a] -= pair_gradient[q, a]
+                        for b in range(3):
+                            fb[3 * n_atoms + 3 * a + b] += vectors[q, a] * pair_gradient[q, b]
+            for i in prange(n_atoms, schedule="static"):
+                for a in range(3):
+                    for t in range(n_threads):
+                        forces[i, a] += buffers[t, 3 * i + a]
+        for t in range(n_threads):
             for a in range(3):
-                forces[pair_i[q], a] += pair_gradient[q, a]
-                forces[pair_j[q], a] -= pair_gradient[q, a]
                 for b in range(3):
-                    strain[a, b] += vectors[q, a] * pair_gradient[q, b]
+                    strain[a, b] += buffers[t, 3 * n_atoms + 3 * a + b]
     return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
 
 
