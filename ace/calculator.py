@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ace.evaluator import Evaluator, Structure
-from ace.neighbours import build_neighbour_list
+from ace.neighbours import build_neighbour_list, update_vectors
 
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
 # vectors, until some atom has moved by more than half of it.
@@ -88,8 +88,7 @@ class ACECalculator(Calculator):
             self._neighbours = nl
             self._positions_at_build = structure.positions.copy()
         else:
-            nl.vectors = (structure.positions[nl.j] - structure.positions[nl.i]
-                          + nl.shift @ structure.cell)
+            update_vectors(nl, structure.positions, structure.cell, self.parameters.num_threads)
         self.evaluator.check_distances(nl)
         return nl
 

@@ -92,9 +92,7 @@ class Evaluator:
     def check_distances(self, nl):
         if len(nl) == 0:
             return
-        distances = np.linalg.norm(nl.vectors, axis=1)
-        k = int(np.argmin(distances))
-        shortest = distances[k]
+        k, shortest = nl.shortest()
         if shortest < COINCIDENT_DISTANCE:
             raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
                              f"(distance {shortest:.2e} Å)")
@@ -278,8 +276,25 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
         for key, c in per_element.items():
             coefs[node_of[key]] = c
             terminal[node_of[key]] = int(np.any(c != 0))
-    return {**_tree_arrays(parent, factor, node_first), "node_coef": coefs,
-            "node_terminal": terminal}
+    parent = np.array(parent, dtype=np.int64)
+    # Per element: inner nodes first (still parents first), then the leaves, which the kernel
+    # handles in a cheaper loop (real part only, no stored value or adjoint).
+    inner = np.zeros(len(parent), dtype=bool)
+    inner[parent[parent >= 0]] = True
+    order, leaf_first = [], []
+    for e in range(n_el):
+        idx = np.arange(node_first[e], node_first[e + 1])
+        order.extend(idx[inner[idx]].tolist())
+        leaf_first.append(len(order))
+        leaves = idx[~inner[idx]]  # in runs of siblings (the kernel loads each parent once)
+        order.extend(leaves[np.argsort(parent[leaves], kind="stable")].tolist())
+    order = np.array(order, dtype=np.int64)
+    new_index = np.empty(len(order), dtype=np.int64)
+    new_index[order] = np.arange(len(order))
+    parent = np.where(parent[order] >= 0, new_index[np.maximum(parent[order], 0)], -1)
+    return {**_tree_arrays(parent, np.array(factor, dtype=np.int64)[order], node_first),
+            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
+            "node_coef": coefs[order], "node_terminal": terminal[order]}
 
 
 def _design_tree(entries, n_el, nradmax, lmax):

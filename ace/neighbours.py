@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ace._core import effective_n_threads
-from ace._core._neighbours import neighbour_pairs
+from ace._core._neighbours import neighbour_pairs, pair_vectors, shortest_pair
 
 
 @dataclass
@@ -24,6 +24,10 @@ class NeighbourList:
 
     def __len__(self):
         return len(self.j)
+
+    def shortest(self):
+        """(pair index, length) of the shortest pair; (-1, inf) without pairs."""
+        return shortest_pair(np.ascontiguousarray(self.vectors, dtype=float))
 
     def __repr__(self):
         return f"NeighbourList(n_atoms={len(self.first) - 1}, n_pairs={len(self)}, cutoff={self.cutoff})"
@@ -73,11 +77,12 @@ def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> Neig
     positions, cell, pbc = check_geometry(positions, cell, pbc)
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
+    n_threads = effective_n_threads(num_threads)
     lattice = effective_lattice(cell, pbc)
     inverse = np.linalg.inv(lattice)
-    fractional = positions @ inverse
+    fractional = matmul3(positions, inverse)
     wrap = np.where(pbc, -np.floor(fractional), 0.0)
-    wrapped = (fractional + wrap) @ lattice
+    wrapped = matmul3(fractional + wrap, lattice)
 
     # Along a periodic axis, images up to ceil(cutoff / plane spacing) cells away can be in range.
     plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
@@ -85,9 +90,23 @@ def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> Neig
     grids = np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij")
     image_shifts = np.ascontiguousarray(np.stack([g.ravel() for g in grids], axis=1), dtype=np.int64)
 
-    first, j, image = neighbour_pairs(np.ascontiguousarray(wrapped), np.ascontiguousarray(lattice),
-                                      image_shifts, float(cutoff), effective_n_threads(num_threads))
+    first, j, shift, vectors = neighbour_pairs(wrapped, np.ascontiguousarray(lattice), image_shifts,
+                                               float(cutoff), positions, cell,
+                                               wrap.astype(np.int64), n_threads)
     i = np.repeat(np.arange(len(positions)), np.diff(first))
-    shift = image_shifts[image] + (wrap[j] - wrap[i]).astype(np.int64)
-    vectors = positions[j] - positions[i] + shift @ cell
     return NeighbourList(first=first, i=i, j=j, shift=shift, vectors=vectors, cutoff=float(cutoff))
+
+
+def update_vectors(nl, positions, cell, num_threads=None):
+    """Recompute ``nl.vectors`` in place for new positions (same pairs and shifts)."""
+    positions = np.ascontiguousarray(positions, dtype=float)
+    cell = np.ascontiguousarray(cell, dtype=float).reshape(3, 3)
+    pair_vectors(positions, cell, nl.first, nl.j, nl.shift, nl.vectors,
+                 effective_n_threads(num_threads))
+    return nl
+
+
+def matmul3(x, m):
+    """x [n, 3] @ m [3, 3] as three broadcasts: numpy's matmul would call OpenBLAS, whose
+    worker threads then spin and take a core from the OpenMP kernels."""
+    return x[:, 0, None] * m[0] + x[:, 1, None] * m[1] + x[:, 2, None] * m[2]

@@ -27,6 +27,7 @@ cdef struct Model:
     const double* prehc
     const double* lambdahc
     const double* crad          # [n_bonds, nradmax, lmax + 1, nradbase]
+    const double* radial_const  # [n_bonds, nradbase, 4] r-independent factors of g_k (SBessel)
     # elements
     const int* npot
     const int* ndensity
@@ -43,8 +44,10 @@ cdef struct Model:
     const int* comb_index       # [n_combs, MAX_RANK]: A1 index (rank 1) or A index (any m)
     const double* comb_coef     # [n_combs, n_coef]
     int n_coef
-    # product tree (energy model): rank >= 2 products with shared prefixes, parents first
+    # product tree (energy model): rank >= 2 products with shared prefixes; per element the
+    # inner nodes come first (parents before children), then the leaves
     const int* node_first       # [n_elements + 1]
+    const int* node_leaf_first  # [n_elements] first leaf (childless node) of each element
     const int* node_parent      # [n_nodes], -1 at the root
     const int* node_factor      # [n_nodes] A index multiplied in at this node
     const double* node_coef     # [n_nodes, n_coef] (zero for inner nodes)
@@ -76,6 +79,13 @@ cdef struct Scratch:
     char* mark                  # [n_a + n_a1]
     double* node_value          # [2 * n_nodes] (re, im) of each tree product
     double* node_adjoint        # [2 * n_nodes]
+    # design rows only (NULL unless design_scratch_alloc ran; scratch_free frees them)
+    double* dA                  # [n_a, 6, max_nb] d(R_nl Y_lm)/dD per neighbour of the
+                                #   A entry's species, (re x, y, z, im x, y, z); m >= 0 only
+    int* nb_order               # [max_nb] in-cutoff neighbours grouped by species
+    int* species_first          # [n_elements + 1] groups in nb_order
+    int* a_fold                 # [n_a] 4 * (index at |m|) + 0 (m >= 0), 1 (conj), 3 (-conj)
+    int max_nb
 
 
 
@@ -89,7 +99,11 @@ cdef inline int a_index(const Model* m, int mu, int n, int l, int mm) noexcept n
 
 
 cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept nogil
+cdef int design_scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept nogil
 cdef void scratch_free(Scratch* s) noexcept nogil
+cdef Scratch* thread_scratches(const Model* m, int n_threads, int max_neighbours,
+                               bint design) except NULL
+cdef void free_thread_scratches(Scratch* scratches, int n_threads) noexcept nogil
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                       const double* vectors, const int* nb_species) noexcept nogil
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,

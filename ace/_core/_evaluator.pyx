@@ -18,12 +18,22 @@ import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
-from ace._core._radial cimport (core_exponential, cutoff_func_poly, embedding, radial_base,
-                                zbl_pair)
+
+
+cdef extern from "lanes.h":
+    # a pair of doubles in one SSE2 register; Cython treats it as a double and emits the C
+    ctypedef double ace_v2
+    ace_v2 ace_v2_load(const double* p) noexcept nogil
+    void ace_v2_store(double* p, ace_v2 v) noexcept nogil
+    ace_v2 ace_v2_set(double lane0, double lane1) noexcept nogil
+    ace_v2 ace_v2_splat(double x) noexcept nogil
+    double ace_v2_lane(ace_v2 v, int lane) noexcept nogil
+from ace._core._radial cimport (RADBASE_SBESSEL, core_exponential, cutoff_func_poly, embedding,
+                                radial_base_tabulated, sbessel_constants, zbl_pair)
 
 cdef class CompiledModel:
     """Holds the arrays of a compiled model alive and exposes them as a C struct."""
@@ -59,6 +69,14 @@ cdef class CompiledModel:
         m.prehc = dbl_ptr(a["prehc"])
         m.lambdahc = dbl_ptr(a["lambdahc"])
         m.crad = dbl_ptr(a["crad"])
+        n_bonds = m.n_elements * m.n_elements
+        radial_const = np.zeros(n_bonds * max(m.nradbase, 1) * 4)
+        for bond in range(n_bonds):
+            if m.family[bond] == RADBASE_SBESSEL and 0 < m.bond_nradbase[bond] <= m.nradbase:
+                fill_sbessel_constants(radial_const, bond * m.nradbase * 4, m.rcut[bond],
+                                       m.bond_nradbase[bond])
+        self._arrays["radial_const"] = radial_const
+        m.radial_const = dbl_ptr(radial_const)
         m.npot = int_ptr(a["npot"])
         m.ndensity = int_ptr(a["ndensity"])
         m.fs_w = dbl_ptr(a["fs_w"])
@@ -72,12 +90,14 @@ cdef class CompiledModel:
         m.comb_first = int_ptr(a["comb_first"])
         m.comb_index = int_ptr(a["comb_index"])
         m.comb_coef = dbl_ptr(a["comb_coef"])
-        for key in ("node_first", "node_parent", "node_factor", "node_coef", "node_terminal"):
+        for key, size in (("node_first", m.n_elements + 1), ("node_leaf_first", m.n_elements),
+                          ("node_parent", 0), ("node_factor", 0), ("node_coef", 0),
+                          ("node_terminal", 0)):
             if key not in self._arrays:
-                self._arrays[key] = np.zeros(m.n_elements + 1 if key == "node_first" else 0,
-                                             dtype=np.float64 if key == "node_coef" else np.int32)
+                self._arrays[key] = np.zeros(size, dtype=np.float64 if key == "node_coef" else np.int32)
         self._arrays["node_terminal"] = self._arrays["node_terminal"].astype(np.int8)
         m.node_first = int_ptr(a["node_first"])
+        m.node_leaf_first = int_ptr(a["node_leaf_first"])
         m.node_parent = int_ptr(a["node_parent"])
         m.node_factor = int_ptr(a["node_factor"])
         m.node_coef = dbl_ptr(a["node_coef"])
@@ -87,6 +107,10 @@ cdef class CompiledModel:
     @property
     def n_functions(self):
         return len(self._arrays["func_rank"])
+
+
+cdef void fill_sbessel_constants(double[::1] out, Py_ssize_t offset, double rcut, int nradbase):
+    sbessel_constants(rcut, nradbase, &out[offset])
 
 
 cdef const int* int_ptr(cnp.ndarray array):
@@ -122,6 +146,11 @@ cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept 
     s.mark = <char*>calloc(m.n_a + m.n_a1 + 1, sizeof(char))
     s.node_value = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
     s.node_adjoint = <double*>calloc(2 * m.n_nodes + 2, sizeof(double))
+    s.dA = NULL
+    s.nb_order = NULL
+    s.species_first = NULL
+    s.a_fold = NULL
+    s.max_nb = nb
     return (s.g == NULL or s.dg == NULL or s.R == NULL or s.dR == NULL or s.yr == NULL
             or s.yi == NULL or s.dyr == NULL or s.dyi == NULL or s.rhat == NULL or s.dist == NULL
             or s.nb_mu == NULL or s.radial_extra == NULL or s.A == NULL or s.A1 == NULL
@@ -130,11 +159,62 @@ cdef int scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept 
             or s.node_adjoint == NULL)
 
 
+cdef int design_scratch_alloc(Scratch* s, const Model* m, int max_neighbours) noexcept nogil:
+    """The extra buffers of the design rows (after scratch_alloc)."""
+    cdef int nb = max_neighbours if max_neighbours > 0 else 1
+    s.dA = <double*>malloc(<size_t>m.n_a * nb * 6 * sizeof(double) + 8)
+    s.nb_order = <int*>calloc(nb, sizeof(int))
+    s.species_first = <int*>calloc(m.n_elements + 1, sizeof(int))
+    s.a_fold = <int*>calloc(m.n_a + 1, sizeof(int))
+    if s.dA == NULL or s.nb_order == NULL or s.species_first == NULL or s.a_fold == NULL:
+        return 1
+    # A[l, -m] = (-1)^m conj(A[l, m]): where the adjoint of an entry goes, decoded once
+    cdef int mu, n, l, mm
+    for mu in range(m.n_elements):
+        for n in range(m.nradmax):
+            for l in range(m.lmax + 1):
+                for mm in range(-l, l + 1):
+                    s.a_fold[a_index(m, mu, n, l, mm)] = 4 * a_index(m, mu, n, l, mm if mm >= 0 else -mm) + (
+                        0 if mm >= 0 else (3 if mm % 2 else 1))
+    return 0
+
+
 cdef void scratch_free(Scratch* s) noexcept nogil:
     free(s.g); free(s.dg); free(s.R); free(s.dR); free(s.yr); free(s.yi); free(s.dyr)
     free(s.dyi); free(s.rhat); free(s.dist); free(s.nb_mu); free(s.radial_extra); free(s.A)
     free(s.A1); free(s.GA); free(s.G1); free(s.rho); free(s.dE_drho); free(s.grad)
     free(s.touched); free(s.mark); free(s.node_value); free(s.node_adjoint)
+    free(s.dA); free(s.nb_order); free(s.species_first); free(s.a_fold)
+
+
+cdef Scratch* thread_scratches(const Model* m, int n_threads, int max_neighbours,
+                               bint design) except NULL:
+    """One scratch per OpenMP thread, indexed by omp_get_thread_num() inside parallel().
+
+    Allocated here, before the parallel region (calloc'd pages are first touched, hence
+    placed, by the thread that uses them); free with free_thread_scratches.
+    """
+    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef int t, failed = scratches == NULL
+    if not failed:
+        for t in range(n_threads):
+            if scratch_alloc(scratches + t, m, max_neighbours) or (
+                    design and design_scratch_alloc(scratches + t, m, max_neighbours)):
+                failed = 1
+    if failed:
+        free_thread_scratches(scratches, n_threads)
+        raise MemoryError("could not allocate the per-thread scratch of the ACE kernels "
+                          f"({n_threads} threads, {max_neighbours} neighbours)")
+    return scratches
+
+
+cdef void free_thread_scratches(Scratch* scratches, int n_threads) noexcept nogil:
+    cdef int t
+    if scratches == NULL:
+        return
+    for t in range(n_threads):
+        scratch_free(scratches + t)
+    free(scratches)
 
 
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -172,7 +252,8 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
         lmb = m.bond_lmax[bond]
         g = s.g + jj * m.nradbase
         dg = s.dg + jj * m.nradbase
-        radial_base(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r, g, dg)
+        radial_base_tabulated(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r,
+                              g, dg, m.radial_const + bond * m.nradbase * 4)
         if m.inner_type == INNER_DISTANCE:
             cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
             for k in range(nrb):
@@ -326,12 +407,19 @@ cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept no
 
 
 cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcept nogil:
-    """Values of the tree products (each node = parent * one A) and their share of rho_p."""
+    """Values of the tree products (each node = parent * one A) and their share of rho_p.
+
+    rho is summed in local variables (s.rho may alias V for the compiler, which would force a
+    load and store per node); leaves need only Re(V) and store nothing.
+    """
     cdef const double* A = <const double*>s.A
     cdef double* V = s.node_value
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
     cdef int k, parent, f, p
-    cdef double ar, ai, pr, pi, vr
-    for k in range(m.node_first[mu_i], m.node_first[mu_i + 1]):
+    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef double ar, ai, pr, pi, vr, r0 = 0, r1 = 0
+    for k in range(m.node_first[mu_i], leaf_first):
         parent = m.node_parent[k]
         f = m.node_factor[k]
         ar = A[2 * f]
@@ -339,34 +427,101 @@ cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcep
         if parent < 0:
             V[2 * k] = ar
             V[2 * k + 1] = ai
+            vr = ar
         else:
             pr = V[2 * parent]
             pi = V[2 * parent + 1]
-            V[2 * k] = pr * ar - pi * ai
+            vr = pr * ar - pi * ai
+            V[2 * k] = vr
             V[2 * k + 1] = pr * ai + pi * ar
         if m.node_terminal[k]:
-            vr = V[2 * k]
-            for p in range(n_dens):
-                s.rho[p] += m.node_coef[k * m.n_coef + p] * vr
+            if n_dens == 2:
+                r0 = r0 + C[k * nc] * vr
+                r1 = r1 + C[k * nc + 1] * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * vr
+    # leaves come in runs of siblings: the parent's value is loaded once per run
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = 1.0
+        pi = 0.0
+        if parent >= 0:
+            pr = V[2 * parent]
+            pi = V[2 * parent + 1]
+        while k < last and m.node_parent[k] == parent:
+            f = m.node_factor[k]
+            vr = pr * A[2 * f] - pi * A[2 * f + 1]
+            if n_dens == 2:
+                r0 = r0 + C[k * nc] * vr
+                r1 = r1 + C[k * nc + 1] * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * vr
+            k = k + 1
+    if n_dens == 2:
+        s.rho[0] += r0
+        s.rho[1] += r1
 
 
 cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
                         double* W) noexcept nogil:
-    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products."""
+    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products.
+
+    Each inner node's adjoint is seeded with its own c_eff = sum_p dE/drho_p c_kp (this also
+    zeroes it); leaves have no children, so their adjoint is the real c_eff and is never stored.
+    """
     cdef const double* A = <const double*>s.A
     cdef double* V = s.node_value
     cdef double* G = s.node_adjoint
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
     cdef int k, parent, f, p
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef double gr, gi, pr, pi, ar, ai
-    for k in range(2 * first, 2 * last):
-        G[k] = 0
-    for k in range(last - 1, first - 1, -1):
+    cdef int leaf_first = m.node_leaf_first[mu_i]
+    cdef double gr, gi, pr, pi, ar, ai, sr, si
+    cdef double d0 = s.dE_drho[0], d1 = s.dE_drho[1] if n_dens > 1 else 0.0
+    for k in range(first, leaf_first):
+        if n_dens == 2:
+            gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
+        else:
+            gr = 0
+            for p in range(n_dens):
+                gr = gr + s.dE_drho[p] * C[k * nc + p]
+        G[2 * k] = gr
+        G[2 * k + 1] = 0
+    # leaves, a run of siblings at a time: their share of the parent's adjoint is summed in
+    # registers (siblings have distinct factors, so the W updates are independent)
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = 1.0
+        pi = 0.0
+        if parent >= 0:
+            pr = V[2 * parent]
+            pi = V[2 * parent + 1]
+        sr = 0.0
+        si = 0.0
+        while k < last and m.node_parent[k] == parent:
+            if n_dens == 2:
+                gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
+            else:
+                gr = 0
+                for p in range(n_dens):
+                    gr = gr + s.dE_drho[p] * C[k * nc + p]
+            f = m.node_factor[k]
+            W[2 * f] += gr * pr
+            W[2 * f + 1] += gr * pi
+            sr = sr + gr * A[2 * f]
+            si = si + gr * A[2 * f + 1]
+            k = k + 1
+        if parent >= 0:
+            G[2 * parent] += sr
+            G[2 * parent + 1] += si
+    for k in range(leaf_first - 1, first - 1, -1):
         gr = G[2 * k]
         gi = G[2 * k + 1]
-        if m.node_terminal[k]:
-            for p in range(n_dens):
-                gr = gr + s.dE_drho[p] * m.node_coef[k * m.n_coef + p]
         parent = m.node_parent[k]
         f = m.node_factor[k]
         if parent < 0:
@@ -400,48 +555,68 @@ cdef void fold_adjoint(const Model* m, double complex* G) noexcept nogil:
 
 cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
                              const double complex* W, const double* W1, double* out) noexcept nogil:
-    """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0)."""
-    cdef int mu = s.nb_mu[jj], bond, k, n, l, mm, y, c
-    cdef int n_rl = m.nradmax * (m.lmax + 1)
-    cdef double radial = s.radial_extra[jj], Rv, wy_re, wre, wim
+    """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0).
+
+    Contracts over n first: X_lm = sum_n W_nlm R_nl and Z_lm = sum_n W_nlm dR_nl, then
+    grad = Re(X . grad Y) + Re(Z . Y) rhat (fewer multiplies and loads of grad Y).
+    """
+    cdef int mu = s.nb_mu[jj], bond, k, n, l, mm, y, base, nrm
+    cdef int n_l = m.lmax + 1, stride = m.n_lm
+    cdef int n_rl = m.nradmax * n_l
+    cdef double radial = s.radial_extra[jj], wre, wim, xr, xi, zr, zi, rv, drv
     cdef double gx = 0, gy = 0, gz = 0
-    cdef double complex w
+    cdef const double* Wd = <const double*>W
+    cdef const double* Rj
+    cdef const double* dRj
+    cdef const double* yr
+    cdef const double* yi
+    cdef const double* dyr
+    cdef const double* dyi
     out[0] = 0
     out[1] = 0
     out[2] = 0
     if mu < 0:
         return
     bond = mu_i * m.n_elements + mu
+    nrm = m.bond_nradmax[bond]
+    Rj = s.R + jj * n_rl
+    dRj = s.dR + jj * n_rl
+    yr = s.yr + jj * m.n_ylm
+    yi = s.yi + jj * m.n_ylm
+    dyr = s.dyr + jj * m.n_ylm * 3
+    dyi = s.dyi + jj * m.n_ylm * 3
     for k in range(m.bond_nradbase[bond]):
         radial += W1[mu * m.nradbase + k] * s.dg[jj * m.nradbase + k]
-    for n in range(m.bond_nradmax[bond]):
-        for l in range(m.bond_lmax[bond] + 1):
-            Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-            wy_re = 0
-            for mm in range(l + 1):
-                w = W[a_index(m, mu, n, l, mm)]
-                wre = w.real
-                wim = w.imag
-                y = jj * m.n_ylm + ylm_index(l, mm)
-                wy_re += wre * s.yr[y] - wim * s.yi[y]
-                gx += Rv * (wre * s.dyr[3 * y] - wim * s.dyi[3 * y])
-                gy += Rv * (wre * s.dyr[3 * y + 1] - wim * s.dyi[3 * y + 1])
-                gz += Rv * (wre * s.dyr[3 * y + 2] - wim * s.dyi[3 * y + 2])
-            radial += s.dR[jj * n_rl + n * (m.lmax + 1) + l] * wy_re
+    for l in range(m.bond_lmax[bond] + 1):
+        for mm in range(l + 1):
+            xr = 0
+            xi = 0
+            zr = 0
+            zi = 0
+            base = a_index(m, mu, 0, l, mm)
+            for n in range(nrm):
+                rv = Rj[n * n_l + l]
+                drv = dRj[n * n_l + l]
+                wre = Wd[2 * (base + n * stride)]
+                wim = Wd[2 * (base + n * stride) + 1]
+                xr = xr + rv * wre
+                xi = xi + rv * wim
+                zr = zr + drv * wre
+                zi = zi + drv * wim
+            y = ylm_index(l, mm)
+            radial += zr * yr[y] - zi * yi[y]
+            gx += xr * dyr[3 * y] - xi * dyi[3 * y]
+            gy += xr * dyr[3 * y + 1] - xi * dyi[3 * y + 1]
+            gz += xr * dyr[3 * y + 2] - xi * dyi[3 * y + 2]
     out[0] = gx + radial * s.rhat[3 * jj]
     out[1] = gy + radial * s.rhat[3 * jj + 1]
     out[2] = gz + radial * s.rhat[3 * jj + 2]
 
 
-cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
-                                 const double* vectors, const int* nb_species,
-                                 double* pair_gradient, double* densities) noexcept nogil:
-    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
-    cdef int f, p, k, nd = m.ndensity[mu_i]
-    cdef double blend, core, F = 0, Fp, dFp, d2Fp
-    cdef Py_ssize_t jj
-    cdef double complex* W = s.GA
-    cdef double* W1 = s.G1
+cdef void atom_forward(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                       const double* vectors, const int* nb_species) noexcept nogil:
+    """Atomic bases, cleared adjoints, and rho from the rank-1 functions (the tree adds the rest)."""
+    cdef int f, p, k
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
     for k in range(m.n_a):
         s.GA[k] = 0
@@ -449,11 +624,18 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
         s.G1[k] = 0
     for p in range(m.n_coef):
         s.rho[p] = 0
-    # rank 1 from the function list, higher ranks from the product tree
     for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
         if m.func_rank[f] == 1:
-            products(m, s, f, nd)
-    tree_forward(m, s, mu_i, nd)
+            products(m, s, f, m.ndensity[mu_i])
+
+
+cdef double atom_embed(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                       double* densities) noexcept nogil:
+    """E_i from rho; dE/drho (blend included) in s.dE_drho, the rank-1 adjoint W1 in s.G1."""
+    cdef int p, k, nd = m.ndensity[mu_i]
+    cdef double blend, core, F = 0, Fp, dFp, d2Fp
+    cdef Py_ssize_t jj
+    cdef double* W1 = s.G1
     for p in range(nd):
         embedding(m.npot[mu_i], m.fs_w[mu_i * m.n_coef + p], m.fs_m[mu_i * m.n_coef + p],
                   s.rho[p], &Fp, &dFp, &d2Fp)
@@ -471,11 +653,187 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
         W1[k] = s.dE_drho[0] * s.G1[k]
         for p in range(1, nd):
             W1[k] = W1[k] + s.dE_drho[p] * s.G1[p * m.n_a1 + k]
-    tree_backward(m, s, mu_i, nd, <double*>W)
-    fold_adjoint(m, W)
-    for jj in range(n_nb):
-        neighbour_gradient(m, s, mu_i, jj, W, W1, pair_gradient + 3 * jj)
     return F * blend + core + m.e0[mu_i]
+
+
+cdef void atom_pair_gradients(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                              double* pair_gradient) noexcept nogil:
+    """dE_i/dD_ij for each neighbour into pair_gradient[3 * jj], from the adjoint in s.GA."""
+    cdef Py_ssize_t jj
+    fold_adjoint(m, s.GA)
+    for jj in range(n_nb):
+        neighbour_gradient(m, s, mu_i, jj, s.GA, s.G1, pair_gradient + 3 * jj)
+
+
+cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
+                                 const double* vectors, const int* nb_species,
+                                 double* pair_gradient, double* densities) noexcept nogil:
+    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
+    cdef double energy
+    atom_forward(m, s, mu_i, n_nb, vectors, nb_species)
+    tree_forward(m, s, mu_i, m.ndensity[mu_i])
+    energy = atom_embed(m, s, mu_i, n_nb, densities)
+    tree_backward(m, s, mu_i, m.ndensity[mu_i], <double*>s.GA)
+    atom_pair_gradients(m, s, mu_i, n_nb, pair_gradient)
+    return energy
+
+
+cdef void tree_forward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
+                        double* lanes) noexcept nogil:
+    """tree_forward for two atoms of the same species at once, atom s in lane 0, t in lane 1.
+
+    A and the node values are stored as (re_s, re_t, im_s, im_t): one SSE2 operation does
+    both atoms (lanes.h). Each lane does exactly the operations of tree_forward in the same
+    order, so the results are identical to it, bit for bit.
+    """
+    cdef double* A2 = lanes
+    cdef double* V2 = lanes + 8 * m.n_a
+    cdef const double* sA = <const double*>s.A
+    cdef const double* tA = <const double*>t.A
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
+    cdef int k, parent, f, p
+    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef ace_v2 ar, ai, pr, pi, vr, vi
+    cdef ace_v2 r0 = ace_v2_splat(0.0), r1 = ace_v2_splat(0.0)
+    for k in range(m.n_a):
+        A2[4 * k] = sA[2 * k]
+        A2[4 * k + 1] = tA[2 * k]
+        A2[4 * k + 2] = sA[2 * k + 1]
+        A2[4 * k + 3] = tA[2 * k + 1]
+    for k in range(m.node_first[mu_i], leaf_first):
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        ar = ace_v2_load(A2 + 4 * f)
+        ai = ace_v2_load(A2 + 4 * f + 2)
+        if parent < 0:
+            vr = ar
+            vi = ai
+        else:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+            vr = pr * ar - pi * ai
+            vi = pr * ai + pi * ar
+        ace_v2_store(V2 + 4 * k, vr)
+        ace_v2_store(V2 + 4 * k + 2, vi)
+        if m.node_terminal[k]:
+            if n_dens == 2:
+                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
+                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
+                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = ace_v2_splat(1.0)
+        pi = ace_v2_splat(0.0)
+        if parent >= 0:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+        while k < last and m.node_parent[k] == parent:
+            f = m.node_factor[k]
+            vr = pr * ace_v2_load(A2 + 4 * f) - pi * ace_v2_load(A2 + 4 * f + 2)
+            if n_dens == 2:
+                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
+                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
+            else:
+                for p in range(n_dens):
+                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
+                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
+            k = k + 1
+    if n_dens == 2:
+        s.rho[0] += ace_v2_lane(r0, 0)
+        t.rho[0] += ace_v2_lane(r0, 1)
+        s.rho[1] += ace_v2_lane(r1, 0)
+        t.rho[1] += ace_v2_lane(r1, 1)
+
+
+cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
+                         double* lanes) noexcept nogil:
+    """tree_backward for the two atoms of tree_forward2 (same layout, the same operations per
+    lane as tree_backward); adds the adjoints to s.GA and t.GA."""
+    cdef double* A2 = lanes
+    cdef double* W2 = lanes + 4 * m.n_a
+    cdef double* V2 = lanes + 8 * m.n_a
+    cdef double* G2 = V2 + 4 * m.n_nodes
+    cdef double* sW = <double*>s.GA
+    cdef double* tW = <double*>t.GA
+    cdef const double* C = m.node_coef
+    cdef int nc = m.n_coef
+    cdef int k, parent, f, p
+    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef int leaf_first = m.node_leaf_first[mu_i]
+    cdef ace_v2 gr, gi, pr, pi, ar, ai, sr, si
+    cdef ace_v2 d0 = ace_v2_set(s.dE_drho[0], t.dE_drho[0])
+    cdef ace_v2 d1 = ace_v2_set(s.dE_drho[1] if n_dens > 1 else 0.0,
+                                t.dE_drho[1] if n_dens > 1 else 0.0)
+    for k in range(4 * m.n_a):
+        W2[k] = 0
+    for k in range(first, leaf_first):
+        if n_dens == 2:
+            gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
+        else:
+            gr = node_seed2(s, t, C + k * nc, n_dens)
+        ace_v2_store(G2 + 4 * k, gr)
+        ace_v2_store(G2 + 4 * k + 2, ace_v2_splat(0.0))
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = ace_v2_splat(1.0)
+        pi = ace_v2_splat(0.0)
+        if parent >= 0:
+            pr = ace_v2_load(V2 + 4 * parent)
+            pi = ace_v2_load(V2 + 4 * parent + 2)
+        sr = ace_v2_splat(0.0)
+        si = ace_v2_splat(0.0)
+        while k < last and m.node_parent[k] == parent:
+            if n_dens == 2:
+                gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
+            else:
+                gr = node_seed2(s, t, C + k * nc, n_dens)
+            f = m.node_factor[k]
+            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr * pr)
+            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gr * pi)
+            sr = sr + gr * ace_v2_load(A2 + 4 * f)
+            si = si + gr * ace_v2_load(A2 + 4 * f + 2)
+            k = k + 1
+        if parent >= 0:
+            ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + sr)
+            ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + si)
+    for k in range(leaf_first - 1, first - 1, -1):
+        gr = ace_v2_load(G2 + 4 * k)
+        gi = ace_v2_load(G2 + 4 * k + 2)
+        parent = m.node_parent[k]
+        f = m.node_factor[k]
+        if parent < 0:
+            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr)
+            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gi)
+            continue
+        pr = ace_v2_load(V2 + 4 * parent)
+        pi = ace_v2_load(V2 + 4 * parent + 2)
+        ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + (gr * pr - gi * pi))
+        ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + (gr * pi + gi * pr))
+        ar = ace_v2_load(A2 + 4 * f)
+        ai = ace_v2_load(A2 + 4 * f + 2)
+        ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + (gr * ar - gi * ai))
+        ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + (gr * ai + gi * ar))
+    for k in range(m.n_a):
+        sW[2 * k] += W2[4 * k]
+        tW[2 * k] += W2[4 * k + 1]
+        sW[2 * k + 1] += W2[4 * k + 2]
+        tW[2 * k + 1] += W2[4 * k + 3]
+
+
+cdef inline ace_v2 node_seed2(Scratch* s, Scratch* t, const double* c, int n_dens) noexcept nogil:
+    """(sum_p dE/drho_p c_p) of both atoms, summed as tree_backward does."""
+    cdef double g0 = 0, g1 = 0
+    cdef int p
+    for p in range(n_dens):
+        g0 = g0 + s.dE_drho[p] * c[p]
+        g1 = g1 + t.dE_drho[p] * c[p]
+    return ace_v2_set(g0, g1)
 
 
 def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
@@ -496,40 +854,83 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
     # one scratch per thread, found by thread number (a struct declared outside the parallel
     # block would be shared between threads)
-    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    # Atoms go in pairs (2 ip, 2 ip + 1): two of the same species share one pass over the
+    # product tree (tree_forward2/tree_backward2, one SSE2 lane each); otherwise one at a time.
+    n_threads = max(1, n_threads)
+    cdef Scratch* scratches = thread_scratches(m, 2 * n_threads, max_nb, False)
+    cdef Py_ssize_t lane_size = 8 * m.n_a + 8 * m.n_nodes + 8
+    cdef double* lanes = <double*>malloc(n_threads * lane_size * sizeof(double))
+    if lanes == NULL:
+        free_thread_scratches(scratches, 2 * n_threads)
+        raise MemoryError("could not allocate the per-thread scratch of the ACE evaluator")
     cdef Scratch* sp
-    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
-    cdef int thread
-    if scratches == NULL:
-        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
+    cdef Scratch* tp
+    cdef double* lp
+    cdef Py_ssize_t ip, a0, a1, n_pairs_of_atoms = (n_atoms + 1) // 2
     with nogil, parallel(num_threads=n_threads):
-        thread = omp_get_thread_num()
-        sp = scratches + thread
-        if scratch_alloc(sp, m, max_nb):
-            failed[thread] = 1
-        else:
-            for i in prange(n_atoms, schedule="dynamic", chunksize=4):
-                energies[i] = atom_energy_gradient(
-                    m, sp, species[i], first[i + 1] - first[i],
-                    &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
-                    &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
-                    &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
-                    &densities[i, 0])
-        scratch_free(sp)
-    free(scratches)
-    if np.any(np.asarray(failed)):
-        raise MemoryError("could not allocate per-thread scratch for the ACE evaluator")
+        sp = scratches + 2 * omp_get_thread_num()
+        tp = sp + 1
+        lp = lanes + omp_get_thread_num() * lane_size
+        for ip in prange(n_pairs_of_atoms, schedule="dynamic", chunksize=2):
+            a0 = 2 * ip
+            a1 = 2 * ip + 1
+            if a1 < n_atoms and species[a0] == species[a1]:
+                atom_forward(m, sp, species[a0], first[a0 + 1] - first[a0],
+                             &vectors[first[a0], 0] if first[a0 + 1] > first[a0] else NULL,
+                             &nb_species[first[a0]] if first[a0 + 1] > first[a0] else NULL)
+                atom_forward(m, tp, species[a1], first[a1 + 1] - first[a1],
+                             &vectors[first[a1], 0] if first[a1 + 1] > first[a1] else NULL,
+                             &nb_species[first[a1]] if first[a1 + 1] > first[a1] else NULL)
+                tree_forward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                energies[a0] = atom_embed(m, sp, species[a0], first[a0 + 1] - first[a0],
+                                          &densities[a0, 0])
+                energies[a1] = atom_embed(m, tp, species[a1], first[a1 + 1] - first[a1],
+                                          &densities[a1, 0])
+                tree_backward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                atom_pair_gradients(m, sp, species[a0], first[a0 + 1] - first[a0],
+                                    &pair_gradient[first[a0], 0] if first[a0 + 1] > first[a0] else NULL)
+                atom_pair_gradients(m, tp, species[a1], first[a1 + 1] - first[a1],
+                                    &pair_gradient[first[a1], 0] if first[a1 + 1] > first[a1] else NULL)
+            else:
+                for i in range(a0, min(a0 + 2, n_atoms)):
+                    energies[i] = atom_energy_gradient(
+                        m, sp, species[i], first[i + 1] - first[i],
+                        &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
+                        &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
+                        &densities[i, 0])
+    free(lanes)
+    free_thread_scratches(scratches, 2 * n_threads)
+    # Scatter into per-thread force and strain buffers, each thread its atoms in order, then
+    # sum the buffers (one thread: exactly the serial loop's sums, bit for bit).
     forces_np = np.zeros((n_atoms, 3))
     strain_np = np.zeros((3, 3))
+    buffers_np = np.zeros((n_threads, n_atoms * 3 + 9))
     cdef double[:, ::1] forces = forces_np
     cdef double[:, ::1] strain = strain_np
-    with nogil:
-        for q in range(n_pairs):
+    cdef double[:, ::1] buffers = buffers_np
+    cdef double* fb
+    cdef Py_ssize_t jn
+    cdef int t
+    if n_atoms:
+        with nogil, parallel(num_threads=n_threads):
+            fb = &buffers[omp_get_thread_num(), 0]
+            for i in prange(n_atoms, schedule="static"):
+                for q in range(first[i], first[i + 1]):
+                    jn = pair_j[q]
+                    for a in range(3):
+                        fb[3 * i + a] += pair_gradient[q, a]
+                        fb[3 * jn + a] -= pair_gradient[q, a]
+                        for b in range(3):
+                            fb[3 * n_atoms + 3 * a + b] += vectors[q, a] * pair_gradient[q, b]
+            for i in prange(n_atoms, schedule="static"):
+                for a in range(3):
+                    for t in range(n_threads):
+                        forces[i, a] += buffers[t, 3 * i + a]
+        for t in range(n_threads):
             for a in range(3):
-                forces[pair_i[q], a] += pair_gradient[q, a]
-                forces[pair_j[q], a] -= pair_gradient[q, a]
                 for b in range(3):
-                    strain[a, b] += vectors[q, a] * pair_gradient[q, b]
+                    strain[a, b] += buffers[t, 3 * n_atoms + 3 * a + b]
     return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
 
 
@@ -542,19 +943,101 @@ cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
     return <int>best
 
 
-cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, Py_ssize_t n_nb,
-                        double blend, Py_ssize_t i, const cnp.int64_t* nb_j,
-                        const double* vectors, double* b_value, double* force_rows,
-                        double* strain_rows, Py_ssize_t n_funcs) noexcept nogil:
-    """Value and position derivatives of one basis function of atom i, scattered into the rows."""
-    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, n, rest, l, mm, k, a, b
-    cdef double complex prefix[MAX_RANK + 1]
-    cdef double complex suffix[MAX_RANK + 1]
-    cdef double complex w
+cdef void neighbour_derivatives(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb) noexcept nogil:
+    """Group the in-cutoff neighbours by species (s.nb_order, s.species_first) and tabulate
+    dA[idx, c, k] = d(R_nl Y_lm)/dD for the k-th neighbour of idx's species (m >= 0), with
+    c = re x, y, z, im x, y, z (contiguous in k, so that the per-function loops vectorise).
+
+    Each function's gradient is then 6 multiply-adds per (touched A entry, neighbour), instead
+    of rebuilding R_nl grad(Y) + R'_nl Y rhat for every function that touches the entry.
+    """
+    cdef Py_ssize_t jj
+    cdef int mu, k, kk, n, l, mm, y, bond, idx
+    cdef int n_l = m.lmax + 1, n_rl = m.nradmax * (m.lmax + 1), nb = s.max_nb
+    cdef double Rv, dRv, yr, yi
+    cdef double* d
+    cdef const double* rh
+    cdef const double* dyr
+    cdef const double* dyi
+    for mu in range(m.n_elements + 1):
+        s.species_first[mu] = 0
+    for jj in range(n_nb):
+        if s.nb_mu[jj] >= 0:
+            s.species_first[s.nb_mu[jj] + 1] += 1
+    for mu in range(m.n_elements):
+        s.species_first[mu + 1] += s.species_first[mu]
+    for mu in range(m.n_elements):
+        k = s.species_first[mu]
+        for jj in range(n_nb):
+            if s.nb_mu[jj] == mu:
+                s.nb_order[k] = <int>jj
+                k = k + 1
+    for mu in range(m.n_elements):
+        bond = mu_i * m.n_elements + mu
+        for kk in range(s.species_first[mu + 1] - s.species_first[mu]):
+            jj = s.nb_order[s.species_first[mu] + kk]
+            rh = s.rhat + 3 * jj
+            for n in range(m.bond_nradmax[bond]):
+                for l in range(m.bond_lmax[bond] + 1):
+                    Rv = s.R[jj * n_rl + n * n_l + l]
+                    dRv = s.dR[jj * n_rl + n * n_l + l]
+                    for mm in range(l + 1):
+                        y = <int>jj * m.n_ylm + ylm_index(l, mm)
+                        yr = dRv * s.yr[y]
+                        yi = dRv * s.yi[y]
+                        dyr = s.dyr + 3 * y
+                        dyi = s.dyi + 3 * y
+                        idx = a_index(m, mu, n, l, mm)
+                        d = s.dA + <Py_ssize_t>idx * 6 * nb + kk
+                        d[0] = yr * rh[0] + Rv * dyr[0]
+                        d[nb] = yr * rh[1] + Rv * dyr[1]
+                        d[2 * nb] = yr * rh[2] + Rv * dyr[2]
+                        d[3 * nb] = yi * rh[0] + Rv * dyi[0]
+                        d[4 * nb] = yi * rh[1] + Rv * dyi[1]
+                        d[5 * nb] = yi * rh[2] + Rv * dyi[2]
+
+
+cdef inline void axpy2(Py_ssize_t n, double a, const double* x, double b, const double* y,
+                       double* out) noexcept nogil:
+    """out[k] += a x[k] + b y[k] (a separate function: the compiler can vectorise it)."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        out[k] += a * x[k] + b * y[k]
+
+
+cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double blend,
+                        Py_ssize_t i, const cnp.int64_t* nb_j, const double* vectors,
+                        double* b_value, double* force_rows, double* strain_rows,
+                        Py_ssize_t n_funcs) noexcept nogil:
+    """Value and position derivatives of one basis function of atom i, scattered into the rows.
+
+    Products in explicit (re, im) arithmetic (C99 complex multiplication calls __muldc3 with
+    its inf/NaN recovery); consecutive m-combinations of a function share leading factors, so
+    the prefix products are recomputed only from the first factor that changed.
+    """
+    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, k, a, b
+    cdef int same = 0, nb = s.max_nb, code
+    cdef Py_ssize_t kk, n_k
+    cdef double pre[2 * (MAX_RANK + 1)]
+    cdef double suf[2 * (MAX_RANK + 1)]
+    cdef int previous[MAX_RANK]
     cdef const int* index
-    cdef double coef, value = 0
+    cdef const double* A = <const double*>s.A
+    cdef double* GA = <double*>s.GA
+    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi
     cdef double total[3]
-    cdef Py_ssize_t jj, row
+    cdef double si[3]
+    cdef double strain[9]
+    cdef double* gx = s.grad
+    cdef double* gy = s.grad + nb
+    cdef double* gz = s.grad + 2 * nb
+    cdef const double* d
+    cdef Py_ssize_t jj
+    cdef int n_group = s.species_first[m.n_elements]
+    pre[0] = 1
+    pre[1] = 0
+    for t in range(MAX_RANK):
+        previous[t] = -1
     # adjoint of this function only (reuses the energy scratch: GA, G1 stay zero between calls)
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
         index = m.comb_index + c * MAX_RANK
@@ -567,82 +1050,94 @@ cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, Py_ssize
                 s.touched[n_touched] = m.n_a + index[0]
                 n_touched += 1
             continue
-        prefix[0] = 1
-        for t in range(rank):
-            prefix[t + 1] = prefix[t] * s.A[index[t]]
-        suffix[rank] = 1
+        same = 0
+        while same < rank - 1 and index[same] == previous[same]:
+            same = same + 1
+        for t in range(same, rank):
+            previous[t] = index[t]
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
+            pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
+        suf[2 * rank] = coef
+        suf[2 * rank + 1] = 0
         for t in range(rank - 1, -1, -1):
-            suffix[t] = suffix[t + 1] * s.A[index[t]]
-        value += coef * prefix[rank].real
+            ar = A[2 * index[t]]
+            ai = A[2 * index[t] + 1]
+            suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
+            suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
+        value += coef * pre[2 * rank]
         for t in range(rank):
+            # d/dA_t of coef * prod = prefix_t * (coef * suffix_{t+1}); negative m stays
+            # unfolded here and is folded once per touched entry below
             idx = index[t]
-            # fold negative m onto positive m right away
-            rest = idx % m.n_lm
-            l = <int>sqrt(<double>rest + 0.5)
-            mm = rest - l * l - l
-            if mm < 0:
-                idx = idx - 2 * mm
-                w = (coef * prefix[t] * suffix[t + 1]).conjugate()
-                if mm % 2:
-                    w = -w
-            else:
-                w = coef * prefix[t] * suffix[t + 1]
-            s.GA[idx] = s.GA[idx] + w
+            qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
+            qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
+            GA[2 * idx] += qr
+            GA[2 * idx + 1] += qi
             if not s.mark[idx]:
                 s.mark[idx] = 1
                 s.touched[n_touched] = idx
                 n_touched += 1
     b_value[0] = blend * value
-    for jj in range(n_nb):
-        s.grad[3 * jj] = 0
-        s.grad[3 * jj + 1] = 0
-        s.grad[3 * jj + 2] = 0
+    for kk in range(n_group):  # gradient per grouped neighbour, [3][max_nb]
+        gx[kk] = 0
+        gy[kk] = 0
+        gz[kk] = 0
     for t in range(n_touched):
         idx = s.touched[t]
+        s.mark[idx] = 0
         if idx >= m.n_a:
             k = idx - m.n_a
             mu = k // m.nradbase
             k = k % m.nradbase
-            for jj in range(n_nb):
-                if s.nb_mu[jj] == mu:
-                    for a in range(3):
-                        s.grad[3 * jj + a] += s.G1[k + mu * m.nradbase] * s.dg[jj * m.nradbase + k] * s.rhat[3 * jj + a]
+            wr = s.G1[idx - m.n_a]
             s.G1[idx - m.n_a] = 0
-        else:
-            mu = idx // (m.nradmax * m.n_lm)
-            rest = idx % (m.nradmax * m.n_lm)
-            n = rest // m.n_lm
-            rest = rest % m.n_lm
-            l = <int>sqrt(<double>rest + 0.5)
-            mm = rest - l * l - l
-            w = s.GA[idx]
-            for jj in range(n_nb):
-                if s.nb_mu[jj] == mu:
-                    single_gradient(m, s, jj, n, l, mm, w, s.grad + 3 * jj)
-            s.GA[idx] = 0
-        s.mark[idx] = 0
-    for jj in range(n_nb):
-        if s.nb_mu[jj] < 0:
+            for kk in range(s.species_first[mu], s.species_first[mu + 1]):
+                jj = s.nb_order[kk]
+                qr = wr * s.dg[jj * m.nradbase + k]
+                gx[kk] += qr * s.rhat[3 * jj]
+                gy[kk] += qr * s.rhat[3 * jj + 1]
+                gz[kk] += qr * s.rhat[3 * jj + 2]
             continue
+        wr = GA[2 * idx]
+        wi = GA[2 * idx + 1]
+        GA[2 * idx] = 0
+        GA[2 * idx + 1] = 0
+        mu = idx // (m.nradmax * m.n_lm)
+        # Re(w dA[l, -m]) = Re((-1)^m conj(w) dA[l, m])
+        code = s.a_fold[idx] & 3
+        idx = s.a_fold[idx] >> 2
+        if code:
+            wi = -wi
+            if code == 3:
+                wr = -wr
+                wi = -wi
+        d = s.dA + <Py_ssize_t>idx * 6 * nb
+        k = s.species_first[mu]
+        n_k = s.species_first[mu + 1] - k
+        axpy2(n_k, wr, d, -wi, d + 3 * nb, gx + k)
+        axpy2(n_k, wr, d + nb, -wi, d + 4 * nb, gy + k)
+        axpy2(n_k, wr, d + 2 * nb, -wi, d + 5 * nb, gz + k)
+    # scatter: atom i and the strain once per function, each neighbour j once
+    for a in range(3):
+        si[a] = 0
+    for a in range(9):
+        strain[a] = 0
+    for kk in range(n_group):
+        jj = s.nb_order[kk]
         for a in range(3):
             # blend * dB/dD + B * d(blend)/dD (radial, stored in radial_extra by the caller)
-            total[a] = blend * s.grad[3 * jj + a] + value * s.radial_extra[jj] * s.rhat[3 * jj + a]
+            total[a] = blend * s.grad[a * nb + kk] + value * s.radial_extra[jj] * s.rhat[3 * jj + a]
         for a in range(3):
-            force_rows[(i * 3 + a) * n_funcs] += total[a]
+            si[a] += total[a]
             force_rows[(nb_j[jj] * 3 + a) * n_funcs] -= total[a]
             for b in range(3):
-                strain_rows[(a * 3 + b) * n_funcs] += vectors[3 * jj + a] * total[b]
-
-
-cdef inline void single_gradient(const Model* m, Scratch* s, Py_ssize_t jj, int n, int l, int mm,
-                                 double complex w, double* out) noexcept nogil:
-    """out += d/dD Re(w R_nl Y_lm) for neighbour jj."""
-    cdef int n_rl = m.nradmax * (m.lmax + 1), y = jj * m.n_ylm + ylm_index(l, mm), a
-    cdef double Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-    cdef double dRv = s.dR[jj * n_rl + n * (m.lmax + 1) + l]
-    cdef double wy = w.real * s.yr[y] - w.imag * s.yi[y]
+                strain[3 * a + b] += vectors[3 * jj + a] * total[b]
     for a in range(3):
-        out[a] += dRv * wy * s.rhat[3 * jj + a] + Rv * (w.real * s.dyr[3 * y + a] - w.imag * s.dyi[3 * y + a])
+        force_rows[(i * 3 + a) * n_funcs] += si[a]
+    for a in range(9):
+        strain_rows[a * n_funcs] += strain[a]
 
 
 def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
@@ -665,39 +1160,31 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
     cdef double[:, ::1] force_rows = force_np
     cdef double[:, ::1] strain_rows = strain_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
-    cdef Scratch* scratches = <Scratch*>calloc(n_threads, sizeof(Scratch))
+    cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, True)
     cdef Scratch* sp
-    cdef int[::1] failed = np.zeros(n_threads, dtype=np.int32)
     cdef int thread = 0, mu_i
     cdef double blend
     cdef Py_ssize_t n_nb, jj
-    if scratches == NULL:
-        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
     with nogil, parallel(num_threads=n_threads):
         thread = omp_get_thread_num()
         sp = scratches + thread
-        if scratch_alloc(sp, m, max_nb):
-            failed[thread] = 1
-        else:
-            for i in prange(n_atoms, schedule="static"):
-                n_nb = first[i + 1] - first[i]
-                mu_i = species[i]
-                atomic_base(m, sp, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
-                            &nb_species[first[i]] if n_nb > 0 else NULL)
-                blend = 1.0  # assigned here so that it is private to the thread
-                core_and_blend(m, sp, mu_i, n_nb, &blend)
-                for jj in range(n_nb):
-                    sp.radial_extra[jj] = sp.grad[3 * jj]
-                for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-                    function_rows(m, sp, mu_i, f, n_nb, blend, i,
-                                  &pair_j[first[i]] if n_nb > 0 else NULL,
-                                  &vectors[first[i], 0] if n_nb > 0 else NULL,
-                                  &b_atoms[i, f], &force_rows[thread, f],
-                                  &strain_rows[thread, f], n_funcs)
-        scratch_free(sp)
-    free(scratches)
-    if np.any(np.asarray(failed)):
-        raise MemoryError("could not allocate per-thread scratch for the ACE design rows")
+        for i in prange(n_atoms, schedule="static"):
+            n_nb = first[i + 1] - first[i]
+            mu_i = species[i]
+            atomic_base(m, sp, mu_i, n_nb, &vectors[first[i], 0] if n_nb > 0 else NULL,
+                        &nb_species[first[i]] if n_nb > 0 else NULL)
+            blend = 1.0  # assigned here so that it is private to the thread
+            core_and_blend(m, sp, mu_i, n_nb, &blend)
+            for jj in range(n_nb):
+                sp.radial_extra[jj] = sp.grad[3 * jj]
+            neighbour_derivatives(m, sp, mu_i, n_nb)
+            for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
+                function_rows(m, sp, mu_i, f, blend, i,
+                              &pair_j[first[i]] if n_nb > 0 else NULL,
+                              &vectors[first[i], 0] if n_nb > 0 else NULL,
+                              &b_atoms[i, f], &force_rows[thread, f],
+                              &strain_rows[thread, f], n_funcs)
+    free_thread_scratches(scratches, n_threads)
     forces = force_np.sum(axis=0).reshape(n_atoms, 3, n_funcs)
     strain = strain_np.sum(axis=0).reshape(3, 3, n_funcs)
     return b_np, forces, strain

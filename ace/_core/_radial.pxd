@@ -8,6 +8,7 @@ inside OpenMP loops. Nothing is splined.
 """
 cimport cython
 from libc.math cimport M_PI, NAN, cos, exp, expm1, fabs, pow, signbit, sin, sqrt
+from libc.stdlib cimport free, malloc
 
 # radial families
 cdef enum:
@@ -118,8 +119,39 @@ cdef inline void _cheb_pow(double lam, double rcut, int nradbase, double r,
 
 
 @cython.cdivision(True)
-cdef inline void _simplified_bessel(double rcut, int nradbase, double r,
-                                    double* g, double* dg) noexcept nogil:
+cdef inline void sbessel_constants(double rcut, int nradbase, double* c) noexcept nogil:
+    """The r-independent factors of the simplified Bessel basis, 4 per n: the prefactor of f_n,
+    that of df_n/dr, and the orthogonalising recursion's mix and 1/sqrt(d_n).
+
+    Tabulated once per bond by the evaluator: their square roots and divisions, in a serial
+    recursion over n, cost as much as the rest of g_k(r). The expressions are those the
+    evaluation used inline, so the values are bit for bit the same.
+    """
+    cdef double norm = sqrt(2.0) * M_PI / (rcut * sqrt(rcut))
+    cdef double sign = 1.0
+    cdef double ka, kb, prefactor, e_n, d_n, d_prev = 1.0
+    cdef int n
+    for n in range(nradbase):
+        ka = n + 1.0
+        kb = n + 2.0
+        prefactor = sign * norm * ka * kb / sqrt(ka * ka + kb * kb)
+        c[4 * n] = prefactor
+        c[4 * n + 1] = prefactor * M_PI / rcut
+        c[4 * n + 2] = 0.0
+        c[4 * n + 3] = 1.0
+        if n > 0:
+            e_n = (n * n) * (kb * kb) / (4.0 * (ka * ka) * (ka * ka) + 1.0)
+            d_n = 1.0 - e_n / d_prev
+            c[4 * n + 2] = sqrt(e_n / d_prev)
+            c[4 * n + 3] = 1.0 / sqrt(d_n)
+            d_prev = d_n
+        sign = -sign
+
+
+@cython.cdivision(True)
+cdef inline void _simplified_bessel_tabulated(double rcut, int nradbase, double r, double* g,
+                                              double* dg, const double* c) noexcept nogil:
+    """g_n(r), dg_n/dr with the constants c of sbessel_constants(rcut, nradbase)."""
     cdef double theta = M_PI * r / rcut
     cdef double sin_theta = sin(theta)
     cdef double cos_theta = cos(theta)
@@ -130,40 +162,49 @@ cdef inline void _simplified_bessel(double rcut, int nradbase, double r,
     cdef double sin_k = 2.0 * sin_theta * cos_theta               # k = 2
     cdef double cos_k = cos_theta * cos_theta - sin_theta * sin_theta
     cdef double rotated_sin
-    cdef double norm = sqrt(2.0) * M_PI / (rcut * sqrt(rcut))
-    cdef double sign = 1.0
-    cdef double ka, kb, prefactor, f, df
+    cdef double ka, kb, f, df
     # outputs of _sinc_and_derivative; initialised only to quiet gcc's -Wmaybe-uninitialized
     cdef double sinc_a = 0.0, dsinc_a = 0.0, sinc_b = 0.0, dsinc_b = 0.0
-    cdef double d_prev = 1.0
-    cdef double e_n, d_n, mix, inv_sqrt_d
     cdef int n
     _sinc_and_derivative(theta, sin_theta, cos_theta, &sinc_a, &dsinc_a)   # k = 1
     for n in range(nradbase):
         ka = n + 1.0
         kb = n + 2.0
         _sinc_and_derivative(kb * theta, sin_k, cos_k, &sinc_b, &dsinc_b)
-        prefactor = sign * norm * ka * kb / sqrt(ka * ka + kb * kb)
-        f = prefactor * (sinc_a + sinc_b)
-        df = prefactor * M_PI / rcut * (ka * dsinc_a + kb * dsinc_b)
+        f = c[4 * n] * (sinc_a + sinc_b)
+        df = c[4 * n + 1] * (ka * dsinc_a + kb * dsinc_b)
         if n == 0:
             g[0] = f
             dg[0] = df
         else:
             # orthogonalising recursion
-            e_n = (n * n) * (kb * kb) / (4.0 * (ka * ka) * (ka * ka) + 1.0)
-            d_n = 1.0 - e_n / d_prev
-            mix = sqrt(e_n / d_prev)
-            inv_sqrt_d = 1.0 / sqrt(d_n)
-            g[n] = inv_sqrt_d * (f + mix * g[n - 1])
-            dg[n] = inv_sqrt_d * (df + mix * dg[n - 1])
-            d_prev = d_n
-        sign = -sign
+            g[n] = c[4 * n + 3] * (f + c[4 * n + 2] * g[n - 1])
+            dg[n] = c[4 * n + 3] * (df + c[4 * n + 2] * dg[n - 1])
         sinc_a = sinc_b
         dsinc_a = dsinc_b
         rotated_sin = sin_k * cos_theta + cos_k * sin_theta
         cos_k = cos_k * cos_theta - sin_k * sin_theta
         sin_k = rotated_sin
+
+
+cdef inline void _simplified_bessel(double rcut, int nradbase, double r,
+                                    double* g, double* dg) noexcept nogil:
+    cdef double c[4 * 64]
+    cdef double* heap
+    cdef int n
+    if nradbase <= 64:
+        sbessel_constants(rcut, nradbase, c)
+        _simplified_bessel_tabulated(rcut, nradbase, r, g, dg, c)
+        return
+    heap = <double*>malloc(4 * nradbase * sizeof(double))
+    if heap == NULL:
+        for n in range(nradbase):
+            g[n] = NAN
+            dg[n] = NAN
+        return
+    sbessel_constants(rcut, nradbase, heap)
+    _simplified_bessel_tabulated(rcut, nradbase, r, g, dg, heap)
+    free(heap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +236,23 @@ cdef inline void radial_base(int family, double lam, double rcut, double dcut, i
         for k in range(nradbase):
             g[k] = NAN
             dg[k] = NAN
+
+
+cdef inline void radial_base_tabulated(int family, double lam, double rcut, double dcut,
+                                       int nradbase, double r, double* g, double* dg,
+                                       const double* constants) noexcept nogil:
+    """radial_base with the bond's precomputed constants (sbessel_constants for SBessel;
+    the other families need none and ignore them)."""
+    cdef int k
+    if family != RADBASE_SBESSEL or nradbase <= 0:
+        radial_base(family, lam, rcut, dcut, nradbase, r, g, dg)
+        return
+    if r >= rcut:
+        for k in range(nradbase):
+            g[k] = 0.0
+            dg[k] = 0.0
+        return
+    _simplified_bessel_tabulated(rcut, nradbase, r, g, dg, constants)
 
 
 @cython.cdivision(True)
