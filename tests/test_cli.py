@@ -64,6 +64,9 @@ def test_fit_writes_potential_with_provenance_and_metrics(fitted, workdir):
     meta = potential.metadata
     assert meta["fit"]["report"]["n_functions"] == 30
     assert meta["fit"]["config"]["cutoff"] == 4.5
+    # file names are recorded relative to the config, not as this machine's absolute paths
+    assert meta["fit"]["config"]["train"] == ["train.xyz"]
+    assert meta["fit"]["config"]["output"] == "Cu.yaml"
     assert set(meta["metrics"]) == {"train", "test"}
     metrics = json.loads((workdir / "Cu.metrics.json").read_text())
     assert metrics["test"]["overall"]["n_structures"] == 4
@@ -179,3 +182,16 @@ def test_fit_nonlinear_config_errors(workdir, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["fit", str(nonlinear_config(workdir, "fresh")), "--resume"]) != 0
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_cli():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "ace.cli", "--version"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("ace ")

@@ -294,3 +294,21 @@ def test_error_table_units_and_groups():
     assert table["by_config_type"]["sc"]["n_atoms"] == n[2]
     text = format_table(table, "demo")
     assert "energy (meV/atom)" in text and "stress (GPa)" in text and "overall" in text
+
+
+def test_plain_progress_lines_without_tqdm():
+    import io
+
+    from ace.fit import progress_bar
+
+    assert progress_bar(False) is None
+    stream = io.StringIO()
+    progress = progress_bar(True, stream=stream, interval=0.0, use_tqdm=False)
+    assert list(progress(range(4), "design rows")) == [0, 1, 2, 3]
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("design rows: 1/4 (25%)")
+    assert "left" in lines[0] and lines[-1].startswith("design rows: 4/4 (100%)")
+    stream = io.StringIO()  # a long interval: only the closing line
+    progress = progress_bar(True, stream=stream, interval=1e9, use_tqdm=False)
+    assert list(progress(iter(range(3)), "evaluate")) == [0, 1, 2]
+    assert stream.getvalue() == "evaluate: 3, 0 s\n"

@@ -23,7 +23,7 @@ def add_arguments(parser):
                         help="print the basis size and the memory the fit needs, then stop")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output (bars or periodic lines on stderr)")
     parser.add_argument("--resume", action="store_true",
                         help="nonlinear fit: continue from <output>.checkpoint.json")
 

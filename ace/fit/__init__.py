@@ -5,20 +5,62 @@ __all__ = ["fit_linear", "LossSettings", "LinearFit", "error_table", "evaluate",
            "progress_bar"]
 
 
-def progress_bar(enabled=True):
-    """A ``progress(iterable, description)`` wrapper: a tqdm bar when tqdm is installed and
-    ``enabled``, else None (no bar). tqdm is optional."""
+def progress_bar(enabled=True, stream=None, interval=10.0, use_tqdm=True):
+    """A ``progress(iterable, description)`` wrapper, or None when not ``enabled``.
+
+    With tqdm installed (an optional dependency: ``pip install ace[progress]``) it draws a
+    tqdm bar; otherwise it prints a plain line to ``stream`` (stderr) at most every ``interval``
+    seconds and one when the loop ends, so long fits show signs of life in logs too.
+    """
     if not enabled:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
+    if use_tqdm:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            def progress(iterable, description):
+                return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
+
+            return progress
 
     def progress(iterable, description):
-        return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
+        return _plain_progress(iterable, description, stream, interval)
 
     return progress
+
+
+def _plain_progress(iterable, description, stream, interval):
+    import sys
+    import time
+
+    stream = sys.stderr if stream is None else stream
+    try:
+        total = len(iterable)
+    except TypeError:
+        total = None
+    start = last = time.perf_counter()
+    done = shown = 0
+    for item in iterable:
+        yield item
+        done += 1
+        now = time.perf_counter()
+        if now - last >= interval or done == total:
+            last, shown = now, done
+            print(_progress_line(description, done, total, now - start), file=stream,
+                  flush=True)
+    if shown != done:  # unknown length: say where it ended
+        print(_progress_line(description, done, total, time.perf_counter() - start),
+              file=stream, flush=True)
+
+
+def _progress_line(description, done, total, elapsed):
+    if not total:
+        return f"{description}: {done}, {elapsed:.0f} s"
+    left = elapsed / max(done, 1) * (total - done)
+    return (f"{description}: {done}/{total} ({100 * done / total:.0f}%), {elapsed:.0f} s"
+            + (f", about {left:.0f} s left" if done < total else ""))
 
 
 def __getattr__(name):

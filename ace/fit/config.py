@@ -47,7 +47,8 @@ Every key (relative paths are relative to the config file)::
     fit:
       num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
-      progress: true                  # tqdm bars when tqdm is installed
+      progress: true                  # tqdm bars when tqdm is installed, else a plain line
+                                      #   on stderr every 10 s
       method: linear                  # or nonlinear (ace.fit.nonlinear): starts from the
                                       # linear fit, then fits all densities of the embedding
                                       # (default FinnisSinclairShiftedScaled, 2 densities,
@@ -165,6 +166,7 @@ class FitConfig:
     progress: bool = True
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
     source: dict = field(default_factory=dict)  # the config as given
+    base_dir: str | None = None  # relative paths in the config are relative to this
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -240,7 +242,7 @@ class FitConfig:
             num_threads=_optional_int(fit.get("num_threads"), "fit.num_threads"),
             chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
             progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
-            source=copy.deepcopy(raw))
+            source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
         return config
 
@@ -291,9 +293,15 @@ class FitConfig:
         return out
 
     def to_dict(self):
-        """The resolved settings (for the potential's provenance)."""
-        return {"elements": self.elements, "cutoff": self.cutoff, "train": self.train,
-                "test": self.test, "output": self.output, "keys": asdict(self.keys),
+        """The resolved settings (for the potential's provenance). File names are relative to
+        the config's directory, so a shipped potential does not record the fitting machine's
+        directory layout."""
+        def rel(path):
+            return os.path.relpath(path, self.base_dir) if self.base_dir else path
+
+        return {"elements": self.elements, "cutoff": self.cutoff,
+                "train": [rel(p) for p in self.train], "test": [rel(p) for p in self.test],
+                "output": rel(self.output), "keys": asdict(self.keys),
                 "basis": self.basis, "core_repulsion": self.core_repulsion,
                 "loss": asdict(self.loss), "num_threads": self.num_threads,
                 "chunk_rows": self.chunk_rows,

@@ -1,0 +1,131 @@
+"""The shipped potentials (potentials/<element>.yaml): valid files, physics, recorded metrics.
+
+Each potential is checked for: a file that loads and whose checksum guards it, a bulk crystal
+(bcc Mo / diamond Si) with finite energies and forces that equal -dE/dr by finite differences,
+a sensible equilibrium (the energy rises when the crystal is compressed or expanded by 3%, and
+a pushed-together pair repels), and metrics consistent with the files beside it. When the mlearn
+data are present (../shared/data/mlearn next to the repository), the test-set errors are
+recomputed and compared with the recorded ones.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.build import bulk
+
+from ace.calculator import ACECalculator
+from ace.potential import ACEPotential, PotentialFileError
+from ace.testing import check_forces
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POTENTIALS = os.path.join(ROOT, "potentials")
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "mlearn")
+CRYSTALS = {"Mo": ("bcc", 3.16), "Si": ("diamond", 5.47)}  # DFT (PBE) lattice constants, Å
+# regression guards on the recorded test MAE (energy meV/atom, forces eV/Å): Si meets issue 3's
+# target (2.2, 0.058); Mo (2.30, 0.090) misses its target (2.2, 0.085), see potentials/README.md
+TEST_MAE_BOUNDS = {"Mo": (2.35, 0.092), "Si": (2.2, 0.058)}
+
+
+def path_of(element, suffix=".yaml"):
+    return os.path.join(POTENTIALS, element + suffix)
+
+
+@pytest.fixture(scope="module", params=sorted(CRYSTALS))
+def shipped(request):
+    element = request.param
+    return element, ACEPotential.load(path_of(element))
+
+
+def crystal(element, scale=1.0, repeat=2, rattle=0.0):
+    structure, a = CRYSTALS[element]
+    atoms = bulk(element, structure, a=a * scale, cubic=True).repeat(repeat)
+    if rattle:
+        atoms.rattle(rattle, seed=1)
+    return atoms
+
+
+def test_files_are_shipped_together():
+    for element in CRYSTALS:
+        for suffix in (".yaml", ".config.yaml", ".metrics.json"):
+            assert os.path.isfile(path_of(element, suffix)), path_of(element, suffix)
+
+
+def test_file_is_valid_and_checksummed(shipped, tmp_path):
+    element, potential = shipped
+    assert potential.elements == [element]
+    assert potential.n_functions > 100
+    assert np.isfinite(potential.coefficients).all() and np.isfinite(potential.e0).all()
+    fit = potential.metadata["fit"]
+    assert fit["report"]["e0_fitted"] and fit["core_repulsion"]["type"] == "zbl"
+    # one changed digit in a coefficient is caught by the checksum
+    with open(path_of(element)) as fh:
+        lines = fh.read().splitlines(keepends=True)
+    # a function entry is [mu0, mus, ns, ls, LS, coefficients]: its 6th line holds the latter
+    k = lines.index("functions:\n") + 6
+    assert lines[k].lstrip().startswith("- [")
+    digit = next(i for i, ch in enumerate(lines[k]) if ch in "123456789")
+    lines[k] = lines[k][:digit] + str(int(lines[k][digit]) % 9 + 1) + lines[k][digit + 1:]
+    tampered = tmp_path / "tampered.yaml"
+    tampered.write_text("".join(lines))
+    with pytest.raises(PotentialFileError, match="checksum"):
+        ACEPotential.load(tampered)
+
+
+def test_crystal_forces_are_minus_gradient(shipped):
+    element, potential = shipped
+    atoms = crystal(element, rattle=0.05)
+    atoms.calc = ACECalculator(potential)
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    assert np.isfinite(energy) and np.isfinite(forces).all()
+    assert 0.01 < np.abs(forces).max() < 5.0  # a rattled crystal: small, non-zero forces
+    check_forces(atoms, tolerance=1e-6)
+
+
+def test_crystal_is_a_minimum_and_close_atoms_repel(shipped):
+    element, potential = shipped
+    calc = ACECalculator(potential)
+    per_atom = {}
+    for scale in (0.97, 1.0, 1.03):
+        atoms = crystal(element, scale)
+        atoms.calc = calc
+        per_atom[scale] = atoms.get_potential_energy() / len(atoms)
+        assert np.abs(atoms.get_forces()).max() < 1e-8  # forces vanish by symmetry
+    assert per_atom[1.0] < per_atom[0.97] and per_atom[1.0] < per_atom[1.03]
+    # below the shortest training distance the ZBL core takes over: a dimer repels strongly
+    r_in = potential.metadata["fit"]["core_repulsion"]["r_in"]
+    energies = []
+    for r in (0.6 * r_in, 0.8 * r_in):
+        dimer = Atoms(element * 2, positions=[[0, 0, 0], [r, 0, 0]])
+        dimer.calc = calc
+        energies.append(dimer.get_potential_energy())
+    assert energies[0] > energies[1] + 1.0
+
+
+def test_recorded_metrics_match_the_files(shipped):
+    element, potential = shipped
+    with open(path_of(element, ".metrics.json")) as fh:
+        metrics = json.load(fh)
+    assert metrics == potential.metadata["metrics"]
+    with open(path_of(element, ".config.yaml")) as fh:
+        config = yaml.safe_load(fh)
+    assert config["elements"] == [element] and config["output"] == f"{element}.yaml"
+    test = metrics["test"]["overall"]
+    energy_target, force_target = TEST_MAE_BOUNDS[element]
+    assert test["energy_mae"] <= energy_target and test["forces_mae"] <= force_target
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason="mlearn data not present")
+def test_test_set_errors_are_reproduced(shipped):
+    from ace.data import read_dataset
+    from ace.fit.metrics import evaluate
+
+    element, potential = shipped
+    table = evaluate(potential, read_dataset(os.path.join(DATA, element, "test.xyz")))
+    recorded = potential.metadata["metrics"]["test"]
+    for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse"):
+        assert table["overall"][key] == pytest.approx(recorded["overall"][key], rel=1e-6)
+        for ctype, row in table["by_config_type"].items():
+            assert row[key] == pytest.approx(recorded["by_config_type"][ctype][key], rel=1e-6)
