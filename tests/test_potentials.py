@@ -1,4 +1,5 @@
-"""The shipped potentials (potentials/<element>.yaml): valid files, physics, recorded metrics.
+"""The shipped potentials (potentials/<element>.yaml, linear, and <element>-nonlinear.yaml, the
+nonlinear fit): valid files, physics, recorded metrics.
 
 Each potential is checked for: a file that loads and whose checksum guards it, a bulk crystal
 (bcc Mo / diamond Si) with finite energies and forces that equal -dE/dr by finite differences,
@@ -26,17 +27,22 @@ DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "mlearn")
 CRYSTALS = {"Mo": ("bcc", 3.16), "Si": ("diamond", 5.47)}  # DFT (PBE) lattice constants, Å
 # regression guards on the recorded test MAE (energy meV/atom, forces eV/Å): Si meets issue 3's
 # target (2.2, 0.058); Mo (2.30, 0.090) misses its target (2.2, 0.085), see potentials/README.md
-TEST_MAE_BOUNDS = {"Mo": (2.35, 0.092), "Si": (2.2, 0.058)}
+# The nonlinear fits (600 functions, 2 densities) beat the linear fit of the same basis but not
+# the shipped linear ones nor issue 6's targets, see potentials/README.md
+TEST_MAE_BOUNDS = {"Mo": (2.35, 0.092), "Si": (2.2, 0.058),
+                   "Mo-nonlinear": (2.95, 0.095), "Si-nonlinear": (2.16, 0.061)}
+VARIANTS = ("", "-nonlinear")
 
 
-def path_of(element, suffix=".yaml"):
-    return os.path.join(POTENTIALS, element + suffix)
+def path_of(name, suffix=".yaml"):
+    return os.path.join(POTENTIALS, name + suffix)
 
 
-@pytest.fixture(scope="module", params=sorted(CRYSTALS))
+@pytest.fixture(scope="module", params=[(e, v) for e in sorted(CRYSTALS) for v in VARIANTS],
+                ids=lambda p: p[0] + p[1])
 def shipped(request):
-    element = request.param
-    return element, ACEPotential.load(path_of(element))
+    element, variant = request.param
+    return element, ACEPotential.load(path_of(element + variant)), element + variant
 
 
 def crystal(element, scale=1.0, repeat=2, rattle=0.0):
@@ -49,19 +55,25 @@ def crystal(element, scale=1.0, repeat=2, rattle=0.0):
 
 def test_files_are_shipped_together():
     for element in CRYSTALS:
-        for suffix in (".yaml", ".config.yaml", ".metrics.json"):
-            assert os.path.isfile(path_of(element, suffix)), path_of(element, suffix)
+        for variant in VARIANTS:
+            for suffix in (".yaml", ".config.yaml", ".metrics.json"):
+                path = path_of(element + variant, suffix)
+                assert os.path.isfile(path), path
 
 
 def test_file_is_valid_and_checksummed(shipped, tmp_path):
-    element, potential = shipped
+    element, potential, name = shipped
     assert potential.elements == [element]
     assert potential.n_functions > 100
     assert np.isfinite(potential.coefficients).all() and np.isfinite(potential.e0).all()
     fit = potential.metadata["fit"]
-    assert fit["report"]["e0_fitted"] and fit["core_repulsion"]["type"] == "zbl"
+    linear = fit["report"].get("linear", fit["report"])  # a nonlinear fit starts from one
+    assert linear["e0_fitted"] and fit["core_repulsion"]["type"] == "zbl"
+    if name.endswith("-nonlinear"):
+        assert fit["report"]["method"] == "nonlinear" and potential.ndensity_max == 2
+        assert np.any(potential.coefficients[:, 1] != 0)
     # one changed digit in a coefficient is caught by the checksum
-    with open(path_of(element)) as fh:
+    with open(path_of(name)) as fh:
         lines = fh.read().splitlines(keepends=True)
     # a function entry is [mu0, mus, ns, ls, LS, coefficients]: its 6th line holds the latter
     k = lines.index("functions:\n") + 6
@@ -75,7 +87,7 @@ def test_file_is_valid_and_checksummed(shipped, tmp_path):
 
 
 def test_crystal_forces_are_minus_gradient(shipped):
-    element, potential = shipped
+    element, potential, name = shipped
     atoms = crystal(element, rattle=0.05)
     atoms.calc = ACECalculator(potential)
     energy, forces = atoms.get_potential_energy(), atoms.get_forces()
@@ -85,7 +97,7 @@ def test_crystal_forces_are_minus_gradient(shipped):
 
 
 def test_crystal_is_a_minimum_and_close_atoms_repel(shipped):
-    element, potential = shipped
+    element, potential, name = shipped
     calc = ACECalculator(potential)
     per_atom = {}
     for scale in (0.97, 1.0, 1.03):
@@ -105,15 +117,15 @@ def test_crystal_is_a_minimum_and_close_atoms_repel(shipped):
 
 
 def test_recorded_metrics_match_the_files(shipped):
-    element, potential = shipped
-    with open(path_of(element, ".metrics.json")) as fh:
+    element, potential, name = shipped
+    with open(path_of(name, ".metrics.json")) as fh:
         metrics = json.load(fh)
     assert metrics == potential.metadata["metrics"]
-    with open(path_of(element, ".config.yaml")) as fh:
+    with open(path_of(name, ".config.yaml")) as fh:
         config = yaml.safe_load(fh)
-    assert config["elements"] == [element] and config["output"] == f"{element}.yaml"
+    assert config["elements"] == [element] and config["output"] == f"{name}.yaml"
     test = metrics["test"]["overall"]
-    energy_target, force_target = TEST_MAE_BOUNDS[element]
+    energy_target, force_target = TEST_MAE_BOUNDS[name]
     assert test["energy_mae"] <= energy_target and test["forces_mae"] <= force_target
 
 
@@ -122,7 +134,7 @@ def test_test_set_errors_are_reproduced(shipped):
     from ace.data import read_dataset
     from ace.fit.metrics import evaluate
 
-    element, potential = shipped
+    element, potential, name = shipped
     table = evaluate(potential, read_dataset(os.path.join(DATA, element, "test.xyz")))
     recorded = potential.metadata["metrics"]["test"]
     for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse"):
