@@ -38,7 +38,7 @@ from ase.calculators.calculator import all_changes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (current_rss_mb, format_table, interleaved_timing,  # noqa: E402
-                    machine_description, peak_rss_mb, source_version)
+                    machine_description, modules_available, peak_rss_mb, source_version)
 
 from ace.basis import build_basis  # noqa: E402
 from ace.calculator import ACECalculator  # noqa: E402
@@ -256,13 +256,7 @@ def thread_environment():
 
 
 def pyace_available(disabled):
-    if disabled:
-        return False
-    try:
-        import pyace  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return modules_available(disabled, "pyace")
 
 
 def main(argv=None):

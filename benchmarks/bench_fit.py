@@ -43,7 +43,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from common import format_table, machine_description, source_version  # noqa: E402
+from common import (format_table, machine_description, modules_available,  # noqa: E402
+                    source_version)
 
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "mlearn")
 CUTOFF = 5.0
@@ -193,14 +194,7 @@ def measure(label, repeats, **kwargs):
 
 
 def pyace_available(disabled):
-    if disabled:
-        return False
-    try:
-        import pyace.linearacefit  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return modules_available(disabled, "pyace.linearacefit", "sklearn")
 
 
 def parse_args(argv):

@@ -137,3 +137,18 @@ def format_table(header, rows) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def modules_available(disabled, *names):
+    """False if ``disabled`` or any of the modules cannot be imported (optional peers)."""
+    import importlib
+
+    if disabled:
+        return False
+    try:
+        for name in names:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+

@@ -84,8 +84,9 @@ cdef void work_free(Work* w) noexcept nogil:
     free(w.P)
 
 
-cdef void fill_negative_m(const Model* m, double* A) noexcept nogil:
-    """A[l, -m] = (-1)^m conj(A[l, m]) on a (re, im) array over all m."""
+cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
+    """A[l, -m] = (-1)^m conj(A[l, m]) on a (re, im) array over all m; with ``adjoint`` its
+    transpose, which folds an adjoint G onto m > 0: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+)."""
     cdef int mu, n, l, mm, pos, neg
     cdef double sign
     for mu in range(m.n_elements):
@@ -95,25 +96,14 @@ cdef void fill_negative_m(const Model* m, double* A) noexcept nogil:
                     pos = a_index(m, mu, n, l, mm)
                     neg = a_index(m, mu, n, l, -mm)
                     sign = -1.0 if mm % 2 else 1.0
-                    A[2 * neg] = sign * A[2 * pos]
-                    A[2 * neg + 1] = -sign * A[2 * pos + 1]
-
-
-cdef void fold_negative_m(const Model* m, double* G) noexcept nogil:
-    """Adjoint of fill_negative_m: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+), added onto m > 0."""
-    cdef int mu, n, l, mm, pos, neg
-    cdef double sign
-    for mu in range(m.n_elements):
-        for n in range(m.nradmax):
-            for l in range(m.lmax + 1):
-                for mm in range(1, l + 1):
-                    pos = a_index(m, mu, n, l, mm)
-                    neg = a_index(m, mu, n, l, -mm)
-                    sign = -1.0 if mm % 2 else 1.0
-                    G[2 * pos] += sign * G[2 * neg]
-                    G[2 * pos + 1] -= sign * G[2 * neg + 1]
-                    G[2 * neg] = 0
-                    G[2 * neg + 1] = 0
+                    if adjoint:
+                        A[2 * pos] += sign * A[2 * neg]
+                        A[2 * pos + 1] -= sign * A[2 * neg + 1]
+                        A[2 * neg] = 0
+                        A[2 * neg + 1] = 0
+                    else:
+                        A[2 * neg] = sign * A[2 * pos]
+                        A[2 * neg + 1] = -sign * A[2 * pos + 1]
 
 
 cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
@@ -151,7 +141,7 @@ cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
                     dyim = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
                     w.DA[2 * idx] += dRv * rd * s.yr[y] + Rv * dyre
                     w.DA[2 * idx + 1] += dRv * rd * s.yi[y] + Rv * dyim
-    fill_negative_m(m, w.DA)
+    negative_m(m, w.DA, False)
     return dblend
 
 
@@ -328,7 +318,7 @@ cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     F = densities_and_embedding(m, w, mu_i, coefs, n_dens, blend, 0, 0, False)
     clear_adjoints(m, w)
     backward(m, w, mu_i, comb_node, coefs, n_dens, False)
-    fold_negative_m(m, w.W)
+    negative_m(m, w.W, True)
     for jj in range(n_nb):
         pair_gradient[3 * jj] = 0
         pair_gradient[3 * jj + 1] = 0
@@ -389,8 +379,8 @@ cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
         return
     clear_adjoints(m, w)
     backward(m, w, mu_i, comb_node, coefs, n_dens, True)
-    fold_negative_m(m, w.W)
-    fold_negative_m(m, w.V)
+    negative_m(m, w.W, True)
+    negative_m(m, w.V, True)
     for jj in range(n_nb):
         mu = s.nb_mu[jj]
         if mu < 0:
