@@ -632,20 +632,20 @@ def _radial_name(rd, name, where):
                           f"{', '.join(RADIAL_FAMILIES)})")
 
 
-def _inner_type(rd, value, where):
+def _one_of(rd, value, where, allowed, what):
     value = rd.word(value, where)
-    if value not in INNER_CUTOFF_TYPES:
-        raise rd.error(where, f"unknown inner_cutoff_type {value!r} "
-                              f"(known: {', '.join(INNER_CUTOFF_TYPES)})")
+    if value not in allowed:
+        raise rd.error(where, f"{what} {value!r} is not supported (supported: "
+                              f"{', '.join(allowed)})")
     return value
+
+
+def _inner_type(rd, value, where):
+    return _one_of(rd, value, where, INNER_CUTOFF_TYPES, "inner_cutoff_type")
 
 
 def _npot(rd, value, where):
-    value = rd.word(value, where)
-    if value not in EMBEDDINGS:
-        raise rd.error(where, f"embedding {value!r} is not supported (supported: "
-                              f"{', '.join(EMBEDDINGS)})")
-    return value
+    return _one_of(rd, value, where, EMBEDDINGS, "embedding")
 
 
 def _element_list(rd, names, where):

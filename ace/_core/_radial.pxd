@@ -51,6 +51,29 @@ cdef inline void _sinc_and_derivative(double x, double sin_x, double cos_x,
         dsinc[0] = (cos_x - sinc[0]) * inv_x
 
 
+cdef inline void _half_one_minus_chebyshev(double x, double dx, int count, double* f,
+                                           double* df) noexcept nogil:
+    """f[i] = (1 - T_{i+1}(x)) / 2 and df[i] its derivative (dx = dx/dr) for i < count.
+
+    T by the three-term recursion; dT_k/dx = k U_{k-1}(x), U of the second kind.
+    """
+    cdef double t_prev = 1.0   # T_{k-1}
+    cdef double t_cur = x      # T_k
+    cdef double u_prev = 0.0   # U_{k-2} (U_{-1} = 0)
+    cdef double u_cur = 1.0    # U_{k-1}
+    cdef double t_next, u_next
+    cdef int i
+    for i in range(count):
+        f[i] = 0.5 - 0.5 * t_cur
+        df[i] = -0.5 * (i + 1) * u_cur * dx
+        t_next = 2.0 * x * t_cur - t_prev
+        t_prev = t_cur
+        t_cur = t_next
+        u_next = 2.0 * x * u_cur - u_prev
+        u_prev = u_cur
+        u_cur = u_next
+
+
 @cython.cdivision(True)
 cdef inline void _cheb_exp_cos(double lam, double rcut, double dcut, int nradbase, double r,
                                double* g, double* dg) noexcept nogil:
@@ -60,7 +83,7 @@ cdef inline void _cheb_exp_cos(double lam, double rcut, double dcut, int nradbas
     cdef double dx = 2.0 * (lam / rcut) * y1 / (1.0 - y2)
     cdef double env = 0.0, denv = 0.0   # set by _cosine_envelope
     cdef double taper, dtaper, taper_arg, envelope, denvelope
-    cdef double t_prev, t_cur, t_next, u_prev, u_cur, u_next, base, dbase
+    cdef double base, dbase
     cdef int k
 
     _cosine_envelope(r, rcut, &env, &denv)
@@ -75,22 +98,12 @@ cdef inline void _cheb_exp_cos(double lam, double rcut, double dcut, int nradbas
 
     g[0] = envelope
     dg[0] = denvelope
-    # T_k(x) by the three-term recursion; dT_k/dx = k U_{k-1}(x) with U the second kind.
-    t_prev = 1.0      # T_{k-1}
-    t_cur = x         # T_k
-    u_prev = 0.0      # U_{k-2} (U_{-1} = 0)
-    u_cur = 1.0       # U_{k-1}
+    _half_one_minus_chebyshev(x, dx, nradbase - 1, g + 1, dg + 1)
     for k in range(1, nradbase):
-        base = 0.5 - 0.5 * t_cur
-        dbase = -0.5 * k * u_cur * dx
+        base = g[k]
+        dbase = dg[k]
         g[k] = base * envelope
         dg[k] = dbase * envelope + base * denvelope
-        t_next = 2.0 * x * t_cur - t_prev
-        t_prev = t_cur
-        t_cur = t_next
-        u_next = 2.0 * x * u_cur - u_prev
-        u_prev = u_cur
-        u_cur = u_next
 
 
 @cython.cdivision(True)
@@ -100,22 +113,7 @@ cdef inline void _cheb_pow(double lam, double rcut, int nradbase, double r,
     cdef double y_pow_lam_m1 = pow(y, lam - 1.0)
     cdef double x = 2.0 * (1.0 - y_pow_lam_m1 * y) - 1.0
     cdef double dx = 2.0 * lam / rcut * y_pow_lam_m1
-    cdef double t_prev = 1.0   # T_k      (k = 0 first)
-    cdef double t_cur = x      # T_{k+1}
-    cdef double u_prev = 0.0   # U_{k-1}
-    cdef double u_cur = 1.0    # U_k
-    cdef double t_next, u_next
-    cdef int k
-    # the constant T_0 is excluded: g_k uses T_{k+1}, with dT_{k+1}/dx = (k+1) U_k
-    for k in range(nradbase):
-        g[k] = 0.5 - 0.5 * t_cur
-        dg[k] = -0.5 * (k + 1) * u_cur * dx
-        t_next = 2.0 * x * t_cur - t_prev
-        t_prev = t_cur
-        t_cur = t_next
-        u_next = 2.0 * x * u_cur - u_prev
-        u_prev = u_cur
-        u_cur = u_next
+    _half_one_minus_chebyshev(x, dx, nradbase, g, dg)
 
 
 @cython.cdivision(True)

@@ -280,21 +280,33 @@ class NonlinearLoss:
         self.tau = tau
         self.n_threads = effective_n_threads(num_threads)
         self.radial_l2 = float(radial_l2)
-        # per-function penalty d_k on every density's coefficient
-        coef_penalty = np.repeat(np.asarray(penalty, dtype=float)[:, None],
-                                 layout.coefs0.shape[1], axis=1)
-        self.coef_penalty = coef_penalty.ravel()[layout.coef_index]
+        self.penalty = np.asarray(penalty, dtype=float)
+        # the priors as one quadratic sum_k q_k (theta_k - theta0_k)^2: the per-function ridge
+        # d_k on every density's coefficient, the radial prior around the start, none on E0
+        coef_penalty = np.repeat(self.penalty[:, None], layout.coefs0.shape[1], axis=1)
+        nc, nr, ne = layout.sizes
+        self.prior_weight = np.concatenate([coef_penalty.ravel()[layout.coef_index],
+                                            self.radial_l2 * layout.radial_weight, np.zeros(ne)])
+        self.prior_center = np.concatenate([np.zeros(nc),
+                                            layout.crad0.ravel()[layout.crad_index],
+                                            np.zeros(ne)])
         # the term normalisations (sums of row weights) of the whole set
         self.norms = norms or term_norms(batches)
+
+    def _gradient(self, species, first, pair_j, vectors, coefs, crad, n_e0, alpha, tangent):
+        """d/dtheta sum_i (alpha_i E_i + D_tangent E_i) of the atoms given."""
+        g_coefs, g_crad = parameter_gradient(
+            self.model, coefs, crad, species, first, pair_j, vectors,
+            np.ascontiguousarray(alpha), np.ascontiguousarray(tangent),
+            len(self.layout.crad_index) > 0, self.n_threads)
+        return self.layout.gradient(g_coefs, g_crad, np.bincount(species, alpha, n_e0))
 
     # the three data terms on one batch: value, and optionally the gradient
     def _batch_terms(self, batch, coefs, crad, e0, gradient):
         e, pg = model_values(self.model, coefs, crad, batch.species, batch.first, batch.pair_j,
                              batch.vectors, self.n_threads)
-        n = len(batch.species)
         energies = np.bincount(batch.atom_structure, e, len(batch.n_atoms)) + batch.counts @ e0
-        forces = np.stack([np.bincount(batch.pair_i, pg[:, a], n) - np.bincount(
-            batch.pair_j, pg[:, a], n) for a in range(3)], axis=1)
+        forces = scatter_forces(batch.pair_i, batch.pair_j, pg, len(batch.species))
         strain = np.zeros((len(batch.n_atoms), 9))
         outer = (batch.vectors[:, :, None] * pg[:, None, :]).reshape(-1, 9)
         for c in range(9):
@@ -317,14 +329,15 @@ class NonlinearLoss:
         alpha = (2 * cE * w * rE / batch.n_atoms)[batch.atom_structure]
         u = 2 * cF * w_atom[:, None] * rF
         U = 2 * cS * w[:, None, None] * rS / batch.volume[:, None, None]
+        return terms, self._batch_gradient(batch, coefs, crad, len(e0), alpha, u, U)
+
+    def _batch_gradient(self, batch, coefs, crad, n_e0, alpha, u, U):
+        """The gradient for energy weights alpha [atoms], force directions u [atoms, 3] and
+        stress directions U [structures, 3, 3] (per unit strain, so divided by the volume)."""
         tangent = u[batch.pair_i] - u[batch.pair_j] + np.einsum(
             "pa,pab->pb", batch.vectors, U[batch.pair_structure])
-        g_coefs, g_crad = parameter_gradient(
-            self.model, coefs, crad, batch.species, batch.first, batch.pair_j, batch.vectors,
-            np.ascontiguousarray(alpha), np.ascontiguousarray(tangent),
-            len(self.layout.crad_index) > 0, self.n_threads)
-        g_e0 = np.bincount(batch.species, alpha, len(e0))
-        return terms, (g_coefs, g_crad, g_e0)
+        return self._gradient(batch.species, batch.first, batch.pair_j, batch.vectors, coefs,
+                              crad, n_e0, alpha, tangent)
 
     def gauss_newton_diagonal(self, theta, n_probes=8, seed=0):
         """Estimate of diag(J^T J) of the residuals (prior included) from random-sign probes:
@@ -346,27 +359,13 @@ class NonlinearLoss:
                 V = rng.choice((-1.0, 1.0), (n_s, 3, 3)) * (
                     sS * batch.stress_mask / batch.volume)[:, None, None]
                 V = 0.5 * (V + V.transpose(0, 2, 1))
-                tangent = u[batch.pair_i] - u[batch.pair_j] + np.einsum(
-                    "pa,pab->pb", batch.vectors, V[batch.pair_structure])
-                gc, gr = parameter_gradient(
-                    self.model, coefs, crad, batch.species, batch.first, batch.pair_j,
-                    batch.vectors, np.ascontiguousarray(alpha), np.ascontiguousarray(tangent),
-                    len(self.layout.crad_index) > 0, self.n_threads)
-                probe += self.layout.gradient(gc, gr, np.bincount(batch.species, alpha, len(e0)))
+                probe += self._batch_gradient(batch, coefs, crad, len(e0), alpha, u, V)
             total += probe ** 2
-        nc, nr, _ = self.layout.sizes
-        prior = np.concatenate([self.coef_penalty, self.radial_l2 * self.layout.radial_weight,
-                                np.zeros(self.layout.n_e0)])
-        return total / n_probes + prior
+        return total / n_probes + self.prior_weight
 
     def prior(self, theta):
-        nc, nr, _ = self.layout.sizes
-        c = theta[:nc]
-        dr = theta[nc:nc + nr] - self.layout.crad0.ravel()[self.layout.crad_index]
-        rw = self.radial_l2 * self.layout.radial_weight
-        value = np.sum(self.coef_penalty * c ** 2) + np.sum(rw * dr ** 2)
-        grad = np.concatenate([2 * self.coef_penalty * c, 2 * rw * dr, np.zeros(self.layout.n_e0)])
-        return value, grad
+        offset = theta - self.prior_center
+        return np.sum(self.prior_weight * offset ** 2), 2 * self.prior_weight * offset
 
     def terms(self, theta):
         """The data terms {energy, forces, stress} (weighted mean squares) at theta."""
@@ -385,9 +384,9 @@ class NonlinearLoss:
         coefs, crad, e0 = self.layout.unpack(theta)
         value, grad = self.prior(theta)
         for batch in self.batches:
-            terms, (gc, gr, ge) = self._batch_terms(batch, coefs, crad, e0, True)
+            terms, batch_gradient = self._batch_terms(batch, coefs, crad, e0, True)
             value += sum(terms.values())
-            grad = grad + self.layout.gradient(gc, gr, ge)
+            grad = grad + batch_gradient
         if not np.isfinite(value) or not np.isfinite(grad).all():
             raise FloatingPointError("the loss or its gradient is not finite (a density left "
                                      "the domain of its embedding?)")
@@ -402,13 +401,11 @@ class NonlinearLoss:
                 r, J = self._structure_jacobian(batch, k, coefs, crad, e0)
                 rows.append(r)
                 jac.append(J)
-        nc, nr, _ = self.layout.sizes
-        sq = np.sqrt(np.concatenate([self.coef_penalty,
-                                     self.radial_l2 * self.layout.radial_weight]))
+        nc, nr, _ = self.layout.sizes  # E0 has no prior: no rows for it
+        sq = np.sqrt(self.prior_weight[:nc + nr])
         prior_rows = np.zeros((nc + nr, self.layout.size))
         prior_rows[np.arange(nc + nr), np.arange(nc + nr)] = sq
-        dr = theta[nc:nc + nr] - self.layout.crad0.ravel()[self.layout.crad_index]
-        rows.append(sq * np.concatenate([theta[:nc], dr]))
+        rows.append(sq * (theta - self.prior_center)[:nc + nr])
         jac.append(prior_rows)
         return np.concatenate(rows), np.vstack(jac)
 
@@ -424,11 +421,10 @@ class NonlinearLoss:
         e, pg = model_values(self.model, coefs, crad, sub["species"], sub["first"],
                              sub["pair_j"], sub["vectors"], self.n_threads)
         energy = e.sum() + batch.counts[k] @ e0
-        forces = np.stack([np.bincount(sub["pair_i"], pg[:, a], n) - np.bincount(
-            sub["pair_j"], pg[:, a], n) for a in range(3)], axis=1)
+        forces = scatter_forces(sub["pair_i"], sub["pair_j"], pg, n)
         strain = sub["vectors"].T @ pg
         stress = 0.5 * (strain + strain.T) / batch.volume[k]
-        residuals, directions = [], []  # (alpha [n], tangent [pairs, 3], e0 gradient)
+        residuals, directions = [], []  # per residual: (alpha [n], tangent [pairs, 3])
         sE = np.sqrt(w / self.norms["energy"])
         residuals.append(sE * (energy - batch.energy[k]) / n)
         directions.append((np.full(n, sE / n), np.zeros((p1 - p0, 3))))
@@ -451,11 +447,8 @@ class NonlinearLoss:
                     directions.append((np.zeros(n), sub["vectors"] @ U))
         J = np.empty((len(residuals), self.layout.size))
         for row, (alpha, tangent) in enumerate(directions):
-            gc, gr = parameter_gradient(self.model, coefs, crad, sub["species"], sub["first"],
-                                        sub["pair_j"], sub["vectors"], alpha,
-                                        np.ascontiguousarray(tangent),
-                                        len(self.layout.crad_index) > 0, self.n_threads)
-            J[row] = self.layout.gradient(gc, gr, np.bincount(sub["species"], alpha, len(e0)))
+            J[row] = self._gradient(sub["species"], sub["first"], sub["pair_j"], sub["vectors"],
+                                    coefs, crad, len(e0), alpha, tangent)
         return np.array(residuals), J
 
     def n_residuals(self):
@@ -467,6 +460,13 @@ class NonlinearLoss:
             if self.tau["stress"] > 0:
                 total += 9 * int(b.stress_mask.sum())
         return total + self.layout.sizes[0] + self.layout.sizes[1]
+
+
+def scatter_forces(pair_i, pair_j, pair_gradient, n_atoms):
+    """Forces [n_atoms, 3] from the pair gradients dE_i/dD_ij (D_ij = r_j - r_i)."""
+    return np.stack([np.bincount(pair_i, pair_gradient[:, a], n_atoms)
+                     - np.bincount(pair_j, pair_gradient[:, a], n_atoms) for a in range(3)],
+                    axis=1)
 
 
 def term_norms(batches):
@@ -703,29 +703,14 @@ def _minibatch_loss(full, potential, train, weights, fit_idx, settings, state, d
     size = min(int(settings.batch_size), len(fit_idx))
     chosen = np.sort(rng.choice(fit_idx, size=size, replace=False))
     batches = make_batches(potential, train, weights, chosen, n_threads)
-    loss = NonlinearLoss(full.layout, design, batches, full.tau, np.zeros(len(full.layout.coefs0)), full.radial_l2,
+    return NonlinearLoss(full.layout, design, batches, full.tau, full.penalty, full.radial_l2,
                          num_threads)
-    loss.coef_penalty = full.coef_penalty
-    return loss
 
 
 def _minimise(loss, theta, n_iter, settings, scale):
-    """Run the optimiser for at most n_iter iterations in the scaled coordinates theta / scale
-    (the Gauss-Newton diagonal makes the problem far better conditioned for quasi-Newton)."""
-    if settings.optimizer != "least_squares":
-        def scaled(z):
-            value, grad = loss.value_and_gradient(z * scale)
-            return value, grad * scale
-
-        options = {"maxiter": n_iter, "gtol": settings.gtol}
-        if settings.optimizer == "L-BFGS-B":
-            # scipy's default stops on a relative loss change of 2e-9 per step, far too early
-            # for losses whose scale is set by small residuals
-            options.update(ftol=1e-15, maxcor=30)
-        result = scipy.optimize.minimize(scaled, theta / scale, jac=True,
-                                         method=settings.optimizer, options=options)
-        result.x = result.x * scale
-        return result
+    """Run the optimiser for at most n_iter iterations. Quasi-Newton runs in the coordinates
+    theta / scale (the floored Gauss-Newton diagonal: faster on teacher-student fits, neutral
+    on mlearn Si); Levenberg-Marquardt scales by its Jacobian itself."""
     if settings.optimizer == "least_squares":
         cache = {}
 
@@ -738,13 +723,26 @@ def _minimise(loss, theta, n_iter, settings, scale):
 
         result = scipy.optimize.least_squares(lambda x: evaluate(x)[0], theta,
                                               jac=lambda x: evaluate(x)[1], method="lm",
-                                              x_scale="jac",
-                                              max_nfev=n_iter + 1, xtol=1e-15, ftol=1e-15,
-                                              gtol=settings.gtol)
+                                              x_scale="jac", max_nfev=n_iter + 1, xtol=1e-15,
+                                              ftol=1e-15, gtol=settings.gtol)
         result.fun = float(np.sum(result.fun ** 2))
         result.nit = result.nfev
         result.success = result.status > 0
         return result
+
+    def scaled(z):
+        value, grad = loss.value_and_gradient(z * scale)
+        return value, grad * scale
+
+    options = {"maxiter": n_iter, "gtol": settings.gtol}
+    if settings.optimizer == "L-BFGS-B":
+        # scipy's default stops on a relative loss change of 2e-9 per step, far too early
+        # for losses whose scale is set by small residuals
+        options.update(ftol=1e-15, maxcor=30)
+    result = scipy.optimize.minimize(scaled, theta / scale, jac=True,
+                                     method=settings.optimizer, options=options)
+    result.x = result.x * scale
+    return result
 
 
 def _fingerprint(potential, train, settings, weights, tau, penalty):
