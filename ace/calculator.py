@@ -12,6 +12,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
 from ace.neighbours import build_neighbour_list, update_vectors
 
@@ -47,6 +48,7 @@ class ACECalculator(Calculator):
     default_parameters = {"num_threads": None, "skin": NEIGHBOUR_SKIN}
 
     def __init__(self, potential, num_threads=None, **kwargs):
+        effective_n_threads(num_threads)  # a bad thread count fails here, not mid-MD
         Calculator.__init__(self, num_threads=num_threads, **kwargs)
         self.potential = load_potential(potential)
         self.evaluator = Evaluator(self.potential)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from ase.build import bulk
 
 from ace.basis import BasisSpec, build_basis
@@ -45,3 +46,21 @@ def test_calculator_from_file_and_repr(tmp_path):
     assert e_file == atoms.get_potential_energy()
     assert "ACECalculator(ACEPotential(elements=['Cu']" in repr(atoms.calc)
     assert ACECalculator.implemented_properties == ["energy", "free_energy", "energies", "forces", "stress"]
+
+
+def test_empty_structure_gives_zero_without_warnings():
+    import warnings
+    from ase import Atoms
+
+    atoms = Atoms(cell=[5.0, 5.0, 5.0], pbc=True)
+    atoms.calc = ACECalculator(small_potential(), num_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a division by zero in the neighbour binning
+        assert atoms.get_potential_energy() == 0.0
+        assert atoms.get_forces().shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad", [2.5, "2", True, 0])
+def test_bad_thread_count_is_refused_at_construction(bad):
+    with pytest.raises(ValueError, match="num_threads"):
+        ACECalculator(small_potential(), num_threads=bad)

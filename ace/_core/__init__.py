@@ -12,6 +12,9 @@ def effective_n_threads(n_threads=None):
     """
     if n_threads is None:
         return max_threads()
+    import numbers
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise ValueError(f"num_threads must be a whole number or None, not {n_threads!r}")
     n_threads = int(n_threads)
     if n_threads == 0:
         raise ValueError("num_threads must not be 0")

@@ -67,8 +67,9 @@ def neighbour_pairs(const double[:, ::1] wrapped, const double[:, ::1] lattice,
     # from that box can never be neighbours, the rest are clamped into the edge bins. The
     # entries are counting-sorted by bin (CSR) and copied contiguously, so that the search
     # streams through memory.
-    lo = np.min(wrapped, axis=0) - cutoff if n_atoms else np.zeros(3)
-    hi = np.max(wrapped, axis=0) + cutoff if n_atoms else np.zeros(3)
+    # an empty structure still gets a box of positive width (no division by zero below)
+    lo = np.min(wrapped, axis=0) - cutoff if n_atoms else np.full(3, -cutoff)
+    hi = np.max(wrapped, axis=0) + cutoff if n_atoms else np.full(3, cutoff)
     cdef double[3] box_lo, box_hi, inv_width
     cdef int[3] nbins
     for c in range(3):
