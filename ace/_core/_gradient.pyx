@@ -29,8 +29,8 @@ from libc.stdlib cimport calloc, free
 
 from ace._core._evaluator cimport (MAX_RANK, CompiledModel, Model, Scratch, a_index,
                                    atomic_base, core_and_blend, max_neighbour_count,
-                                   scratch_alloc, scratch_free)
-from ace._core._harmonics cimport ylm_index
+                                   neighbour_base, scratch_alloc, scratch_free)
+from ace._core._harmonics cimport ylm_count, ylm_index
 from ace._core._openmp cimport omp_get_thread_num
 from ace._core._radial cimport embedding
 
@@ -55,6 +55,12 @@ cdef struct Work:
     double* DP      # [2 n_nodes] their tangents
     double* GP      # [2 n_nodes] adjoint of P
     double* GDP     # [2 n_nodes] adjoint of DP
+    # base-function sums At[mu, k, lm] = sum_j g_k Y_lm and their tangents DAt, (re, im), m >= 0
+    double* At      # [n_elements * nradbase * 2 n_ylm]
+    double* DAt
+    double* yv      # [2 n_ylm] Y_lm of one neighbour, (re, im)
+    double* dyt     # [2 n_ylm] its derivative along the neighbour's tangent
+    int* present    # [n_elements] the atom has neighbours of this species
 
 
 cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_dens) noexcept nogil:
@@ -73,15 +79,20 @@ cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_de
     w.DP = w.P + 2 * m.n_nodes + 2
     w.GP = w.DP + 2 * m.n_nodes + 2
     w.GDP = w.GP + 2 * m.n_nodes + 2
+    w.At = <double*>calloc(4 * (m.n_a1 + 1) * m.n_ylm + 2, sizeof(double))
+    w.DAt = w.At + 2 * m.n_a1 * m.n_ylm
+    w.yv = w.DAt + 2 * m.n_a1 * m.n_ylm
+    w.dyt = w.yv + 2 * m.n_ylm
+    w.present = <int*>calloc(m.n_elements + 1, sizeof(int))
     return (scratch_alloc(&w.base, m, max_nb) or w.DA == NULL or w.DA1 == NULL or w.W == NULL
             or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL
-            or w.P == NULL)
+            or w.P == NULL or w.At == NULL or w.present == NULL)
 
 
 cdef void work_free(Work* w) noexcept nogil:
     scratch_free(&w.base)
     free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
-    free(w.P)
+    free(w.P); free(w.At); free(w.present)
 
 
 cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
@@ -108,41 +119,117 @@ cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
 
 cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
                          const double* tangent) noexcept nogil:
-    """DA, DA1 along the pair tangents; returns D(blend) (core_and_blend must have run)."""
+    """A, A1 and their tangents DA, DA1 along the pair tangents; returns D(blend).
+
+    neighbour_base and core_and_blend must have run. The neighbours are summed into the
+    base-function sums At_klm = sum_j g_k Y_lm and DAt, and A_nlm = sum_k crad_nlk At_klm follows
+    once per atom: cheaper than R_nl per neighbour when there are many neighbours, and the same
+    sums give the radial-coefficient gradient (crad_gradient) without another neighbour loop.
+    """
     cdef Scratch* s = &w.base
     cdef Py_ssize_t jj
-    cdef int mu, k, n, l, mm, y, idx, bond
-    cdef int n_rl = m.nradmax * (m.lmax + 1)
-    cdef double rd, Rv, dRv, t0, t1, t2, dyre, dyim, dblend = 0
-    for k in range(2 * m.n_a):
-        w.DA[k] = 0
+    cdef int mu, k, n, l, q, y, nq, bond, nrb, row, a, q0, width
+    cdef int stride = 2 * m.n_ylm
+    cdef double t0, t1, t2, rd, gk, hk, c, dblend = 0
+    cdef double* A = <double*>s.A
+    cdef double* At = w.At
+    cdef double* DAt = w.DAt
+    cdef double* yv = w.yv
+    cdef double* dyt = w.dyt
+    cdef const double* crad
+    for k in range(m.n_a1 * stride):
+        At[k] = 0
+        DAt[k] = 0
     for k in range(m.n_a1):
+        s.A1[k] = 0
         w.DA1[k] = 0
+    for mu in range(m.n_elements):
+        w.present[mu] = 0
     for jj in range(n_nb):
         mu = s.nb_mu[jj]
         if mu < 0:
             continue
+        w.present[mu] = 1
         t0 = tangent[3 * jj]
         t1 = tangent[3 * jj + 1]
         t2 = tangent[3 * jj + 2]
         rd = s.rhat[3 * jj] * t0 + s.rhat[3 * jj + 1] * t1 + s.rhat[3 * jj + 2] * t2
         dblend += s.grad[3 * jj] * rd
         bond = mu_i * m.n_elements + mu
-        for k in range(m.bond_nradbase[bond]):
+        nrb = m.bond_nradbase[bond]
+        for k in range(nrb):
+            s.A1[mu * m.nradbase + k] += s.g[jj * m.nradbase + k]
             w.DA1[mu * m.nradbase + k] += s.dg[jj * m.nradbase + k] * rd
+        if m.bond_lmax[bond] < 0 or m.bond_nradmax[bond] == 0:
+            continue
+        nq = ylm_count(m.bond_lmax[bond])
+        for q in range(nq):
+            y = jj * m.n_ylm + q
+            yv[2 * q] = s.yr[y]
+            yv[2 * q + 1] = s.yi[y]
+            dyt[2 * q] = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
+            dyt[2 * q + 1] = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
+        for k in range(nrb):
+            # D(g_k Y) = g_k' (rhat . t) Y + g_k DY
+            gk = s.g[jj * m.nradbase + k]
+            hk = s.dg[jj * m.nradbase + k] * rd
+            row = (mu * m.nradbase + k) * stride
+            for q in range(2 * nq):
+                At[row + q] += gk * yv[q]
+                DAt[row + q] += hk * yv[q] + gk * dyt[q]
+    for k in range(2 * m.n_a):
+        A[k] = 0
+        w.DA[k] = 0
+    for mu in range(m.n_elements):
+        if not w.present[mu]:
+            continue
+        bond = mu_i * m.n_elements + mu
+        nrb = m.bond_nradbase[bond]
         for n in range(m.bond_nradmax[bond]):
             for l in range(m.bond_lmax[bond] + 1):
-                Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-                dRv = s.dR[jj * n_rl + n * (m.lmax + 1) + l]
-                for mm in range(l + 1):
-                    y = jj * m.n_ylm + ylm_index(l, mm)
-                    idx = a_index(m, mu, n, l, mm)
-                    dyre = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
-                    dyim = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
-                    w.DA[2 * idx] += dRv * rd * s.yr[y] + Rv * dyre
-                    w.DA[2 * idx + 1] += dRv * rd * s.yi[y] + Rv * dyim
+                crad = m.crad + ((bond * m.nradmax + n) * (m.lmax + 1) + l) * m.nradbase
+                a = 2 * a_index(m, mu, n, l, 0)
+                q0 = 2 * ylm_index(l, 0)
+                width = 2 * (l + 1)
+                for k in range(nrb):
+                    c = crad[k]
+                    row = (mu * m.nradbase + k) * stride + q0
+                    for q in range(width):
+                        A[a + q] += c * At[row + q]
+                        w.DA[a + q] += c * DAt[row + q]
+    negative_m(m, A, False)
     negative_m(m, w.DA, False)
     return dblend
+
+
+cdef void crad_gradient(const Model* m, Work* w, int mu_i, double* grad_crad) noexcept nogil:
+    """Adds dPsi/dcrad_nlk = sum_m Re(W_nlm At_klm + V_nlm DAt_klm) (W, V folded onto m >= 0)."""
+    cdef int mu, n, l, k, q, bond, nrb, a, q0, width, row
+    cdef int stride = 2 * m.n_ylm
+    cdef double acc
+    cdef double* gc
+    cdef const double* At = w.At
+    cdef const double* DAt = w.DAt
+    for mu in range(m.n_elements):
+        if not w.present[mu]:
+            continue
+        bond = mu_i * m.n_elements + mu
+        nrb = m.bond_nradbase[bond]
+        for n in range(m.bond_nradmax[bond]):
+            for l in range(m.bond_lmax[bond] + 1):
+                gc = grad_crad + ((bond * m.nradmax + n) * (m.lmax + 1) + l) * m.nradbase
+                a = 2 * a_index(m, mu, n, l, 0)
+                q0 = 2 * ylm_index(l, 0)
+                width = l + 1
+                for k in range(nrb):
+                    row = (mu * m.nradbase + k) * stride + q0
+                    acc = 0
+                    for q in range(width):
+                        acc = acc + (w.W[a + 2 * q] * At[row + 2 * q]
+                                     - w.W[a + 2 * q + 1] * At[row + 2 * q + 1]
+                                     + w.V[a + 2 * q] * DAt[row + 2 * q]
+                                     - w.V[a + 2 * q + 1] * DAt[row + 2 * q + 1])
+                    gc[k] += acc
 
 
 cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
@@ -364,10 +451,8 @@ cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     cdef double blend = 1, dblend
     cdef Py_ssize_t jj
     cdef int f, p, first = m.func_first[mu_i], nd = m.ndensity[mu_i]
-    cdef int n_rl = m.nradmax * (m.lmax + 1), mu, n, l, mm, y, idx, k, bond, nrb
-    cdef double t0, t1, t2, rd, a, b, dyre, dyim, wr, wi, vr, vi
-    cdef double* gc
-    atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
+    for jj in range(n_nb):
+        neighbour_base(m, s, mu_i, jj, vectors, nb_species)
     core_and_blend(m, s, mu_i, n_nb, &blend)
     dblend = base_tangent(m, w, mu_i, n_nb, tangent)
     forward(m, w, mu_i, comb_node, True)
@@ -381,35 +466,7 @@ cdef void atom_gradient(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     backward(m, w, mu_i, comb_node, coefs, n_dens, True)
     negative_m(m, w.W, True)
     negative_m(m, w.V, True)
-    for jj in range(n_nb):
-        mu = s.nb_mu[jj]
-        if mu < 0:
-            continue
-        bond = mu_i * m.n_elements + mu
-        nrb = m.bond_nradbase[bond]
-        t0 = tangent[3 * jj]
-        t1 = tangent[3 * jj + 1]
-        t2 = tangent[3 * jj + 2]
-        rd = s.rhat[3 * jj] * t0 + s.rhat[3 * jj + 1] * t1 + s.rhat[3 * jj + 2] * t2
-        for n in range(m.bond_nradmax[bond]):
-            for l in range(m.bond_lmax[bond] + 1):
-                a = 0
-                b = 0
-                for mm in range(l + 1):
-                    idx = a_index(m, mu, n, l, mm)
-                    y = jj * m.n_ylm + ylm_index(l, mm)
-                    wr = w.W[2 * idx]
-                    wi = w.W[2 * idx + 1]
-                    vr = w.V[2 * idx]
-                    vi = w.V[2 * idx + 1]
-                    dyre = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
-                    dyim = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
-                    a += wr * s.yr[y] - wi * s.yi[y] + vr * dyre - vi * dyim
-                    b += vr * s.yr[y] - vi * s.yi[y]
-                b = b * rd
-                gc = grad_crad + ((bond * m.nradmax + n) * (m.lmax + 1) + l) * m.nradbase
-                for k in range(nrb):
-                    gc[k] += a * s.g[jj * m.nradbase + k] + b * s.dg[jj * m.nradbase + k]
+    crad_gradient(m, w, mu_i, grad_crad)
 
 
 cdef Model with_parameters(CompiledModel compiled, const double[:, ::1] coefs,
