@@ -235,13 +235,15 @@ cdef void crad_gradient(const Model* m, Work* w, int mu_i, double* grad_crad) no
 cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
                   bint tangents) noexcept nogil:
     """Tree products P (and tangents DP) of element mu_i, then B_f (and DB_f) indexed from its
-    first function: B_f = sum_combs coef Re P[node of the comb]."""
+    first function: B_f = sum_combs coef Re P[node of the comb]. Leaves only need Re P, Re DP."""
     cdef const double* A = <const double*>w.base.A
+    cdef const double* DA = w.DA
     cdef double* P = w.P
     cdef double* DP = w.DP
     cdef int f, c, k, parent, fa, first = m.func_first[mu_i]
+    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
     cdef double coef, b, db, pr, pi, ar, ai, dr, di, tr, ti
-    for k in range(m.node_first[mu_i], m.node_first[mu_i + 1]):
+    for k in range(m.node_first[mu_i], leaf_first):
         parent = m.node_parent[k]
         fa = m.node_factor[k]
         ar = A[2 * fa]
@@ -250,8 +252,8 @@ cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
             P[2 * k] = ar
             P[2 * k + 1] = ai
             if tangents:
-                DP[2 * k] = w.DA[2 * fa]
-                DP[2 * k + 1] = w.DA[2 * fa + 1]
+                DP[2 * k] = DA[2 * fa]
+                DP[2 * k + 1] = DA[2 * fa + 1]
             continue
         pr = P[2 * parent]
         pi = P[2 * parent + 1]
@@ -261,10 +263,26 @@ cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
             # D(P_parent A) = DP_parent A + P_parent DA
             tr = DP[2 * parent]
             ti = DP[2 * parent + 1]
-            dr = w.DA[2 * fa]
-            di = w.DA[2 * fa + 1]
+            dr = DA[2 * fa]
+            di = DA[2 * fa + 1]
             DP[2 * k] = tr * ar - ti * ai + pr * dr - pi * di
             DP[2 * k + 1] = tr * ai + ti * ar + pr * di + pi * dr
+    # leaves (rank >= 2 products always have a parent), a run of siblings per parent load
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = P[2 * parent]
+        pi = P[2 * parent + 1]
+        tr = DP[2 * parent]
+        ti = DP[2 * parent + 1]
+        while k < last and m.node_parent[k] == parent:
+            fa = m.node_factor[k]
+            ar = A[2 * fa]
+            ai = A[2 * fa + 1]
+            P[2 * k] = pr * ar - pi * ai
+            if tangents:
+                DP[2 * k] = tr * ar - ti * ai + pr * DA[2 * fa] - pi * DA[2 * fa + 1]
+            k = k + 1
     for f in range(first, m.func_first[mu_i + 1]):
         b = 0
         db = 0
@@ -287,15 +305,21 @@ cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, cons
                    int n_dens, bint tangents) noexcept nogil:
     """Reverse pass of Psi = Re sum_nodes (wn P + vn DP), wn = sum_p lam_p drho_p/dP and
     vn = sum_p mu_p drho_p/dP: W += dPsi/dA, V += dPsi/dDA; without tangents W1 += the rank-1
-    adjoint (with tangents rank 1 is skipped: it has no radial coefficients)."""
+    adjoint (with tangents rank 1 is skipped: it has no radial coefficients). The adjoints G of
+    P and H of DP are real at the leaves (no children), which are never stored complex."""
     cdef const double* A = <const double*>w.base.A
+    cdef const double* DA = w.DA
     cdef double* P = w.P
     cdef double* DP = w.DP
     cdef double* G = w.GP
     cdef double* H = w.GDP
+    cdef double* W = w.W
+    cdef double* V = w.V
     cdef int f, c, k, p, parent, fa
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
+    cdef int leaf_first = m.node_leaf_first[mu_i]
     cdef double coef, wc, vc, gr, gi, hr, hi, ar, ai, pr, pi, dr, di, tr, ti
+    cdef double sgr, sgi, shr, shi
     for k in range(2 * first, 2 * last):
         G[k] = 0
         H[k] = 0
@@ -314,7 +338,48 @@ cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, cons
                 continue
             G[2 * k] += coef * wc
             H[2 * k] += coef * vc
-    for k in range(last - 1, first - 1, -1):
+    # leaves, a run of siblings at a time; their share of the parent's adjoints is summed in
+    # registers (siblings have distinct factors, so the W, V updates are independent)
+    k = leaf_first
+    while k < last:
+        parent = m.node_parent[k]
+        pr = P[2 * parent]
+        pi = P[2 * parent + 1]
+        tr = DP[2 * parent]
+        ti = DP[2 * parent + 1]
+        sgr = 0
+        sgi = 0
+        shr = 0
+        shi = 0
+        while k < last and m.node_parent[k] == parent:
+            gr = G[2 * k]
+            fa = m.node_factor[k]
+            ar = A[2 * fa]
+            ai = A[2 * fa + 1]
+            if tangents:
+                hr = H[2 * k]
+                dr = DA[2 * fa]
+                di = DA[2 * fa + 1]
+                W[2 * fa] += gr * pr + hr * tr
+                W[2 * fa + 1] += gr * pi + hr * ti
+                V[2 * fa] += hr * pr
+                V[2 * fa + 1] += hr * pi
+                sgr = sgr + gr * ar + hr * dr
+                sgi = sgi + gr * ai + hr * di
+                shr = shr + hr * ar
+                shi = shi + hr * ai
+            else:
+                W[2 * fa] += gr * pr
+                W[2 * fa + 1] += gr * pi
+                sgr = sgr + gr * ar
+                sgi = sgi + gr * ai
+            k = k + 1
+        G[2 * parent] += sgr
+        G[2 * parent + 1] += sgi
+        if tangents:
+            H[2 * parent] += shr
+            H[2 * parent + 1] += shi
+    for k in range(leaf_first - 1, first - 1, -1):
         gr = G[2 * k]
         gi = G[2 * k + 1]
         hr = H[2 * k]
@@ -322,33 +387,33 @@ cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, cons
         parent = m.node_parent[k]
         fa = m.node_factor[k]
         if parent < 0:  # P = A, DP = DA
-            w.W[2 * fa] += gr
-            w.W[2 * fa + 1] += gi
+            W[2 * fa] += gr
+            W[2 * fa + 1] += gi
             if tangents:
-                w.V[2 * fa] += hr
-                w.V[2 * fa + 1] += hi
+                V[2 * fa] += hr
+                V[2 * fa + 1] += hi
             continue
         pr = P[2 * parent]
         pi = P[2 * parent + 1]
         ar = A[2 * fa]
         ai = A[2 * fa + 1]
         # P = P_parent A
-        w.W[2 * fa] += gr * pr - gi * pi
-        w.W[2 * fa + 1] += gr * pi + gi * pr
+        W[2 * fa] += gr * pr - gi * pi
+        W[2 * fa + 1] += gr * pi + gi * pr
         G[2 * parent] += gr * ar - gi * ai
         G[2 * parent + 1] += gr * ai + gi * ar
         if tangents:
             # DP = DP_parent A + P_parent DA
             tr = DP[2 * parent]
             ti = DP[2 * parent + 1]
-            dr = w.DA[2 * fa]
-            di = w.DA[2 * fa + 1]
-            w.W[2 * fa] += hr * tr - hi * ti
-            w.W[2 * fa + 1] += hr * ti + hi * tr
+            dr = DA[2 * fa]
+            di = DA[2 * fa + 1]
+            W[2 * fa] += hr * tr - hi * ti
+            W[2 * fa + 1] += hr * ti + hi * tr
             H[2 * parent] += hr * ar - hi * ai
             H[2 * parent + 1] += hr * ai + hi * ar
-            w.V[2 * fa] += hr * pr - hi * pi
-            w.V[2 * fa + 1] += hr * pi + hi * pr
+            V[2 * fa] += hr * pr - hi * pi
+            V[2 * fa + 1] += hr * pi + hi * pr
             G[2 * parent] += hr * dr - hi * di
             G[2 * parent + 1] += hr * di + hi * dr
 
