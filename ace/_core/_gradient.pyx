@@ -34,6 +34,13 @@ from ace._core._harmonics cimport ylm_count, ylm_index
 from ace._core._openmp cimport omp_get_thread_num
 from ace._core._radial cimport embedding
 
+cdef extern from "lanes.h":
+    # a (re, im) pair in one SSE2 register; Cython treats it as a double and emits the C
+    ctypedef double ace_v2
+    ace_v2 ace_v2_load(const double* p) noexcept nogil
+    void ace_v2_store(double* p, ace_v2 v) noexcept nogil
+    ace_v2 ace_v2_splat(double x) noexcept nogil
+
 cdef enum:
     GRADIENT_BLOCKS = 64  # fixed, so that the summation order is thread-independent
 
@@ -58,12 +65,15 @@ cdef struct Work:
     # base-function sums At[mu, k, lm] = sum_j g_k Y_lm and their tangents DAt, (re, im), m >= 0
     double* At      # [n_elements * nradbase * 2 n_ylm]
     double* DAt
-    double* yv      # [2 n_ylm] Y_lm of one neighbour, (re, im)
-    double* dyt     # [2 n_ylm] its derivative along the neighbour's tangent
+    double* yv      # [max_nb, 2 n_ylm] Y_lm per neighbour, (re, im)
+    double* dyt     # [max_nb, 2 n_ylm] its derivative along the neighbour's tangent
+    double* hk      # [max_nb, nradbase] g_k' (rhat . tangent)
+    int* order      # [max_nb] the neighbours of one species
     int* present    # [n_elements] the atom has neighbours of this species
 
 
 cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_dens) noexcept nogil:
+    cdef int nb
     w.DA = <double*>calloc(2 * m.n_a + 2, sizeof(double))
     w.DA1 = <double*>calloc(m.n_a1 + 1, sizeof(double))
     w.W = <double*>calloc(2 * m.n_a + 2, sizeof(double))
@@ -79,20 +89,23 @@ cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_de
     w.DP = w.P + 2 * m.n_nodes + 2
     w.GP = w.DP + 2 * m.n_nodes + 2
     w.GDP = w.GP + 2 * m.n_nodes + 2
-    w.At = <double*>calloc(4 * (m.n_a1 + 1) * m.n_ylm + 2, sizeof(double))
+    nb = max(max_nb, 1)
+    w.At = <double*>calloc(4 * (m.n_a1 + nb) * m.n_ylm + nb * m.nradbase + 2, sizeof(double))
     w.DAt = w.At + 2 * m.n_a1 * m.n_ylm
     w.yv = w.DAt + 2 * m.n_a1 * m.n_ylm
-    w.dyt = w.yv + 2 * m.n_ylm
+    w.dyt = w.yv + 2 * nb * m.n_ylm
+    w.hk = w.dyt + 2 * nb * m.n_ylm
+    w.order = <int*>calloc(nb, sizeof(int))
     w.present = <int*>calloc(m.n_elements + 1, sizeof(int))
     return (scratch_alloc(&w.base, m, max_nb) or w.DA == NULL or w.DA1 == NULL or w.W == NULL
             or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL
-            or w.P == NULL or w.At == NULL or w.present == NULL)
+            or w.P == NULL or w.At == NULL or w.order == NULL or w.present == NULL)
 
 
 cdef void work_free(Work* w) noexcept nogil:
     scratch_free(&w.base)
     free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
-    free(w.P); free(w.At); free(w.present)
+    free(w.P); free(w.At); free(w.order); free(w.present)
 
 
 cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
@@ -117,6 +130,72 @@ cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
                         A[2 * neg + 1] = -sign * A[2 * pos + 1]
 
 
+cdef inline void accumulate_sums(const Model* m, Work* w, int mu, int nrb, int nq,
+                                 const int* nbs, int n) noexcept nogil:
+    """At_klm += g_k Y_lm, DAt_klm += D(g_k Y_lm) = g_k' (rhat . t) Y_lm + g_k DY_lm over the
+    n (1 or 4) neighbours nbs of species mu, on (re, im) pairs."""
+    cdef int k, q, i, stride = 2 * m.n_ylm
+    cdef const double* g = w.base.g
+    cdef const double* y0 = w.yv + nbs[0] * stride
+    cdef const double* y1
+    cdef const double* y2
+    cdef const double* y3
+    cdef const double* d0 = w.dyt + nbs[0] * stride
+    cdef const double* d1
+    cdef const double* d2
+    cdef const double* d3
+    cdef double* row
+    cdef double* drow
+    cdef ace_v2 g0, g1, g2, g3, h0, h1, h2, h3, yq, acc, dacc
+    if n == 1:
+        for k in range(nrb):
+            g0 = ace_v2_splat(g[nbs[0] * m.nradbase + k])
+            h0 = ace_v2_splat(w.hk[nbs[0] * m.nradbase + k])
+            row = w.At + (mu * m.nradbase + k) * stride
+            drow = w.DAt + (mu * m.nradbase + k) * stride
+            for q in range(nq):
+                yq = ace_v2_load(y0 + 2 * q)
+                ace_v2_store(row + 2 * q, ace_v2_load(row + 2 * q) + g0 * yq)
+                ace_v2_store(drow + 2 * q, ace_v2_load(drow + 2 * q) + h0 * yq
+                             + g0 * ace_v2_load(d0 + 2 * q))
+        return
+    y1 = w.yv + nbs[1] * stride
+    y2 = w.yv + nbs[2] * stride
+    y3 = w.yv + nbs[3] * stride
+    d1 = w.dyt + nbs[1] * stride
+    d2 = w.dyt + nbs[2] * stride
+    d3 = w.dyt + nbs[3] * stride
+    for k in range(nrb):
+        g0 = ace_v2_splat(g[nbs[0] * m.nradbase + k])
+        g1 = ace_v2_splat(g[nbs[1] * m.nradbase + k])
+        g2 = ace_v2_splat(g[nbs[2] * m.nradbase + k])
+        g3 = ace_v2_splat(g[nbs[3] * m.nradbase + k])
+        h0 = ace_v2_splat(w.hk[nbs[0] * m.nradbase + k])
+        h1 = ace_v2_splat(w.hk[nbs[1] * m.nradbase + k])
+        h2 = ace_v2_splat(w.hk[nbs[2] * m.nradbase + k])
+        h3 = ace_v2_splat(w.hk[nbs[3] * m.nradbase + k])
+        row = w.At + (mu * m.nradbase + k) * stride
+        drow = w.DAt + (mu * m.nradbase + k) * stride
+        for q in range(nq):
+            i = 2 * q
+            acc = ace_v2_load(row + i)
+            dacc = ace_v2_load(drow + i)
+            yq = ace_v2_load(y0 + i)
+            acc = acc + g0 * yq
+            dacc = dacc + h0 * yq + g0 * ace_v2_load(d0 + i)
+            yq = ace_v2_load(y1 + i)
+            acc = acc + g1 * yq
+            dacc = dacc + h1 * yq + g1 * ace_v2_load(d1 + i)
+            yq = ace_v2_load(y2 + i)
+            acc = acc + g2 * yq
+            dacc = dacc + h2 * yq + g2 * ace_v2_load(d2 + i)
+            yq = ace_v2_load(y3 + i)
+            acc = acc + g3 * yq
+            dacc = dacc + h3 * yq + g3 * ace_v2_load(d3 + i)
+            ace_v2_store(row + i, acc)
+            ace_v2_store(drow + i, dacc)
+
+
 cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
                          const double* tangent) noexcept nogil:
     """A, A1 and their tangents DA, DA1 along the pair tangents; returns D(blend).
@@ -128,14 +207,14 @@ cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     """
     cdef Scratch* s = &w.base
     cdef Py_ssize_t jj
-    cdef int mu, k, n, l, q, y, nq, bond, nrb, row, a, q0, width
+    cdef int mu, k, n, l, q, y, nq, bond, nrb, row, a, q0, width, count, b
     cdef int stride = 2 * m.n_ylm
-    cdef double t0, t1, t2, rd, gk, hk, c, dblend = 0
+    cdef double t0, t1, t2, rd, c, dblend = 0
     cdef double* A = <double*>s.A
     cdef double* At = w.At
     cdef double* DAt = w.DAt
-    cdef double* yv = w.yv
-    cdef double* dyt = w.dyt
+    cdef double* yv
+    cdef double* dyt
     cdef const double* crad
     for k in range(m.n_a1 * stride):
         At[k] = 0
@@ -143,40 +222,49 @@ cdef double base_tangent(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     for k in range(m.n_a1):
         s.A1[k] = 0
         w.DA1[k] = 0
-    for mu in range(m.n_elements):
-        w.present[mu] = 0
     for jj in range(n_nb):
         mu = s.nb_mu[jj]
         if mu < 0:
             continue
-        w.present[mu] = 1
         t0 = tangent[3 * jj]
         t1 = tangent[3 * jj + 1]
         t2 = tangent[3 * jj + 2]
         rd = s.rhat[3 * jj] * t0 + s.rhat[3 * jj + 1] * t1 + s.rhat[3 * jj + 2] * t2
         dblend += s.grad[3 * jj] * rd
         bond = mu_i * m.n_elements + mu
-        nrb = m.bond_nradbase[bond]
-        for k in range(nrb):
+        for k in range(m.bond_nradbase[bond]):
             s.A1[mu * m.nradbase + k] += s.g[jj * m.nradbase + k]
-            w.DA1[mu * m.nradbase + k] += s.dg[jj * m.nradbase + k] * rd
+            w.hk[jj * m.nradbase + k] = s.dg[jj * m.nradbase + k] * rd
+            w.DA1[mu * m.nradbase + k] += w.hk[jj * m.nradbase + k]
         if m.bond_lmax[bond] < 0 or m.bond_nradmax[bond] == 0:
             continue
-        nq = ylm_count(m.bond_lmax[bond])
-        for q in range(nq):
+        yv = w.yv + jj * stride
+        dyt = w.dyt + jj * stride
+        for q in range(ylm_count(m.bond_lmax[bond])):
             y = jj * m.n_ylm + q
             yv[2 * q] = s.yr[y]
             yv[2 * q + 1] = s.yi[y]
             dyt[2 * q] = s.dyr[3 * y] * t0 + s.dyr[3 * y + 1] * t1 + s.dyr[3 * y + 2] * t2
             dyt[2 * q + 1] = s.dyi[3 * y] * t0 + s.dyi[3 * y + 1] * t1 + s.dyi[3 * y + 2] * t2
-        for k in range(nrb):
-            # D(g_k Y) = g_k' (rhat . t) Y + g_k DY
-            gk = s.g[jj * m.nradbase + k]
-            hk = s.dg[jj * m.nradbase + k] * rd
-            row = (mu * m.nradbase + k) * stride
-            for q in range(2 * nq):
-                At[row + q] += gk * yv[q]
-                DAt[row + q] += hk * yv[q] + gk * dyt[q]
+    for mu in range(m.n_elements):
+        count = 0
+        for jj in range(n_nb):
+            if s.nb_mu[jj] == mu:
+                w.order[count] = jj
+                count += 1
+        w.present[mu] = count > 0
+        bond = mu_i * m.n_elements + mu
+        if count == 0 or m.bond_lmax[bond] < 0 or m.bond_nradmax[bond] == 0:
+            continue
+        nq = ylm_count(m.bond_lmax[bond])
+        # four neighbours at a time: one load and store of At, DAt per four updates
+        b = 0
+        while b + 4 <= count:
+            accumulate_sums(m, w, mu, m.bond_nradbase[bond], nq, w.order + b, 4)
+            b += 4
+        while b < count:
+            accumulate_sums(m, w, mu, m.bond_nradbase[bond], nq, w.order + b, 1)
+            b += 1
     for k in range(2 * m.n_a):
         A[k] = 0
         w.DA[k] = 0
