@@ -8,9 +8,10 @@ that an optimiser step needs no recompilation.
 ``model_values`` gives per-atom energies and pair gradients dE_i/dD_ij (forces, stress).
 
 ``parameter_gradient`` gives d/dtheta of  sum_i  alpha_i E_i + D_delta E_i,  where
-D_delta E_i = sum_j delta_ij . dE_i/dD_ij is the derivative of E_i along per-pair tangents
-delta. With alpha the energy residual weights and delta built from the force and stress
-residuals (ace.fit.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
+D_delta E_i = sum_j delta_ij . dE_i/dD_ij is the derivative of E_i along the per-pair tangents
+delta_ij = u_i - u_j + D_ij U_s (u per atom, U per structure s of atom i), built per atom in
+the kernel. With alpha the energy residual weights, u the force and U the stress residual
+directions (ace.fit.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
 (DA, DB, D rho) run beside the values and the reverse pass carries the adjoint W of A and the
 adjoint V of DA:
   E_i = s F(rho),  rho_p = sum_f c[f, p] B_f(A),  A_nlm = sum_k crad_nlk G_klm
@@ -68,6 +69,7 @@ cdef struct Work:
     double* yv      # [max_nb, 2 n_ylm] Y_lm per neighbour, (re, im)
     double* dyt     # [max_nb, 2 n_ylm] its derivative along the neighbour's tangent
     double* hk      # [max_nb, nradbase] g_k' (rhat . tangent)
+    double* tangent # [max_nb, 3] the pair tangents of one atom
     int* order      # [max_nb] the neighbours of one species
     int* present    # [n_elements] the atom has neighbours of this species
 
@@ -96,16 +98,18 @@ cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_de
     w.dyt = w.yv + 2 * nb * m.n_ylm
     w.hk = w.dyt + 2 * nb * m.n_ylm
     w.order = <int*>calloc(nb, sizeof(int))
+    w.tangent = <double*>calloc(3 * nb, sizeof(double))
     w.present = <int*>calloc(m.n_elements + 1, sizeof(int))
     return (scratch_alloc(&w.base, m, max_nb) or w.DA == NULL or w.DA1 == NULL or w.W == NULL
             or w.V == NULL or w.W1 == NULL or w.B == NULL or w.DB == NULL or w.rho == NULL
-            or w.P == NULL or w.At == NULL or w.order == NULL or w.present == NULL)
+            or w.P == NULL or w.At == NULL or w.order == NULL or w.tangent == NULL
+            or w.present == NULL)
 
 
 cdef void work_free(Work* w) noexcept nogil:
     scratch_free(&w.base)
     free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
-    free(w.P); free(w.At); free(w.order); free(w.present)
+    free(w.P); free(w.At); free(w.order); free(w.tangent); free(w.present)
 
 
 cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
@@ -671,7 +675,8 @@ def model_values(CompiledModel compiled, const double[:, ::1] coefs, const doubl
     energies = np.zeros(species.shape[0])
     pair_gradient = np.zeros((max(n_pairs, 1), 3))
     run_atoms(compiled, coefs, crad, species, first, pair_j, vectors, n_threads, False,
-              energies, pair_gradient, energies, pair_gradient, False, np.zeros((1, 1)))
+              energies, pair_gradient, energies, pair_gradient, np.zeros((1, 9)),
+              np.zeros(1, np.int64), False, np.zeros((1, 1)))
     return energies, pair_gradient[:n_pairs]
 
 
@@ -679,27 +684,47 @@ def parameter_gradient(CompiledModel compiled, const double[:, ::1] coefs,
                        const double[::1] crad, const int[::1] species,
                        const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
                        const double[:, ::1] vectors, const double[::1] alpha,
-                       const double[:, ::1] tangent, bint want_crad, int n_threads):
-    """d/dtheta sum_i (alpha_i E_i + sum_j tangent_ij . dE_i/dD_ij): (d coefs [n_funcs, n_dens],
-    d crad [flat]); d crad is zero unless ``want_crad``."""
+                       const double[:, ::1] u, const double[:, ::1] U,
+                       const cnp.int64_t[::1] group, bint want_crad, int n_threads):
+    """d/dtheta sum_i (alpha_i E_i + sum_j delta_ij . dE_i/dD_ij), delta_ij = u_i - u_j
+    + D_ij U_(group_i) (u [n_atoms, 3], U [n_groups, 9] row-major 3 x 3, group [n_atoms]):
+    (d coefs [n_funcs, n_dens], d crad [flat]); d crad is zero unless ``want_crad``."""
     cdef Py_ssize_t n_atoms = species.shape[0], n_coefs = coefs.shape[0] * coefs.shape[1], k
-    if alpha.shape[0] != n_atoms or tangent.shape[0] != pair_j.shape[0]:
-        raise ValueError("alpha needs one entry per atom and tangent one row per pair")
+    if alpha.shape[0] != n_atoms or u.shape[0] != n_atoms or group.shape[0] != n_atoms:
+        raise ValueError("alpha, u and group need one entry per atom")
+    if u.shape[1] != 3 or U.shape[1] != 9:
+        raise ValueError("u has rows of 3 and U rows of 9 (a 3 x 3 matrix)")
+    if n_atoms and (np.min(group) < 0 or np.max(group) >= U.shape[0]):
+        raise ValueError("group indexes the rows of U")
     blocks = np.zeros((max(1, min(<Py_ssize_t>GRADIENT_BLOCKS, n_atoms)),
                        n_coefs + crad.shape[0] + 1))
     run_atoms(compiled, coefs, crad, species, first, pair_j, vectors, n_threads, True,
-              np.zeros(1), np.zeros((1, 3)), alpha, tangent, want_crad, blocks)
+              np.zeros(1), np.zeros((1, 3)), alpha, u, U, group, want_crad, blocks)
     total = np.zeros(blocks.shape[1] - 1)
     for k in range(blocks.shape[0]):  # in order: thread-count independent
         total += blocks[k, :-1]
     return total[:n_coefs].reshape(coefs.shape[0], coefs.shape[1]), total[n_coefs:]
 
 
+cdef void pair_tangents(double* out, Py_ssize_t i, Py_ssize_t n_nb, const cnp.int64_t* pair_j,
+                        const double* vectors, const double* u,
+                        const double* U) noexcept nogil:
+    """out[jj] = u_i - u_j + D_ij U for the n_nb neighbours of atom i."""
+    cdef Py_ssize_t jj, j
+    cdef int b
+    for jj in range(n_nb):
+        j = pair_j[jj]
+        for b in range(3):
+            out[3 * jj + b] = (u[3 * i + b] - u[3 * j + b] + vectors[3 * jj] * U[b]
+                               + vectors[3 * jj + 1] * U[3 + b] + vectors[3 * jj + 2] * U[6 + b])
+
+
 cdef void run_atoms(CompiledModel compiled, const double[:, ::1] coefs, const double[::1] crad,
                     const int[::1] species, const cnp.int64_t[::1] first,
                     const cnp.int64_t[::1] pair_j, const double[:, ::1] vectors, int n_threads,
                     bint gradient, double[::1] energies, double[:, ::1] pair_gradient,
-                    const double[::1] alpha, const double[:, ::1] tangent, bint want_crad,
+                    const double[::1] alpha, const double[:, ::1] u, const double[:, ::1] U,
+                    const cnp.int64_t[::1] group, bint want_crad,
                     double[:, ::1] blocks) except *:
     """Every atom in fixed blocks, OpenMP over the blocks: values (energies, pair_gradient) or
     the gradient (one row of ``blocks`` per block: d coefs then d crad)."""
@@ -728,11 +753,13 @@ cdef void run_atoms(CompiledModel compiled, const double[:, ::1] coefs, const do
                 for i in range(blk * n_atoms // n_blocks, (blk + 1) * n_atoms // n_blocks):
                     n_nb = first[i + 1] - first[i]
                     if gradient:
+                        if n_nb > 0:
+                            pair_tangents(wp.tangent, i, n_nb, &pair_j[first[i]],
+                                          &vectors[first[i], 0], &u[0, 0], &U[group[i], 0])
                         atom_gradient(&m, wp, species[i], n_nb,
                                       &vectors[first[i], 0] if n_nb > 0 else NULL,
                                       &nb_species[first[i]] if n_nb > 0 else NULL,
-                                      comb_node, &coefs[0, 0], n_dens, alpha[i],
-                                      &tangent[first[i], 0] if n_nb > 0 else NULL,
+                                      comb_node, &coefs[0, 0], n_dens, alpha[i], wp.tangent,
                                       want_crad, &blocks[blk, 0], &blocks[blk, n_coefs])
                     else:
                         energies[i] = atom_values(
