@@ -523,18 +523,34 @@ cdef double densities_and_embedding(const Model* m, Work* w, int mu_i, const dou
                                     int n_dens, double blend, double dblend, double alpha,
                                     bint tangents) noexcept nogil:
     """rho_p (and D rho_p), the embedding, and the adjoint weights lam_p, mu_p; returns F."""
-    cdef int f, p, first = m.func_first[mu_i], nd = m.ndensity[mu_i]
-    cdef double F = 0, Fp, dFp, d2Fp
+    cdef int f, p, first = m.func_first[mu_i], n_f = m.func_first[mu_i + 1] - first
+    cdef int nd = m.ndensity[mu_i]
+    cdef double F = 0, Fp, dFp, d2Fp, r0, r1, d0, d1
+    cdef const double* c = coefs + first * n_dens
     for p in range(n_dens):
         w.rho[p] = 0
         w.drho[p] = 0
         w.lam[p] = 0
         w.mu[p] = 0
-    for f in range(first, m.func_first[mu_i + 1]):
-        for p in range(nd):
-            w.rho[p] += coefs[f * n_dens + p] * w.B[f - first]
+    # sums in registers, two partial sums each: a sum into w.rho[p] would be a chain of
+    # dependent loads and stores (the compiler cannot rule out aliasing)
+    for p in range(nd):
+        r0 = 0
+        r1 = 0
+        d0 = 0
+        d1 = 0
+        for f in range(0, n_f - 1, 2):
+            r0 = r0 + c[f * n_dens + p] * w.B[f]
+            r1 = r1 + c[(f + 1) * n_dens + p] * w.B[f + 1]
             if tangents:
-                w.drho[p] += coefs[f * n_dens + p] * w.DB[f - first]
+                d0 = d0 + c[f * n_dens + p] * w.DB[f]
+                d1 = d1 + c[(f + 1) * n_dens + p] * w.DB[f + 1]
+        if n_f % 2:
+            r0 = r0 + c[(n_f - 1) * n_dens + p] * w.B[n_f - 1]
+            if tangents:
+                d0 = d0 + c[(n_f - 1) * n_dens + p] * w.DB[n_f - 1]
+        w.rho[p] = r0 + r1
+        w.drho[p] = d0 + d1
     for p in range(nd):
         embedding(m.npot[mu_i], m.fs_w[mu_i * n_dens + p], m.fs_m[mu_i * n_dens + p],
                   w.rho[p], &Fp, &dFp, &d2Fp)
