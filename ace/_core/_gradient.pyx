@@ -14,12 +14,14 @@ the kernel. With alpha the energy residual weights, u the force and U the stress
 directions (ace.fit.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
 (DA, DB, D rho) run beside the values and the reverse pass carries the adjoint W of A and the
 adjoint V of DA:
-  E_i = s F(rho),  rho_p = sum_f c[f, p] B_f(A),  A_nlm = sum_k crad_nlk G_klm
+  E_i = s F(rho),  rho_p = sum_f c[f, p] B_f(A),  A_nlm = sum_k crad_nlk At_klm,
+      At_klm = sum_j g_k(r_ij) Y_lm(r_ij)  (the base-function sums)
   dPhi/dc[f, p]   = lambda_p B_f + mu_p DB_f,
       lambda_p = alpha s F'_p + Ds F'_p + s F''_p D rho_p,   mu_p = s F'_p
-  dPhi/dcrad_nlk = sum_j Re sum_m W_nlm g_k Y_lm + V_nlm D(g_k Y_lm)
+  dPhi/dcrad_nlk = Re sum_m W_nlm At_klm + V_nlm DAt_klm
       W = sum_p lambda_p drho_p/dA + mu_p D(drho_p/dA),  V = sum_p mu_p drho_p/dA
-(s: the core blending factor, Ds its tangent). Gradients accumulate into a fixed number of atom
+(s: the core blending factor, Ds its tangent). The gradient pass sums the neighbours into At
+and DAt only (no R_nl per neighbour); A, DA and dPhi/dcrad are contractions once per atom. Gradients accumulate into a fixed number of atom
 blocks summed in order, so results do not depend on the thread count.
 """
 import numpy as np
