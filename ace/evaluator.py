@@ -276,9 +276,17 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
         for key, c in per_element.items():
             coefs[node_of[key]] = c
             terminal[node_of[key]] = int(np.any(c != 0))
+    parent, factor, leaf_first, order = _leaves_last(parent, factor, node_first, n_el)
+    return {**_tree_arrays(parent, factor, node_first),
+            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
+            "node_coef": coefs[order], "node_terminal": terminal[order]}
+
+
+def _leaves_last(parent, factor, node_first, n_el):
+    """Reorder a prefix tree: per element the inner nodes first (still parents first), then the
+    leaves, which the kernels handle in cheaper loops (real part only, parent loaded once per
+    run of siblings). Returns (parent, factor, leaf_first, order): node k is old node order[k]."""
     parent = np.array(parent, dtype=np.int64)
-    # Per element: inner nodes first (still parents first), then the leaves, which the kernel
-    # handles in a cheaper loop (real part only, no stored value or adjoint).
     inner = np.zeros(len(parent), dtype=bool)
     inner[parent[parent >= 0]] = True
     order, leaf_first = [], []
@@ -286,15 +294,13 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
         idx = np.arange(node_first[e], node_first[e + 1])
         order.extend(idx[inner[idx]].tolist())
         leaf_first.append(len(order))
-        leaves = idx[~inner[idx]]  # in runs of siblings (the kernel loads each parent once)
+        leaves = idx[~inner[idx]]  # in runs of siblings
         order.extend(leaves[np.argsort(parent[leaves], kind="stable")].tolist())
     order = np.array(order, dtype=np.int64)
     new_index = np.empty(len(order), dtype=np.int64)
     new_index[order] = np.arange(len(order))
     parent = np.where(parent[order] >= 0, new_index[np.maximum(parent[order], 0)], -1)
-    return {**_tree_arrays(parent, np.array(factor, dtype=np.int64)[order], node_first),
-            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
-            "node_coef": coefs[order], "node_terminal": terminal[order]}
+    return parent, np.array(factor, dtype=np.int64)[order], leaf_first, order
 
 
 def _design_tree(entries, n_el, nradmax, lmax):
@@ -311,8 +317,12 @@ def _design_tree(entries, n_el, nradmax, lmax):
         keys[mu0] += products
         per_comb += [(mu0, key) for key in products]
     parent, factor, node_first, node_maps = _prefix_tree([set(k) for k in keys])
-    comb_node = np.array([-1 if c is None else node_maps[c[0]][c[1]] for c in per_comb],
-                         dtype=np.int64)
+    parent, factor, leaf_first, order = _leaves_last(parent, factor, node_first, n_el)
+    new_index = np.empty(len(order), dtype=np.int64)
+    new_index[order] = np.arange(len(order))
+    comb_node = np.array([-1 if c is None else new_index[node_maps[c[0]][c[1]]]
+                          for c in per_comb], dtype=np.int64)
     return {**_tree_arrays(parent, factor, node_first), "comb_node": comb_node,
+            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
             "node_coef": np.zeros((len(parent), 1)),
             "node_terminal": np.zeros(len(parent), dtype=np.int8)}

@@ -104,6 +104,8 @@ cdef void scratch_free(Scratch* s) noexcept nogil
 cdef Scratch* thread_scratches(const Model* m, int n_threads, int max_neighbours,
                                bint design) except NULL
 cdef void free_thread_scratches(Scratch* scratches, int n_threads) noexcept nogil
+cdef bint neighbour_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
+                         const double* vectors, const int* nb_species) noexcept nogil
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                       const double* vectors, const int* nb_species) noexcept nogil
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,

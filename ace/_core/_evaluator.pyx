@@ -217,12 +217,46 @@ cdef void free_thread_scratches(Scratch* scratches, int n_threads) noexcept nogi
     free(scratches)
 
 
+cdef bint neighbour_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
+                         const double* vectors, const int* nb_species) noexcept nogil:
+    """Distance, direction, radial base g_k, g_k' (inner cutoff applied) and Ytilde_lm with
+    gradients of neighbour jj; False (nb_mu = -1) outside the bond cutoff."""
+    cdef int k, mu = nb_species[jj], bond = mu_i * m.n_elements + mu, nrb
+    cdef double r, f_in, df_in
+    cdef double* g
+    cdef double* dg
+    r = sqrt(vectors[3 * jj] ** 2 + vectors[3 * jj + 1] ** 2 + vectors[3 * jj + 2] ** 2)
+    s.dist[jj] = r
+    s.radial_extra[jj] = 0
+    if r >= m.rcut[bond]:
+        s.nb_mu[jj] = -1
+        return False
+    s.nb_mu[jj] = mu
+    for k in range(3):
+        s.rhat[3 * jj + k] = vectors[3 * jj + k] / r
+    nrb = m.bond_nradbase[bond]
+    g = s.g + jj * m.nradbase
+    dg = s.dg + jj * m.nradbase
+    radial_base_tabulated(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r,
+                          g, dg, m.radial_const + bond * m.nradbase * 4)
+    if m.inner_type == INNER_DISTANCE:
+        cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
+        for k in range(nrb):
+            dg[k] = dg[k] * (1 - f_in) - g[k] * df_in
+            g[k] = g[k] * (1 - f_in)
+    if m.bond_lmax[bond] >= 0 and m.bond_nradmax[bond] > 0:
+        ylm_with_gradient(vectors[3 * jj], vectors[3 * jj + 1], vectors[3 * jj + 2],
+                          m.bond_lmax[bond], s.yr + jj * m.n_ylm, s.yi + jj * m.n_ylm,
+                          s.dyr + jj * m.n_ylm * 3, s.dyi + jj * m.n_ylm * 3)
+    return True
+
+
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                       const double* vectors, const int* nb_species) noexcept nogil:
     """Radial and angular parts per neighbour, and the atomic bases A1 and A (all m)."""
     cdef Py_ssize_t jj
     cdef int k, n, l, mm, mu, bond, nrb, nrm, lmb, idx, y
-    cdef double r, f_in, df_in, value, dvalue
+    cdef double value, dvalue
     cdef double* g
     cdef double* dg
     cdef double* R
@@ -236,29 +270,15 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
     for k in range(m.n_a1):
         s.A1[k] = 0
     for jj in range(n_nb):
+        if not neighbour_base(m, s, mu_i, jj, vectors, nb_species):
+            continue
         mu = nb_species[jj]
         bond = mu_i * m.n_elements + mu
-        r = sqrt(vectors[3 * jj] ** 2 + vectors[3 * jj + 1] ** 2 + vectors[3 * jj + 2] ** 2)
-        s.dist[jj] = r
-        s.radial_extra[jj] = 0
-        if r >= m.rcut[bond]:
-            s.nb_mu[jj] = -1
-            continue
-        s.nb_mu[jj] = mu
-        for k in range(3):
-            s.rhat[3 * jj + k] = vectors[3 * jj + k] / r
         nrb = m.bond_nradbase[bond]
         nrm = m.bond_nradmax[bond]
         lmb = m.bond_lmax[bond]
         g = s.g + jj * m.nradbase
         dg = s.dg + jj * m.nradbase
-        radial_base_tabulated(m.family[bond], m.lam[bond], m.rcut[bond], m.dcut[bond], nrb, r,
-                              g, dg, m.radial_const + bond * m.nradbase * 4)
-        if m.inner_type == INNER_DISTANCE:
-            cutoff_func_poly(r, m.r_in[bond], m.delta_in[bond], &f_in, &df_in)
-            for k in range(nrb):
-                dg[k] = dg[k] * (1 - f_in) - g[k] * df_in
-                g[k] = g[k] * (1 - f_in)
         for k in range(nrb):
             s.A1[mu * m.nradbase + k] += g[k]
         R = s.R + jj * n_rl
@@ -273,10 +293,6 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                     dvalue = dvalue + crad[k] * dg[k]
                 R[n * (m.lmax + 1) + l] = value
                 dR[n * (m.lmax + 1) + l] = dvalue
-        if lmb >= 0 and nrm > 0:
-            ylm_with_gradient(vectors[3 * jj], vectors[3 * jj + 1], vectors[3 * jj + 2], lmb,
-                              s.yr + jj * m.n_ylm, s.yi + jj * m.n_ylm,
-                              s.dyr + jj * m.n_ylm * 3, s.dyi + jj * m.n_ylm * 3)
         for n in range(nrm):
             for l in range(lmb + 1):
                 value = R[n * (m.lmax + 1) + l]

@@ -293,11 +293,16 @@ class NonlinearLoss:
         # the term normalisations (sums of row weights) of the whole set
         self.norms = norms or term_norms(batches)
 
-    def _gradient(self, species, first, pair_j, vectors, coefs, crad, n_e0, alpha, tangent):
-        """d/dtheta sum_i (alpha_i E_i + D_tangent E_i) of the atoms given."""
+    def _gradient(self, species, first, pair_j, vectors, coefs, crad, n_e0, alpha, u, U,
+                  group):
+        """d/dtheta sum_i (alpha_i E_i + D_delta E_i) of the atoms given, along the pair
+        tangents delta_ij = u_i - u_j + D_ij U_(group_i) (force directions u [atoms, 3],
+        strain directions U [groups, 3, 3])."""
         g_coefs, g_crad = parameter_gradient(
             self.model, coefs, crad, species, first, pair_j, vectors,
-            np.ascontiguousarray(alpha), np.ascontiguousarray(tangent),
+            np.ascontiguousarray(alpha, dtype=float), np.ascontiguousarray(u, dtype=float),
+            np.ascontiguousarray(U, dtype=float).reshape(-1, 9),
+            np.ascontiguousarray(group, dtype=np.int64),
             len(self.layout.crad_index) > 0, self.n_threads)
         return self.layout.gradient(g_coefs, g_crad, np.bincount(species, alpha, n_e0))
 
@@ -334,10 +339,8 @@ class NonlinearLoss:
     def _batch_gradient(self, batch, coefs, crad, n_e0, alpha, u, U):
         """The gradient for energy weights alpha [atoms], force directions u [atoms, 3] and
         stress directions U [structures, 3, 3] (per unit strain, so divided by the volume)."""
-        tangent = u[batch.pair_i] - u[batch.pair_j] + np.einsum(
-            "pa,pab->pb", batch.vectors, U[batch.pair_structure])
         return self._gradient(batch.species, batch.first, batch.pair_j, batch.vectors, coefs,
-                              crad, n_e0, alpha, tangent)
+                              crad, n_e0, alpha, u, U, batch.atom_structure)
 
     def gauss_newton_diagonal(self, theta, n_probes=8, seed=0):
         """Estimate of diag(J^T J) of the residuals (prior included) from random-sign probes:
@@ -424,10 +427,10 @@ class NonlinearLoss:
         forces = scatter_forces(sub["pair_i"], sub["pair_j"], pg, n)
         strain = sub["vectors"].T @ pg
         stress = 0.5 * (strain + strain.T) / batch.volume[k]
-        residuals, directions = [], []  # per residual: (alpha [n], tangent [pairs, 3])
+        residuals, directions = [], []  # per residual: (alpha [n], u [n, 3], U [3, 3])
         sE = np.sqrt(w / self.norms["energy"])
         residuals.append(sE * (energy - batch.energy[k]) / n)
-        directions.append((np.full(n, sE / n), np.zeros((p1 - p0, 3))))
+        directions.append((np.full(n, sE / n), np.zeros((n, 3)), np.zeros((3, 3))))
         if batch.force_mask[a0] and self.tau["forces"] > 0:
             sF = np.sqrt(self.tau["forces"] * w / self.norms["forces"])
             for i in range(n):
@@ -435,7 +438,7 @@ class NonlinearLoss:
                     residuals.append(sF * (forces[i, a] - batch.forces[a0 + i, a]))
                     u = np.zeros((n, 3))
                     u[i, a] = sF
-                    directions.append((np.zeros(n), u[sub["pair_i"]] - u[sub["pair_j"]]))
+                    directions.append((np.zeros(n), u, np.zeros((3, 3))))
         if batch.stress_mask[k] and self.tau["stress"] > 0:
             sS = np.sqrt(self.tau["stress"] * w / self.norms["stress"])
             for a in range(3):
@@ -444,11 +447,12 @@ class NonlinearLoss:
                     U = np.zeros((3, 3))
                     U[a, b] = 0.5 * sS / batch.volume[k]
                     U[b, a] += 0.5 * sS / batch.volume[k]
-                    directions.append((np.zeros(n), sub["vectors"] @ U))
+                    directions.append((np.zeros(n), np.zeros((n, 3)), U))
         J = np.empty((len(residuals), self.layout.size))
-        for row, (alpha, tangent) in enumerate(directions):
+        group = np.zeros(n, dtype=np.int64)
+        for row, (alpha, u, U) in enumerate(directions):
             J[row] = self._gradient(sub["species"], sub["first"], sub["pair_j"], sub["vectors"],
-                                    coefs, crad, len(e0), alpha, tangent)
+                                    coefs, crad, len(e0), alpha, u, U, group)
         return np.array(residuals), J
 
     def n_residuals(self):
