@@ -434,7 +434,16 @@ class RidgeSystem:
         """(numerical rank, condition number) of the standardised design matrix (E0 projected
         out). The rank counts singular values above 1e-6 of the largest; the condition number
         is that of the part within the rank (the rest is fixed by the ridge)."""
-        values = scipy.linalg.eigvalsh(self.Gs) if self._eig is None else self._eig[0]
+        if self._eig is None:
+            from threadpoolctl import threadpool_limits
+
+            # one BLAS thread: the reduction to tridiagonal form is mostly matrix-vector work,
+            # where OpenBLAS's threads synchronise more than they compute (2501 parameters on
+            # the shared 2-core machine: 1.5 s on one thread, 5 s on two)
+            with threadpool_limits(1, user_api="blas"):
+                values = scipy.linalg.eigvalsh(self.Gs, check_finite=False)
+        else:
+            values = self._eig[0]
         top = max(values.max(initial=0.0), 1e-300)
         kept = values[values > RANK_TOLERANCE * top]
         smallest = kept.min() if kept.size else top
@@ -488,7 +497,7 @@ class CrossValidation:
     design rows are needed again. The RMSE of each term is pooled over the held-out folds.
     """
 
-    def __init__(self, folds, validate):
+    def __init__(self, folds, validate, num_threads=None):
         self.folds = folds
         self.validate = list(validate)
         self.total = folds[0]
@@ -497,6 +506,7 @@ class CrossValidation:
         self.terms = [t for t in self.total.present
                       if all(t in folds[k].present for k in self.validate)]
         self.results = {}  # (forces, stress, l2) -> {term: rmse}
+        self.num_threads = num_threads
 
     def evaluate(self, candidates):
         """Validation RMSE per term of each (forces, stress, l2) candidate (cached)."""
@@ -505,19 +515,44 @@ class CrossValidation:
             if (forces, stress, l2) not in self.results:
                 todo.setdefault((forces, stress), []).append(l2)
         for (forces, stress), l2_values in todo.items():
+            errors = self._map_folds(lambda k: self._held_out(k, forces, stress, l2_values))
             sse = {t: np.zeros(len(l2_values)) for t in self.terms}
             weight = {t: 0.0 for t in self.terms}
-            for k in self.validate:
-                system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
-                                     self.total.n_functions, self.total.n_e0)
-                params = np.array([system.solve(l2) for l2 in l2_values])
+            for k, fold_sse in zip(self.validate, errors):  # in fold order: reproducible sums
                 for t in self.terms:
-                    w = self.folds[k].terms[t]["weight"]
-                    sse[t] += self.folds[k].mse(t, params) * w
-                    weight[t] += w
+                    sse[t] += fold_sse[t]
+                    weight[t] += self.folds[k].terms[t]["weight"]
             for j, l2 in enumerate(l2_values):
                 self.results[(forces, stress, l2)] = {
                     t: float(np.sqrt(sse[t][j] / weight[t])) for t in self.terms}
+
+    def _held_out(self, k, forces, stress, l2_values):
+        """Weighted squared error of each term on fold k for each l2, solved without fold k."""
+        system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
+                             self.total.n_functions, self.total.n_e0)
+        params = np.array([system.solve(l2) for l2 in l2_values])
+        return {t: self.folds[k].mse(t, params) * self.folds[k].terms[t]["weight"]
+                for t in self.terms}
+
+    def _map_folds(self, work):
+        """``work(k)`` for every held-out fold, one fold per thread with single-threaded BLAS.
+
+        The folds are independent, so this keeps every core busy without synchronising BLAS
+        threads inside each factorisation; on a loaded machine that synchronisation made
+        2-thread Cholesky factorisations 4-20 times slower than one thread (measured on a
+        shared 2-core machine), while folds in parallel lose nothing to it. Memory: one fold
+        system (2-3 matrices of the basis size squared) per thread.
+        """
+        from ace._core import effective_n_threads
+
+        workers = min(len(self.validate), effective_n_threads(self.num_threads))
+        if workers < 2:
+            return [work(k) for k in self.validate]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(work, self.validate))
 
     def scored(self):
         """All evaluated candidates with their score: the sum over terms of RMSE divided by the
@@ -694,7 +729,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         folds = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
                                  progress, parts=parts)
         rows_done = time.perf_counter()
-        cv = CrossValidation(folds, validate)
+        cv = CrossValidation(folds, validate, num_threads)
         del folds
         choice, table = select_hyperparameters(cv, settings, train.has_stress.any(), log)
         neq = cv.total
