@@ -222,6 +222,14 @@ def test_cross_validation_errors_match_explicit_refits():
         params = RidgeSystem(*neq.combined({}), 8, 1).solve(1e-3)
         sse += np.sum((A_k @ params - y_k) ** 2)
     assert cv.results[(0.0, 0.0, 1e-3)]["energy"] == pytest.approx(np.sqrt(sse / 90), rel=1e-9)
+    # the folds solved one after another and on two threads at once agree
+    candidates = [(0.0, 0.0, l2) for l2 in (1e-6, 1e-3, 1.0)]
+    serial, parallel = CrossValidation(folds, range(3), 1), CrossValidation(folds, range(3), 2)
+    serial.evaluate(candidates)
+    parallel.evaluate(candidates)
+    for key in candidates:
+        assert parallel.results[key]["energy"] == pytest.approx(serial.results[key]["energy"],
+                                                                rel=1e-12)
 
 
 def test_gcv_prefers_more_regularisation_for_noisier_data():

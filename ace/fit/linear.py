@@ -539,7 +539,7 @@ class CrossValidation:
 
         The folds are independent, so this keeps every core busy without synchronising BLAS
         threads inside each factorisation; on a loaded machine that synchronisation made
-        2-thread Cholesky factorisations 4-20 times slower than one thread (measured on a
+        2-thread Cholesky factorisations 4-17 times slower than one thread (measured on a
         shared 2-core machine), while folds in parallel lose nothing to it. Memory: one fold
         system (2-3 matrices of the basis size squared) per thread.
         """
@@ -805,7 +805,10 @@ def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,
     with the dataset."""
     nf = n_functions or n_params
     grams = n_terms * (n_parts + (1 if n_parts > 1 else 0)) * n_params ** 2 * 8
-    solve = 5 * n_params ** 2 * 8  # combined, reduced, standardised, factor, eigenvectors
+    # combined, reduced, standardised, factor, eigenvectors; the folds of the selection are
+    # solved in parallel, each thread holding a combined, a standardised and a factor matrix
+    workers = min(n_parts, max(num_threads, 1)) if n_parts > 1 else 1
+    solve = max(5, 3 * workers) * n_params ** 2 * 8
     buffers = (chunk_rows + 2 * 256) * n_params * 8
     rows = (max_atoms * (4 + 3 * max(num_threads, 1)) + 18 * max(num_threads, 1)) * nf * 8
     base = 100 * 2**20 + total_atoms * 8 * 8  # Python, numpy, scipy, ASE; positions, forces
