@@ -400,7 +400,9 @@ class RidgeSystem:
             Gee_inv = np.linalg.pinv(Gee, hermitian=True)
             self.e0_rank = int(np.linalg.matrix_rank(Gee, hermitian=True))
             self._e0_from = (Gee_inv @ be, Gee_inv @ Gec)  # E0 = u - K c
-            Gcc -= Gec.T @ self._e0_from[1]  # in place: G is ours
+            # in place (G is ours), in blocks of rows: no temporary of the full size
+            for r in range(0, nf, 512):
+                Gcc[r:r + 512] -= Gec[:, r:r + 512].T @ self._e0_from[1]
             br = bc - Gec.T @ self._e0_from[0]
             yy = yy - be @ self._e0_from[0]
         else:
