@@ -441,7 +441,7 @@ class RidgeSystem:
 
             # one BLAS thread: the reduction to tridiagonal form is mostly matrix-vector work,
             # where OpenBLAS's threads synchronise more than they compute (2501 parameters on
-            # the shared 2-core machine: 1.5 s on one thread, 5 s on two)
+            # the shared 2-core machine at load 5: 1.5 s on one thread, 5 s on two)
             with threadpool_limits(1, user_api="blas"):
                 values = scipy.linalg.eigvalsh(self.Gs, check_finite=False)
         else:
