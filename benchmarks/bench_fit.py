@@ -89,6 +89,7 @@ def worker_ace(args):
     return {"n_functions": potential.n_functions, "n_atoms": train.total_atoms,
             "n_structures": len(train), "read_and_basis_s": prepared - start,
             "fit_s": fitted - prepared, "errors_s": time.perf_counter() - fitted,
+            "timings": fit.report["timings"], "candidates": fit.report.get("candidates", 0),
             "train_energy_rmse": table["energy_rmse"],
             "train_forces_rmse": table["forces_rmse"]}
 
@@ -138,7 +139,10 @@ def run_worker(args):
 # ---------------------------------------------------------------------- parent
 
 def spawn(worker, train, element, n_functions, threads, mode="fixed", fraction=1.0):
-    """Run one fit in a subprocess: (wall s, peak RSS MiB, the worker's report)."""
+    """Run one fit in a subprocess: (wall s, peak RSS MiB, the worker's report). The report
+    gets the child's CPU time (user + system, all threads) and the 1-minute load average
+    before and after the run: on a shared machine wall time alone says little."""
+    load_before = os.getloadavg()[0]
     command = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--train", train,
                "--element", element, "--n-functions", str(n_functions), "--threads",
                str(threads), "--mode", mode, "--fraction", str(fraction)]
@@ -158,6 +162,9 @@ def spawn(worker, train, element, n_functions, threads, mode="fixed", fraction=1
                            f"{stderr[-3000:]}")
     report = json.loads(lines[-1][len("RESULT "):])
     wall -= report["errors_s"]  # the training-error check is not part of the fit
+    # CPU time of the whole child, including the training-error check (not separable)
+    report["cpu_s"] = usage.ru_utime + usage.ru_stime
+    report["load"] = [load_before, os.getloadavg()[0]]
     return wall, usage.ru_maxrss / 1024.0, report  # ru_maxrss is in KiB on Linux
 
 
@@ -182,14 +189,26 @@ def measure(label, repeats, **kwargs):
     runs = [spawn(**kwargs) for _ in range(repeats)]
     walls = [r[0] for r in runs]
     fits = [r[2]["fit_s"] for r in runs]
+    cpus = [r[2]["cpu_s"] for r in runs]
     # the last run's report for the sizes and errors; its times are replaced by the medians
     row = {**runs[-1][2], "label": label, "runs": len(runs),
            "wall_s": statistics.median(walls), "wall_min_s": min(walls),
-           "fit_s": statistics.median(fits), "peak_rss_mib": max(r[1] for r in runs),
-           "all_wall_s": walls, "all_fit_s": fits}
+           "fit_s": statistics.median(fits), "cpu_s": statistics.median(cpus),
+           "peak_rss_mib": max(r[1] for r in runs), "all_wall_s": walls, "all_fit_s": fits,
+           "all_cpu_s": cpus, "all_load": [r[2]["load"] for r in runs]}
+    loads = [x for r in runs for x in r[2]["load"]]
+    if "timings" in runs[-1][2]:
+        row["timings"] = {k: statistics.median(r[2]["timings"][k] for r in runs)
+                          for k in runs[-1][2]["timings"]}
+        row["all_timings"] = [r[2]["timings"] for r in runs]
     print(f"  {label}: wall {row['wall_s']:.1f} s (min {row['wall_min_s']:.1f}), fit "
-          f"{row['fit_s']:.1f} s (min {min(fits):.1f}), peak RSS {row['peak_rss_mib']:.0f} MiB, "
-          f"{row['n_functions']} functions, {row['n_atoms']} atoms", flush=True)
+          f"{row['fit_s']:.1f} s (min {min(fits):.1f}), CPU {row['cpu_s']:.1f} s, peak RSS "
+          f"{row['peak_rss_mib']:.0f} MiB, {row['n_functions']} functions, {row['n_atoms']} "
+          f"atoms, load average {min(loads):.1f}-{max(loads):.1f}", flush=True)
+    if "timings" in row:
+        print("    fit parts (median s): " + ", ".join(f"{k} {v:.1f}"
+                                                   for k, v in row["timings"].items()),
+              flush=True)
     return row
 
 
@@ -254,9 +273,11 @@ def main(argv=None):
                                 fraction=fraction))
     print()
     header = ["fit", "functions", "atoms", "wall s (median)", "wall s (min)", "fit s",
-              "peak RSS MiB", "µs/atom (fit)", "train E RMSE meV/at", "train F RMSE eV/Å"]
+              "CPU s", "peak RSS MiB", "µs/atom (fit)", "train E RMSE meV/at",
+              "train F RMSE eV/Å"]
     table = [[r["label"], r["n_functions"], r["n_atoms"], f"{r['wall_s']:.1f}",
-              f"{r['wall_min_s']:.1f}", f"{r['fit_s']:.1f}", f"{r['peak_rss_mib']:.0f}",
+              f"{r['wall_min_s']:.1f}", f"{r['fit_s']:.1f}", f"{r['cpu_s']:.1f}",
+              f"{r['peak_rss_mib']:.0f}",
               f"{1e6 * r['fit_s'] / r['n_atoms']:.0f}", f"{r['train_energy_rmse']:.2f}",
               f"{r['train_forces_rmse']:.3f}"] for r in rows]
     print(format_table(header, table))

@@ -193,10 +193,23 @@ class _TermAccumulator:
     def finish(self):
         self.flush()
         self._buffer = None
-        upper = np.triu(self.gram)
-        gram = upper + np.triu(upper, 1).T
-        return {"gram": np.ascontiguousarray(gram), "rhs": self.rhs, "yy": self.yy,
+        # syrk filled the upper triangle and never touches the zeros below it, so U + U^T is
+        # the symmetric Gram with a doubled diagonal: one pass instead of triu copies
+        upper = self.gram
+        self.gram = None
+        gram = np.add(upper.T, upper, out=np.empty(upper.shape))
+        gram[np.diag_indices_from(gram)] = np.diag(upper)
+        return {"gram": gram, "rhs": self.rhs, "yy": self.yy,
                 "rows": self.rows, "weight": self.weight}
+
+
+def _add_scaled(out, scale, x):
+    """out += scale * x in place for C-contiguous arrays: BLAS axpy, no temporary of the full
+    size (these are the p x p Grams, built a few hundred times during the selection)."""
+    if out.flags.c_contiguous and x.flags.c_contiguous and out.dtype == x.dtype == np.float64:
+        scipy.linalg.blas.daxpy(x.ravel(), out.ravel(), a=scale)
+    else:
+        out += scale * x
 
 
 @dataclass
@@ -239,12 +252,12 @@ class NormalEquations:
             scale = tau.get(t, 1.0) / weight if weight > 0 else 0.0
             if scale == 0:
                 continue
-            G += scale * d["gram"]  # in place: no temporary of the full size beyond G
+            _add_scaled(G, scale, d["gram"])
             b += scale * d["rhs"]
             yy += scale * d["yy"]
             rows += d["rows"]
             if m:
-                G -= scale * m["gram"]
+                _add_scaled(G, -scale, m["gram"])
                 b -= scale * m["rhs"]
                 yy -= scale * m["yy"]
                 rows -= m["rows"]
@@ -259,10 +272,11 @@ class NormalEquations:
 
 
 def zero_potential(potential):
-    """Same basis and core repulsion, zero coefficients and E0: the fixed part of the model."""
+    """The fixed part of the model: the same bonds and core repulsion without functions (the
+    functions, with zero coefficients, would add nothing but their cost) and zero E0."""
     from ace.potential import ACEPotential
-    return ACEPotential(potential.elements, potential.bonds, potential.embeddings,
-                        potential.functions, np.zeros_like(potential.coefficients),
+    return ACEPotential(potential.elements, potential.bonds, potential.embeddings, [],
+                        np.zeros((0, potential.coefficients.shape[1])),
                         e0=np.zeros(len(potential.elements)), basis_spec=potential.basis_spec,
                         min_distance=potential.min_distance)
 
@@ -375,6 +389,8 @@ class RidgeSystem:
     """
 
     def __init__(self, G, b, yy, rows, n_functions, n_e0):
+        """``G`` is used as work space (it is modified): pass a matrix of your own, such as
+        the one :meth:`NormalEquations.combined` returns."""
         nf, ne = n_functions, n_e0
         self.nf, self.ne, self.rows = nf, ne, rows
         Gcc, bc = G[:nf, :nf], b[:nf]
@@ -384,18 +400,21 @@ class RidgeSystem:
             Gee_inv = np.linalg.pinv(Gee, hermitian=True)
             self.e0_rank = int(np.linalg.matrix_rank(Gee, hermitian=True))
             self._e0_from = (Gee_inv @ be, Gee_inv @ Gec)  # E0 = u - K c
-            Gr = Gcc - Gec.T @ self._e0_from[1]
+            # in place (G is ours), in blocks of rows: no temporary of the full size
+            for r in range(0, nf, 512):
+                Gcc[r:r + 512] -= Gec[:, r:r + 512].T @ self._e0_from[1]
             br = bc - Gec.T @ self._e0_from[0]
             yy = yy - be @ self._e0_from[0]
         else:
-            Gr, br = Gcc, bc
-        diag = np.diag(Gr).copy()
+            br = bc
+        diag = np.diag(Gcc).copy()
         self.diagonal = diag
         self.active = diag > RANK_TOLERANCE * max(diag.max(initial=0.0), 1e-300)
         self.scale = 1.0 / np.sqrt(diag[self.active])
-        # standardised Gram, built in place where possible (it is the largest work matrix)
-        Gs = Gr[np.ix_(self.active, self.active)] if not self.active.all() else \
-            (Gr if Gr is not Gcc else Gr.copy())
+        # standardised Gram, contiguous (the factorisations copy it as one block); built in
+        # place where possible, as it is the largest work matrix
+        Gs = Gcc[np.ix_(self.active, self.active)] if not self.active.all() else \
+            (Gcc if ne == 0 else np.ascontiguousarray(Gcc))
         Gs *= self.scale[:, None]
         Gs *= self.scale[None, :]
         self.Gs = Gs
@@ -417,7 +436,16 @@ class RidgeSystem:
         """(numerical rank, condition number) of the standardised design matrix (E0 projected
         out). The rank counts singular values above 1e-6 of the largest; the condition number
         is that of the part within the rank (the rest is fixed by the ridge)."""
-        values = scipy.linalg.eigvalsh(self.Gs) if self._eig is None else self._eig[0]
+        if self._eig is None:
+            from threadpoolctl import threadpool_limits
+
+            # one BLAS thread: the reduction to tridiagonal form is mostly matrix-vector work,
+            # where OpenBLAS's threads synchronise more than they compute (2501 parameters on
+            # the shared 2-core machine at load 5: 1.5 s on one thread, 5 s on two)
+            with threadpool_limits(1, user_api="blas"):
+                values = scipy.linalg.eigvalsh(self.Gs, check_finite=False)
+        else:
+            values = self._eig[0]
         top = max(values.max(initial=0.0), 1e-300)
         kept = values[values > RANK_TOLERANCE * top]
         smallest = kept.min() if kept.size else top
@@ -425,7 +453,9 @@ class RidgeSystem:
 
     def solve(self, l2):
         """Full parameter vector [c, E0] for the relative ridge strength ``l2``."""
-        A = self.Gs.copy()
+        # Gs is symmetric, so its transpose (a Fortran-ordered view) is the same matrix and
+        # LAPACK factorises the copy in place instead of transposing it once more
+        A = self.Gs.T.copy(order="F")
         A[np.diag_indices_from(A)] += l2
         try:
             factor = scipy.linalg.cho_factor(A, check_finite=False, overwrite_a=True)
@@ -469,7 +499,7 @@ class CrossValidation:
     design rows are needed again. The RMSE of each term is pooled over the held-out folds.
     """
 
-    def __init__(self, folds, validate):
+    def __init__(self, folds, validate, num_threads=None):
         self.folds = folds
         self.validate = list(validate)
         self.total = folds[0]
@@ -478,6 +508,7 @@ class CrossValidation:
         self.terms = [t for t in self.total.present
                       if all(t in folds[k].present for k in self.validate)]
         self.results = {}  # (forces, stress, l2) -> {term: rmse}
+        self.num_threads = num_threads
 
     def evaluate(self, candidates):
         """Validation RMSE per term of each (forces, stress, l2) candidate (cached)."""
@@ -486,19 +517,44 @@ class CrossValidation:
             if (forces, stress, l2) not in self.results:
                 todo.setdefault((forces, stress), []).append(l2)
         for (forces, stress), l2_values in todo.items():
+            errors = self._map_folds(lambda k: self._held_out(k, forces, stress, l2_values))
             sse = {t: np.zeros(len(l2_values)) for t in self.terms}
             weight = {t: 0.0 for t in self.terms}
-            for k in self.validate:
-                system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
-                                     self.total.n_functions, self.total.n_e0)
-                params = np.array([system.solve(l2) for l2 in l2_values])
+            for k, fold_sse in zip(self.validate, errors):  # in fold order: reproducible sums
                 for t in self.terms:
-                    w = self.folds[k].terms[t]["weight"]
-                    sse[t] += self.folds[k].mse(t, params) * w
-                    weight[t] += w
+                    sse[t] += fold_sse[t]
+                    weight[t] += self.folds[k].terms[t]["weight"]
             for j, l2 in enumerate(l2_values):
                 self.results[(forces, stress, l2)] = {
                     t: float(np.sqrt(sse[t][j] / weight[t])) for t in self.terms}
+
+    def _held_out(self, k, forces, stress, l2_values):
+        """Weighted squared error of each term on fold k for each l2, solved without fold k."""
+        system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
+                             self.total.n_functions, self.total.n_e0)
+        params = np.array([system.solve(l2) for l2 in l2_values])
+        return {t: self.folds[k].mse(t, params) * self.folds[k].terms[t]["weight"]
+                for t in self.terms}
+
+    def _map_folds(self, work):
+        """``work(k)`` for every held-out fold, one fold per thread with single-threaded BLAS.
+
+        The folds are independent, so this keeps every core busy without synchronising BLAS
+        threads inside each factorisation; on a loaded machine that synchronisation made
+        2-thread Cholesky factorisations 4-17 times slower than one thread (measured on a
+        shared 2-core machine), while folds in parallel lose nothing to it. Memory: one fold
+        system (2-3 matrices of the basis size squared) per thread.
+        """
+        from ace._core import effective_n_threads
+
+        workers = min(len(self.validate), effective_n_threads(self.num_threads))
+        if workers < 2:
+            return [work(k) for k in self.validate]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(work, self.validate))
 
     def scored(self):
         """All evaluated candidates with their score: the sum over terms of RMSE divided by the
@@ -512,12 +568,80 @@ class CrossValidation:
         return sorted(rows, key=lambda r: r["score"])
 
 
-def select_hyperparameters(cv, settings, has_stress, log=None):
-    """Coarse-to-fine search of (tau_F, tau_S, lambda) minimising the cross-validation score.
+# The search lattice of the cross-validation: tau_F in half decades, lambda in decades. The
+# coarse lines use every second point of each (tau_F 1e-4..1 a decade apart, lambda 1e-11..1e-3
+# two decades apart); the fine steps may go half a step beyond them.
+FORCES_LATTICE = tuple(10.0 ** (k / 2) for k in range(-9, 2))
+L2_LATTICE = tuple(10.0 ** k for k in range(-12, -1))
+STRESS_GRID = tuple(10.0 ** k for k in range(-3, 2))
 
-    Coarse: tau_F in 1e-4..1 and lambda in 1e-11..1e-3, a decade (tau_F) and two decades
-    (lambda) apart; fine: half a decade and a decade around the best; then tau_S (when the data
-    have stresses and its weight is "auto") over 1e-3..10 at the best tau_F, lambda.
+
+def lattice_search(cv, forces, l2, stress, start=None):
+    """Minimise the cross-validation score over the lattice ``forces`` x ``l2`` (sorted
+    tuples; a single value for a fixed one) at the stress weight ``stress``.
+
+    1. Coarse, by coordinate descent on every second lattice point: a line in lambda at the
+       starting tau_F, then a line in tau_F at the best lambda, and so on until both lines
+       through the best point have been evaluated.
+    2. Fine, by pattern search on the whole lattice (one step is half a decade in tau_F, a
+       decade in lambda): from the best point to the best of its neighbours while that
+       improves, until the best point is the best of its 3 x 3 box.
+
+    On the mlearn Mo and Si data this visits 17 candidates where the full coarse grid and the
+    3 x 3 box around its optimum (the search before) visit 33, and picks the same; each costs
+    one Cholesky factorisation per fold (a lambda line shares one set of fold systems).
+    Returns the best row of ``cv.scored()`` on the lattice.
+    """
+    def best():
+        # the score's scale (best RMSE of each term) is over the candidates seen so far, so the
+        # best point is looked up again after every batch
+        return next(row for row in cv.scored() if row["stress"] == stress
+                    and row["forces"] in forces and row["l2"] in l2)
+
+    def where(row):
+        return forces.index(row["forces"]), l2.index(row["l2"])
+
+    coarse_f = forces[1::2] if len(forces) > 2 else forces
+    coarse_l = l2[1::2] if len(l2) > 2 else l2
+    f0 = start if start in coarse_f else coarse_f[len(coarse_f) // 2]
+    lines = set()
+    i, j = forces.index(f0), None
+    while True:
+        if ("l2", i) not in lines:
+            lines.add(("l2", i))
+            cv.evaluate([(forces[i], stress, value) for value in coarse_l])
+        elif ("forces", j) not in lines:
+            lines.add(("forces", j))
+            cv.evaluate([(value, stress, l2[j]) for value in coarse_f])
+        else:
+            break
+        i, j = where(best())
+    # fine: the axis neighbours first; the diagonal ones only where those do not improve, so
+    # the final point is the best of its whole 3 x 3 box (a valley running diagonally to the
+    # axes is followed as well)
+    done = set()
+    while True:
+        for moves in (((-1, 0), (1, 0), (0, -1), (0, 1)), ((-1, -1), (-1, 1), (1, -1), (1, 1))):
+            steps = [(i + di, j + dj) for di, dj in moves]
+            steps = [(a, b) for a, b in steps if 0 <= a < len(forces) and 0 <= b < len(l2)
+                     and (a, b) not in done]
+            done.update(steps)
+            cv.evaluate([(forces[a], stress, l2[b]) for a, b in steps])
+            moved = where(best()) != (i, j)
+            i, j = where(best())
+            if moved:
+                break
+        else:
+            break
+    return best()
+
+
+def select_hyperparameters(cv, settings, has_stress, log=None):
+    """Staged search of (tau_F, tau_S, lambda) minimising the cross-validation score.
+
+    tau_F and lambda by :func:`lattice_search` (starting from the default tau_F); then tau_S
+    (when the data have stresses and its weight is "auto") over 1e-3..10 at the best tau_F,
+    lambda.
     """
     fixed_f = None if settings.forces == "auto" else float(settings.forces)
     fixed_l = None if settings.l2 == "auto" else float(settings.l2)
@@ -525,17 +649,11 @@ def select_hyperparameters(cv, settings, has_stress, log=None):
         fixed_f = fixed_f if fixed_f is not None else 0.0
     stress = (DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)) \
         if has_stress else 0.0
-    coarse_f = [fixed_f] if fixed_f is not None else [10.0 ** k for k in range(-4, 1)]
-    coarse_l = [fixed_l] if fixed_l is not None else [10.0 ** k for k in range(-11, -2, 2)]
-    cv.evaluate([(f, stress, l) for f in coarse_f for l in coarse_l])
-    best = cv.scored()[0]
-    fine_f = [fixed_f] if fixed_f is not None else \
-        [best["forces"] * 10.0 ** (k / 2) for k in (-1, 0, 1)]
-    fine_l = [fixed_l] if fixed_l is not None else [best["l2"] * 10.0 ** k for k in (-1, 0, 1)]
-    cv.evaluate([(f, stress, l) for f in fine_f for l in fine_l])
-    best = cv.scored()[0]
+    forces = FORCES_LATTICE if fixed_f is None else (fixed_f,)
+    l2 = L2_LATTICE if fixed_l is None else (fixed_l,)
+    best = lattice_search(cv, forces, l2, stress, start=DEFAULT_FORCES_WEIGHT)
     if has_stress and settings.stress == "auto" and "stress" in cv.terms:
-        cv.evaluate([(best["forces"], 10.0 ** k, best["l2"]) for k in range(-3, 2)])
+        cv.evaluate([(best["forces"], value, best["l2"]) for value in STRESS_GRID])
         best = cv.scored()[0]
     if log:
         units = {"energy": (1000, "meV/atom"), "forces": (1, "eV/Å"), "stress": (160.21766, "GPa")}
@@ -543,7 +661,7 @@ def select_hyperparameters(cv, settings, has_stress, log=None):
                           for t in cv.terms)
         log(f"chosen by {'cross-validation' if len(cv.validate) > 1 else 'validation'}: "
             f"forces weight {best['forces']:.3g}, stress weight {best['stress']:.3g}, "
-            f"l2 {best['l2']:.1e} (validation RMSE: {shown})")
+            f"l2 {best['l2']:.1e} (validation RMSE: {shown}; {len(cv.results)} candidates)")
     return best, cv.scored()
 
 
@@ -612,7 +730,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
             validate = [1]
         folds = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
                                  progress, parts=parts)
-        cv = CrossValidation(folds, validate)
+        rows_done = time.perf_counter()
+        cv = CrossValidation(folds, validate, num_threads)
         del folds
         choice, table = select_hyperparameters(cv, settings, train.has_stress.any(), log)
         neq = cv.total
@@ -620,8 +739,10 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     else:
         neq = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
                                progress)
+        rows_done = time.perf_counter()
         choice, table = select_by_gcv(neq, settings, log)
         validation_size = 0
+    selected = time.perf_counter()
     tau = _tau(choice["forces"], choice["stress"])
     system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
     params = system.solve(choice["l2"])
@@ -651,8 +772,14 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         "e0_fitted": e0_given is None,
         "settings": asdict(settings),
         "seconds": round(time.perf_counter() - start, 2),
+        # where the time goes: the design rows (the data), the selection (the basis size and
+        # the number of candidates), the final solve with the spectrum (the basis size)
+        "timings": {"design_rows": round(rows_done - start, 2),
+                    "selection": round(selected - rows_done, 2),
+                    "final_solve": round(time.perf_counter() - selected, 2)},
     }
     if table:
+        report["candidates"] = len(table)
         report["selection"] = sorted(table, key=lambda r: r.get("score", r.get("gcv", 0)))[:10]
     if log:
         n_used = nf + neq.n_e0 - system.n_unused
@@ -660,6 +787,10 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
             + (" (the ridge fixes the rest)" if rank < n_used else "")
             + f", condition number {condition:.2e}"
             + (f", {system.n_unused} functions unused by the data" if system.n_unused else ""))
+        times = report["timings"]
+        log(f"times: design rows {times['design_rows']:.1f} s, selection {times['selection']:.1f} s"
+            + (f" ({len(table)} candidates)" if table else "")
+            + f", final solve {times['final_solve']:.1f} s")
     fitted = ACEPotential(elements, potential.bonds, potential.embeddings, potential.functions,
                           coefficients.reshape(-1, 1), e0=e0, basis_spec=potential.basis_spec,
                           min_distance=potential.min_distance,
@@ -676,7 +807,10 @@ def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,
     with the dataset."""
     nf = n_functions or n_params
     grams = n_terms * (n_parts + (1 if n_parts > 1 else 0)) * n_params ** 2 * 8
-    solve = 5 * n_params ** 2 * 8  # combined, reduced, standardised, factor, eigenvectors
+    # combined, reduced, standardised, factor, eigenvectors; the folds of the selection are
+    # solved in parallel, each thread holding a combined, a standardised and a factor matrix
+    workers = min(n_parts, max(num_threads, 1)) if n_parts > 1 else 1
+    solve = max(5, 3 * workers) * n_params ** 2 * 8
     buffers = (chunk_rows + 2 * 256) * n_params * 8
     rows = (max_atoms * (4 + 3 * max(num_threads, 1)) + 18 * max(num_threads, 1)) * nf * 8
     base = 100 * 2**20 + total_atoms * 8 * 8  # Python, numpy, scipy, ASE; positions, forces
