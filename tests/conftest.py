@@ -94,9 +94,16 @@ def mixed_potential(inner=None, seed=0):
     d["bonds"]["Ni"] = {"rcut": 3.7, "radbase": "ChebPow", "radparameters": [2.0]}
     if inner in ("distance", "zbl"):
         d["bonds"]["Ni"].update(r_in=2.4, delta_in=0.3)
-    d["embeddings"]["Ni"] = {"npot": "FinnisSinclair", "ndensity": 1, "fs_parameters": [1.0, 1.0]}
+    return random_cu_ni(d, seed)
+
+
+def random_cu_ni(potential_dict, seed):
+    """A Cu-Ni potential on the basis of ``potential_dict`` (Ni: FS with one density) with
+    random radial functions, coefficients and E0."""
+    potential_dict["embeddings"]["Ni"] = {"npot": "FinnisSinclair", "ndensity": 1,
+                                          "fs_parameters": [1.0, 1.0]}
     rng = np.random.default_rng(seed)
-    basis = build_basis(d)
+    basis = build_basis(potential_dict)
     for (i, j), bond in basis.bonds.items():
         if i <= j:
             bond.crad = bond.crad + 0.3 * rng.standard_normal(bond.crad.shape)

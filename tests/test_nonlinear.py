@@ -7,16 +7,14 @@ import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ace._core._gradient import model_values
-from ace.basis import build_basis
 from ace.calculator import ACECalculator
 from ace.data import Dataset
 from ace.evaluator import Evaluator, Structure, compile_model
 from ace.fit.nonlinear import (CheckpointError, NonlinearLoss, NonlinearSettings,
                                ParameterLayout, fit_nonlinear, ladder_masks, make_batches)
-from ace.potential import ACEPotential
 
-from conftest import (make_structure, mixed_potential, potential_dict, random_potential,
-                      shift_densities_positive)
+from conftest import (make_structure, mixed_potential, potential_dict, random_cu_ni,
+                      random_potential, shift_densities_positive)
 
 KINDS = ("bulk", "small_cell", "triclinic")
 
@@ -49,19 +47,10 @@ def uneven_bonds_potential(seed=0):
     d["functions"] = {"Cu": {"nradmax_by_orders": [5, 3, 2], "lmax_by_orders": [0, 2, 1]},
                       "Ni": {"nradmax_by_orders": [3, 1], "lmax_by_orders": [0, 1]},
                       "CuNi": {"nradmax_by_orders": [2, 2, 1], "lmax_by_orders": [0, 3, 1]}}
-    d["embeddings"]["Ni"] = {"npot": "FinnisSinclair", "ndensity": 1, "fs_parameters": [1.0, 1.0]}
-    rng = np.random.default_rng(seed)
-    basis = build_basis(d)
-    sizes = {(b.nradbase, b.nradmax, b.lmax) for b in basis.bonds.values()}
+    potential = random_cu_ni(d, seed)
+    sizes = {(b.nradbase, b.nradmax, b.lmax) for b in potential.bonds.values()}
     assert len(sizes) == 3, sizes
-    for (i, j), bond in basis.bonds.items():
-        if i <= j:
-            bond.crad = bond.crad + 0.3 * rng.standard_normal(bond.crad.shape)
-            basis.bonds[(j, i)].crad = bond.crad.copy()
-    ranks = np.array([f.rank for f in basis.functions])
-    coefficients = 0.3 * rng.standard_normal((basis.n_functions, 2)) / 3.0 ** (ranks - 1)[:, None]
-    coefficients[[f.mu0 == 1 for f in basis.functions], 1] = 0.0  # Ni has one density
-    return ACEPotential.from_basis(basis, coefficients, e0=rng.standard_normal(2))
+    return potential
 
 
 POTENTIALS = {

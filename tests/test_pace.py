@@ -550,7 +550,7 @@ def test_yace_element_order_and_reader_details(pace_files, tmp_path):
     data = yaml.safe_load(pace_files["yace"].replace("[0, 1]:", "'01':").replace("[1, 0]:", "'10':")
                           .replace("[0, 0]:", "'00':").replace("[1, 1]:", "'11':"))
     swap = {0: 1, 1: 0}
-    lines = [f"elements: [Ni, Al]", f"E0: [1e-05, 0.5]", "deltaSplineBins: 0.001", "embeddings:"]
+    lines = ["elements: [Ni, Al]", "E0: [1e-05, 0.5]", "deltaSplineBins: 0.001", "embeddings:"]
     for mu in (1, 0):
         lines.append(f"  {swap[mu]}: {json.dumps(data['embeddings'][mu])}")
     lines.append("bonds:")
