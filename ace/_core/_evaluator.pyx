@@ -493,18 +493,13 @@ cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
     cdef double* G = s.node_adjoint
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef
-    cdef int k, parent, f, p
+    cdef int k, parent, f
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
     cdef int leaf_first = m.node_leaf_first[mu_i]
     cdef double gr, gi, pr, pi, ar, ai, sr, si
     cdef double d0 = s.dE_drho[0], d1 = s.dE_drho[1] if n_dens > 1 else 0.0
     for k in range(first, leaf_first):
-        if n_dens == 2:
-            gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
-        else:
-            gr = 0
-            for p in range(n_dens):
-                gr = gr + s.dE_drho[p] * C[k * nc + p]
+        gr = node_seed(s, C + k * nc, n_dens, d0, d1)
         G[2 * k] = gr
         G[2 * k + 1] = 0
     # leaves, a run of siblings at a time: their share of the parent's adjoint is summed in
@@ -520,12 +515,7 @@ cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
         sr = 0.0
         si = 0.0
         while k < last and m.node_parent[k] == parent:
-            if n_dens == 2:
-                gr = d0 * C[k * nc] + d1 * C[k * nc + 1]
-            else:
-                gr = 0
-                for p in range(n_dens):
-                    gr = gr + s.dE_drho[p] * C[k * nc + p]
+            gr = node_seed(s, C + k * nc, n_dens, d0, d1)
             f = m.node_factor[k]
             W[2 * f] += gr * pr
             W[2 * f + 1] += gr * pi
@@ -778,7 +768,7 @@ cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n
     cdef double* tW = <double*>t.GA
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef
-    cdef int k, parent, f, p
+    cdef int k, parent, f
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
     cdef int leaf_first = m.node_leaf_first[mu_i]
     cdef ace_v2 gr, gi, pr, pi, ar, ai, sr, si
@@ -788,10 +778,7 @@ cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n
     for k in range(4 * m.n_a):
         W2[k] = 0
     for k in range(first, leaf_first):
-        if n_dens == 2:
-            gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
-        else:
-            gr = node_seed2(s, t, C + k * nc, n_dens)
+        gr = node_seed2(s, t, C + k * nc, n_dens, d0, d1)
         ace_v2_store(G2 + 4 * k, gr)
         ace_v2_store(G2 + 4 * k + 2, ace_v2_splat(0.0))
     k = leaf_first
@@ -805,10 +792,7 @@ cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n
         sr = ace_v2_splat(0.0)
         si = ace_v2_splat(0.0)
         while k < last and m.node_parent[k] == parent:
-            if n_dens == 2:
-                gr = d0 * ace_v2_splat(C[k * nc]) + d1 * ace_v2_splat(C[k * nc + 1])
-            else:
-                gr = node_seed2(s, t, C + k * nc, n_dens)
+            gr = node_seed2(s, t, C + k * nc, n_dens, d0, d1)
             f = m.node_factor[k]
             ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr * pr)
             ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gr * pi)
@@ -842,10 +826,26 @@ cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n
         tW[2 * k + 1] += W2[4 * k + 3]
 
 
-cdef inline ace_v2 node_seed2(Scratch* s, Scratch* t, const double* c, int n_dens) noexcept nogil:
-    """(sum_p dE/drho_p c_p) of both atoms, summed as tree_backward does."""
+cdef inline double node_seed(const Scratch* s, const double* c, int n_dens, double d0,
+                             double d1) noexcept nogil:
+    """A node's adjoint seed sum_p dE/drho_p c_p; (d0, d1) = dE/drho_0,1 held in registers
+    for the common two-density case."""
+    cdef double g = 0
+    cdef int p
+    if n_dens == 2:
+        return d0 * c[0] + d1 * c[1]
+    for p in range(n_dens):
+        g = g + s.dE_drho[p] * c[p]
+    return g
+
+
+cdef inline ace_v2 node_seed2(const Scratch* s, const Scratch* t, const double* c, int n_dens,
+                              ace_v2 d0, ace_v2 d1) noexcept nogil:
+    """node_seed of both atoms, in the same order per lane."""
     cdef double g0 = 0, g1 = 0
     cdef int p
+    if n_dens == 2:
+        return d0 * ace_v2_splat(c[0]) + d1 * ace_v2_splat(c[1])
     for p in range(n_dens):
         g0 = g0 + s.dE_drho[p] * c[p]
         g1 = g1 + t.dE_drho[p] * c[p]

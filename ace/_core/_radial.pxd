@@ -241,14 +241,8 @@ cdef inline void radial_base_tabulated(int family, double lam, double rcut, doub
                                        const double* constants) noexcept nogil:
     """radial_base with the bond's precomputed constants (sbessel_constants for SBessel;
     the other families need none and ignore them)."""
-    cdef int k
-    if family != RADBASE_SBESSEL or nradbase <= 0:
-        radial_base(family, lam, rcut, dcut, nradbase, r, g, dg)
-        return
-    if r >= rcut:
-        for k in range(nradbase):
-            g[k] = 0.0
-            dg[k] = 0.0
+    if family != RADBASE_SBESSEL or nradbase <= 0 or r >= rcut:
+        radial_base(family, lam, rcut, dcut, nradbase, r, g, dg)  # (zeros beyond rcut)
         return
     _simplified_bessel_tabulated(rcut, nradbase, r, g, dg, constants)
 

@@ -627,8 +627,8 @@ def lattice_search(cv, forces, l2, stress, start=None):
                      and (a, b) not in done]
             done.update(steps)
             cv.evaluate([(forces[a], stress, l2[b]) for a, b in steps])
-            moved = where(best()) != (i, j)
-            i, j = where(best())
+            point = where(best())
+            moved, (i, j) = point != (i, j), point
             if moved:
                 break
         else:
