@@ -10,8 +10,9 @@ from ace._core._gradient import model_values
 from ace.calculator import ACECalculator
 from ace.data import Dataset
 from ace.evaluator import Evaluator, Structure, compile_model
-from ace.fit.nonlinear import (CheckpointError, NonlinearLoss, NonlinearSettings,
-                               ParameterLayout, fit_nonlinear, ladder_masks, make_batches)
+from ace.fit.nonlinear import (CheckpointError, LinearProjection, NonlinearLoss,
+                               NonlinearSettings, ParameterLayout, fit_nonlinear, ladder_masks,
+                               make_batches, resolve_optimizer)
 
 from conftest import (make_structure, mixed_potential, potential_dict, random_cu_ni,
                       random_potential, shift_densities_positive)
@@ -202,7 +203,8 @@ def test_teacher_student_recovers_the_teacher(teacher):
 def test_lbfgs_reduces_the_loss_and_keeps_the_best(teacher):
     potential, train, _ = teacher
     start = perturbed_start(potential, size=0.01, seed=1)
-    settings = NonlinearSettings(max_iterations=60, checkpoint_every=20, validation_fraction=0)
+    settings = NonlinearSettings(optimizer="L-BFGS-B", max_iterations=60, checkpoint_every=20,
+                                 validation_fraction=0)
     fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
     initial = loss_for(start, train, {"forces": 1.0, "stress": 0.0}).terms(
         ParameterLayout(start).pack())
@@ -212,10 +214,12 @@ def test_lbfgs_reduces_the_loss_and_keeps_the_best(teacher):
     assert fit.report["best_score"] == pytest.approx(min(scores))
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_path):
+@pytest.mark.parametrize("optimizer", ["L-BFGS-B", "varpro"])
+def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_path, optimizer):
     potential, train, _ = teacher
     start = perturbed_start(potential, seed=2)
-    settings = NonlinearSettings(max_iterations=30, checkpoint_every=10, validation_fraction=0)
+    settings = NonlinearSettings(optimizer=optimizer, max_iterations=30, checkpoint_every=10,
+                                 validation_fraction=0)
     whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0},
                           checkpoint=tmp_path / "whole.json")
     checkpoint = tmp_path / "cut.json"
@@ -322,3 +326,75 @@ def test_start_from_linear_seeds_the_extra_densities(teacher):
     assert np.all(np.abs(extra) <= 1e-3 * np.abs(linear.coefficients[:, 0]))  # small
     np.testing.assert_array_equal(start_from_linear(potential, linear, seed=5).coefficients,
                                   start.coefficients)
+
+
+# ------------------------------------------------------------------ variable projection
+
+def projection_for(loss, data):
+    weights = np.array([b.weight for b in loss.batches]).ravel() if len(loss.batches) == 1 \
+        else np.concatenate([b.weight for b in loss.batches])
+    return LinearProjection(loss.layout, data, weights, loss.tau, loss.penalty)
+
+
+def test_variable_projection_solves_the_linear_part_exactly(problem):
+    potential, data = problem
+    if resolve_optimizer(potential, NonlinearSettings()) != "varpro":
+        with pytest.raises(ValueError, match="first density of"):
+            resolve_optimizer(potential, NonlinearSettings(optimizer="varpro"))
+        return
+    loss = loss_for(potential, data, {"forces": 1.0, "stress": 0.1})
+    projection = projection_for(loss, data)
+    theta = loss.layout.pack()
+    theta *= 1 + 0.02 * np.random.default_rng(1).standard_normal(theta.size)
+    solved = projection.solve(theta)
+    value, grad = loss.value_and_gradient(solved)
+    linear = np.setdiff1d(np.arange(theta.size), projection.outer)
+    # the solved part is at the loss's minimum for the rest: its gradient vanishes, while
+    # the rest keeps a gradient (the loss and the normal equations are the same function)
+    assert np.abs(grad[linear]).max() < 1e-7 * np.abs(grad[projection.outer]).max()
+    assert value < loss.value(theta)
+    np.testing.assert_array_equal(solved[projection.outer], theta[projection.outer])
+
+
+def test_projected_loss_gradient_matches_finite_differences():
+    potential = POTENTIALS["alloy-zbl"]()
+    data = teacher_data(potential, 4)
+    loss = loss_for(potential, data, {"forces": 1.0, "stress": 0.1})
+    projection = projection_for(loss, data)
+    outer = projection.outer
+    theta = loss.layout.pack()
+    theta[outer] *= 1 + 0.02 * np.random.default_rng(2).standard_normal(len(outer))
+
+    def projected(z):
+        full = theta.copy()
+        full[outer] = z
+        return loss.value(projection.solve(full))
+
+    _, grad = loss.value_and_gradient(projection.solve(theta))
+    direction = np.random.default_rng(3).standard_normal(len(outer)) * np.abs(theta[outer])
+    h = 1e-4
+    fd = (projected(theta[outer] + h * direction) - projected(theta[outer] - h * direction)) / (2 * h)
+    assert grad[outer] @ direction == pytest.approx(fd, rel=1e-5)
+
+
+def test_varpro_recovers_the_teacher(teacher):
+    potential, train, test = teacher
+    start = perturbed_start(potential, size=0.01)
+    before = max_errors(start, potential, test)
+    settings = NonlinearSettings(optimizer="varpro", max_iterations=60, checkpoint_every=60,
+                                 radial_l2=0.0, validation_fraction=0,
+                                 trainable=("coefficients", "radial"))
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0, "stress": 0.1})
+    assert fit.report["optimizer"] == "varpro"
+    energy_error, force_error = max_errors(fit.potential, potential, test)
+    assert energy_error < before[0] / 100 and force_error < before[1] / 30
+
+
+def test_auto_optimizer_and_varpro_refusals(teacher):
+    potential, train, _ = teacher
+    assert resolve_optimizer(potential, NonlinearSettings()) == "varpro"
+    for kwargs, reason in [({"ladder": [4]}, "ladder"), ({"batch_size": 3}, "batch_size"),
+                           ({"trainable": ["radial"]}, "frozen")]:
+        assert resolve_optimizer(potential, NonlinearSettings(**kwargs)) == "L-BFGS-B"
+        with pytest.raises(ValueError, match=reason):
+            fit_nonlinear(potential, train, NonlinearSettings(optimizer="varpro", **kwargs))

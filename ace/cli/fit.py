@@ -126,6 +126,7 @@ def fit_config(config, train, test, potential, info, resume=False):
     from ace.fit import progress_bar
     from ace.fit.linear import fit_linear
     from ace.fit.metrics import evaluate, format_table, to_json
+    from ace.fit.nonlinear import linear_part
 
     progress = progress_bar(config.progress)
     start = time.perf_counter()
@@ -155,20 +156,6 @@ def fit_config(config, train, test, potential, info, resume=False):
     fitted.save(config.output)
     to_json(plain(tables), config.metrics_path)
     return fitted, tables
-
-
-def linear_part(potential):
-    """The potential with one linear density per element (what the linear fit solves)."""
-    from ace.basis.model import Embedding
-    from ace.potential import ACEPotential
-
-    if all(e.ndensity == 1 for e in potential.embeddings.values()):
-        return potential
-    embeddings = {i: Embedding(1, "FinnisSinclairShiftedScaled", [1.0, 1.0], e.rho_core_cut,
-                               e.drho_core_cut) for i, e in potential.embeddings.items()}
-    return ACEPotential(potential.elements, potential.bonds, embeddings, potential.functions,
-                        basis_spec=potential.basis_spec, min_distance=potential.min_distance,
-                        metadata=potential.metadata)
 
 
 def fit_nonlinear_from_linear(config, train, potential, linear, resume):

@@ -292,12 +292,15 @@ def check_linear(potential):
 
 
 def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
-                     chunk_rows=DEFAULT_CHUNK_ROWS, progress=None, parts=None):
+                     chunk_rows=DEFAULT_CHUNK_ROWS, progress=None, parts=None, fixed_part=None):
     """Accumulate the normal equations of ``dataset`` for the linear ACE model ``potential``.
 
     ``weights`` [n_s]: structure weights. ``e0``: None to fit E0 (extra columns counting the
     atoms of each element), else [n_elements] fixed reference energies subtracted from the
-    targets. The core-repulsion part of the model (if any) is subtracted from the targets.
+    targets. The core-repulsion part of the model (if any) is subtracted from the targets;
+    ``fixed_part`` (a potential on the same bonds, any embedding) replaces it as the part of
+    the model that is subtracted (the variable projection of ace.fit.nonlinear passes the
+    model without its first, linear density).
     ``parts`` [n_s] (optional): an integer part per structure; then a list of NormalEquations,
     one per part (0..max), is returned (the row buffers are shared, parts are done in turn).
     """
@@ -308,7 +311,10 @@ def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
     nf, n_el = potential.n_functions, len(potential.elements)
     ne = n_el if e0 is None else 0
     evaluator = Evaluator(potential)
-    offset = Evaluator(zero_potential(potential)) if potential.has_core_repulsion else None
+    if fixed_part is not None:
+        offset = Evaluator(fixed_part)
+    else:
+        offset = Evaluator(zero_potential(potential)) if potential.has_core_repulsion else None
     context = {
         "potential": potential, "dataset": dataset, "evaluator": evaluator, "offset": offset,
         "counts": dataset.counts(potential.elements), "num_threads": num_threads, "ne": ne,

@@ -35,21 +35,26 @@ from ace._core import effective_n_threads
 from ace._core._gradient import model_values, parameter_gradient
 
 TRAINABLE = ("coefficients", "radial", "e0")
-OPTIMIZERS = ("L-BFGS-B", "BFGS", "least_squares")
+OPTIMIZERS = ("auto", "varpro", "L-BFGS-B", "BFGS", "least_squares")
 CHECKPOINT_FORMAT = "ace-nonlinear-checkpoint"
 MAX_JACOBIAN_ENTRIES = 50_000_000  # least_squares keeps the dense Jacobian: 400 MB
 MAX_BATCH_PAIRS = 2_000_000  # neighbour pairs per kernel call (memory bound)
 # the diagonal preconditioner is floored at this share of its largest entry: parameters the
 # data barely determine would otherwise get huge steps (measured on teacher-student fits)
 PRECONDITION_FLOOR = 1e-3
+# embeddings whose density with fs_parameters [1, 1] enters the energy as F(rho) = rho
+LINEAR_FIRST_DENSITY = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
 
 
 @dataclass
 class NonlinearSettings:
     """Settings of the nonlinear fit (the ``fit`` section of the config, method nonlinear).
 
-    optimizer: L-BFGS-B (default), BFGS, or least_squares (Levenberg–Marquardt with the exact
-        Jacobian; only for small problems).
+    optimizer: auto (default: varpro where it applies, else L-BFGS-B); varpro (variable
+        projection: the first density's coefficients and E0 are solved exactly by linear least
+        squares at every step, L-BFGS-B moves the rest; needs a linear first density with
+        trainable coefficients, no ladder and no mini-batches); L-BFGS-B; BFGS; least_squares
+        (Levenberg–Marquardt with the exact Jacobian; only for small problems).
     trainable: any of coefficients, radial, e0; the rest is frozen.
     max_iterations: optimiser iterations in all (per restart and ladder step).
     checkpoint_every: iterations per segment; state written after each.
@@ -63,7 +68,7 @@ class NonlinearSettings:
         restart selection (none below 10 structures).
     """
 
-    optimizer: str = "L-BFGS-B"
+    optimizer: str = "auto"
     trainable: tuple = TRAINABLE
     max_iterations: int = 300
     checkpoint_every: int = 25
@@ -484,6 +489,125 @@ def term_norms(batches):
     return norms
 
 
+# ---------------------------------------------------------------------- variable projection
+
+class LinearProjection:
+    """Variable projection (Golub and Pereyra): with a linear first density, the energies,
+    forces and stresses are linear in that density's coefficients and in E0, so for any value
+    of the other parameters (radial functions, other densities) those are solved exactly by
+    the linear fit's normal equations, with the loss's ridge penalty. The optimiser then sees
+    only the other parameters; by the envelope theorem the gradient of the projected loss is
+    the loss gradient at the solved point. This removes the stiff coupling between
+    coefficients and radial functions that stalls a joint quasi-Newton fit (Mo, 600
+    functions: -29% loss in 60 iterations, against -0.5% in 150 joint L-BFGS-B iterations).
+    """
+
+    def __init__(self, layout, dataset, weights, tau, penalty, num_threads=None):
+        pot = layout.potential
+        nf, nd = pot.n_functions, layout.coefs0.shape[1]
+        nc, nr, ne = layout.sizes
+        first = layout.coef_index % nd == 0
+        if int(first.sum()) != nf:
+            raise ValueError("variable projection needs every function's first-density "
+                             "coefficient trainable")
+        linear = np.zeros(layout.size, dtype=bool)
+        linear[:nc] = first
+        linear[nc + nr:] = True
+        self.outer = np.flatnonzero(~linear)
+        self.layout, self.dataset, self.weights = layout, dataset, np.asarray(weights, float)
+        self.tau = {"energy": 1.0, **tau}
+        self.penalty = np.asarray(penalty, dtype=float)
+        self.num_threads = num_threads
+
+    def solve(self, theta):
+        """theta with the first density's coefficients (and trainable E0) at their optimum
+        for the other parameters of theta."""
+        from ace.fit.linear import normal_equations
+        from ace.potential import ACEPotential
+
+        layout = self.layout
+        coefs, crad, e0 = layout.unpack(theta)
+        pot = layout.potential_for(theta)
+        rest = coefs.copy()
+        rest[:, 0] = 0.0
+        fixed = None
+        if rest.any() or pot.has_core_repulsion:
+            fixed = ACEPotential(pot.elements, pot.bonds, pot.embeddings, pot.functions, rest,
+                                 e0=np.zeros(len(pot.elements)), basis_spec=pot.basis_spec,
+                                 min_distance=pot.min_distance)
+        fit_e0 = layout.n_e0 > 0
+        neq = normal_equations(linear_part(pot), self.dataset, self.weights,
+                               None if fit_e0 else e0, self.num_threads, fixed_part=fixed)
+        G, b, _, _ = neq.combined(self.tau)
+        nf = pot.n_functions
+        G[np.arange(nf), np.arange(nf)] += self.penalty
+        params = solve_symmetric(G, b)
+        coefs[:, 0] = params[:nf]
+        if fit_e0:
+            e0 = params[nf:]
+        return layout.pack(coefs, crad, e0)
+
+
+def solve_symmetric(A, b):
+    """x with A x = b for a symmetric positive semi-definite A, solved on the standardised
+    system (unit diagonal; columns that are zero stay 0): Cholesky, or a pseudo-inverse when
+    A is singular."""
+    import scipy.linalg
+
+    diagonal = np.diag(A).copy()
+    active = diagonal > 0
+    scale = 1.0 / np.sqrt(diagonal[active])
+    As = A[np.ix_(active, active)] * scale[:, None] * scale[None, :]
+    bs = b[active] * scale
+    try:
+        xs = scipy.linalg.cho_solve(scipy.linalg.cho_factor(As, check_finite=False), bs,
+                                    check_finite=False)
+    except np.linalg.LinAlgError:
+        values, vectors = scipy.linalg.eigh(As)
+        keep = values > 1e-12 * max(values.max(initial=0.0), 1e-300)
+        xs = vectors[:, keep] @ ((vectors[:, keep].T @ bs) / values[keep])
+    x = np.zeros_like(b)
+    x[active] = xs * scale
+    return x
+
+
+def linear_part(potential):
+    """The potential with one linear density per element (what the linear fit solves)."""
+    from ace.basis.model import Embedding
+    from ace.potential import ACEPotential
+
+    if all(e.ndensity == 1 for e in potential.embeddings.values()):
+        return potential
+    embeddings = {i: Embedding(1, "FinnisSinclairShiftedScaled", [1.0, 1.0], e.rho_core_cut,
+                               e.drho_core_cut) for i, e in potential.embeddings.items()}
+    return ACEPotential(potential.elements, potential.bonds, embeddings, potential.functions,
+                        basis_spec=potential.basis_spec, min_distance=potential.min_distance,
+                        metadata=potential.metadata)
+
+
+def resolve_optimizer(potential, settings):
+    """The optimiser to run: ``auto`` is varpro where it applies, else L-BFGS-B."""
+    if settings.optimizer not in ("auto", "varpro"):
+        return settings.optimizer
+    reasons = []
+    if "coefficients" not in settings.trainable:
+        reasons.append("the coefficients are frozen")
+    if settings.ladder:
+        reasons.append("fit.ladder is set")
+    if settings.batch_size:
+        reasons.append("fit.batch_size is set")
+    for i, emb in sorted(potential.embeddings.items()):
+        if emb.npot not in LINEAR_FIRST_DENSITY or list(emb.fs_parameters[:2]) != [1, 1]:
+            reasons.append(f"the first density of {potential.elements[i]} is not linear "
+                           f"({emb.npot} {list(emb.fs_parameters[:2])}; needs fs_parameters "
+                           f"starting [1, 1])")
+    if not reasons:
+        return "varpro"
+    if settings.optimizer == "varpro":
+        raise ValueError("fit.optimizer varpro does not apply: " + "; ".join(reasons))
+    return "L-BFGS-B"
+
+
 # ---------------------------------------------------------------------- the fit
 
 EXTRA_DENSITY_START = 1e-4  # relative size of the extra densities' random start
@@ -574,6 +698,8 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         else []
     masks = ladder_masks(potential, settings.ladder)
     fingerprint = _fingerprint(potential, train, settings, weights, tau, penalty)
+    optimizer = resolve_optimizer(potential, settings)
+    fit_data = train.subset(fit_idx) if optimizer == "varpro" else None
 
     state = {"restart": 0, "step": 0, "segment": 0, "iteration": 0, "theta": None,
              "anchor": potential.to_dict(), "start": potential.to_dict(),
@@ -598,7 +724,9 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                                      settings.radial_l2, num_threads)
                 validation = NonlinearLoss(layout, design, val_batches, tau, penalty,
                                            settings.radial_l2, num_threads) if val_batches else None
-                _check_problem_size(full, settings)
+                _check_problem_size(full, optimizer)
+                projection = LinearProjection(layout, fit_data, weights[fit_idx], tau, penalty,
+                                              num_threads) if optimizer == "varpro" else None
                 # a function of the step's start only, so that a resumed fit uses the same
                 diagonal = full.gauss_newton_diagonal(theta_start, seed=settings.seed)
                 scale = 1.0 / np.sqrt(diagonal + PRECONDITION_FLOOR * max(diagonal.max(), 1e-300))
@@ -609,7 +737,8 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                     if settings.batch_size:
                         loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
                                                state, design, n_threads, num_threads)
-                    result = _minimise(loss, theta, n_iter, settings, scale)
+                    result = _minimise(loss, theta, n_iter, settings, scale, optimizer,
+                                       projection)
                     theta = result.x
                     state["iteration"] += max(int(result.nit), 1)
                     state["segment"] += 1
@@ -664,7 +793,7 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     best.metadata.update(metadata or {})
     report = {
         "method": "nonlinear",
-        "optimizer": settings.optimizer,
+        "optimizer": optimizer,
         "n_parameters": ParameterLayout(best, settings.trainable).size,
         "trainable": list(settings.trainable),
         "best_score": float(state["best_loss"]),
@@ -693,8 +822,8 @@ def _perturbed(theta, layout, settings, restart):
     return out
 
 
-def _check_problem_size(loss, settings):
-    if settings.optimizer == "least_squares":
+def _check_problem_size(loss, optimizer):
+    if optimizer == "least_squares":
         entries = loss.n_residuals() * loss.layout.size
         if entries > MAX_JACOBIAN_ENTRIES:
             raise ValueError(f"optimizer least_squares: the Jacobian would have {entries:.3g} "
@@ -711,11 +840,14 @@ def _minibatch_loss(full, potential, train, weights, fit_idx, settings, state, d
                          num_threads)
 
 
-def _minimise(loss, theta, n_iter, settings, scale):
+def _minimise(loss, theta, n_iter, settings, scale, optimizer, projection=None):
     """Run the optimiser for at most n_iter iterations. Quasi-Newton runs in the coordinates
     theta / scale (the floored Gauss-Newton diagonal: faster on teacher-student fits, neutral
-    on mlearn Si); Levenberg-Marquardt scales by its Jacobian itself."""
-    if settings.optimizer == "least_squares":
+    on mlearn Si); Levenberg-Marquardt scales by its Jacobian itself; varpro runs L-BFGS-B on
+    the parameters outside ``projection``'s linear part, solving that part at every point."""
+    if optimizer == "varpro":
+        return _minimise_projected(loss, theta, n_iter, settings, scale, projection)
+    if optimizer == "least_squares":
         cache = {}
 
         def evaluate(x):
@@ -738,14 +870,46 @@ def _minimise(loss, theta, n_iter, settings, scale):
         value, grad = loss.value_and_gradient(z * scale)
         return value, grad * scale
 
+    result = scipy.optimize.minimize(scaled, theta / scale, jac=True, method=optimizer,
+                                     options=_options(optimizer, n_iter, settings))
+    result.x = result.x * scale
+    return result
+
+
+def _options(optimizer, n_iter, settings):
     options = {"maxiter": n_iter, "gtol": settings.gtol}
-    if settings.optimizer == "L-BFGS-B":
+    if optimizer in ("L-BFGS-B", "varpro"):
         # scipy's default stops on a relative loss change of 2e-9 per step, far too early
         # for losses whose scale is set by small residuals
         options.update(ftol=1e-15, maxcor=30)
-    result = scipy.optimize.minimize(scaled, theta / scale, jac=True,
-                                     method=settings.optimizer, options=options)
-    result.x = result.x * scale
+    return options
+
+
+def _minimise_projected(loss, theta, n_iter, settings, scale, projection):
+    outer = projection.outer
+    solved = {}
+
+    def complete(z):
+        key = z.tobytes()
+        if key not in solved:
+            full = theta.copy()
+            full[outer] = z * scale[outer]
+            solved.clear()
+            solved[key] = projection.solve(full)
+        return solved[key]
+
+    if not len(outer):  # nothing but the linear part is trainable: one exact solve
+        x = complete(np.zeros(0))
+        return scipy.optimize.OptimizeResult(x=x, fun=loss.value(x), nit=0, success=True)
+
+    def projected(z):
+        value, grad = loss.value_and_gradient(complete(z))
+        return value, grad[outer] * scale[outer]
+
+    result = scipy.optimize.minimize(projected, theta[outer] / scale[outer], jac=True,
+                                     method="L-BFGS-B",
+                                     options=_options("varpro", n_iter, settings))
+    result.x = complete(result.x)
     return result
 
 
