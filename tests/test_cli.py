@@ -167,10 +167,20 @@ def test_fit_nonlinear_writes_a_two_density_potential_and_resumes(workdir, capsy
     report = potential.metadata["fit"]["report"]
     assert report["method"] == "nonlinear" and report["linear"]["method"]
     assert (workdir / "CuNL.checkpoint.json").exists()
-    # resuming a finished fit reproduces it
-    assert main(["fit", str(config), "--resume"]) == 0
+    # resuming a finished fit reproduces it, from the linear fit kept in the checkpoint (not
+    # a new one, which another thread count need not reproduce bit for bit)
+    assert main(["fit", str(config), "--resume", "--num-threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "the linear fit is the checkpoint's" in out
+    assert not any(line.startswith("linear fit took") for line in out.splitlines())
     again = ACEPotential.load(workdir / "CuNL.yaml")
     np.testing.assert_array_equal(again.coefficients, potential.coefficients)
+    # a changed config is not resumed from the old checkpoint
+    changed = yaml.safe_load(config.read_text())
+    changed["regularisation"] = {"l2": 1e-3}
+    config.write_text(yaml.safe_dump(changed))
+    assert main(["fit", str(config), "--resume"]) != 0
+    assert "config has changed" in capsys.readouterr().err
 
 
 def test_fit_nonlinear_config_errors(workdir, capsys):

@@ -130,11 +130,16 @@ def fit_config(config, train, test, potential, info, resume=False):
 
     progress = progress_bar(config.progress)
     start = time.perf_counter()
-    result = fit_linear(linear_part(potential), train, config.loss,
-                        num_threads=config.num_threads, chunk_rows=config.chunk_rows,
-                        progress=progress, log=log)
-    log(f"linear fit took {time.perf_counter() - start:.1f} s; E0: "
-        + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+    if resume:
+        result = linear_fit_from_checkpoint(config)
+        log(f"resuming: the linear fit is the checkpoint's; E0: "
+            + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+    else:
+        result = fit_linear(linear_part(potential), train, config.loss,
+                            num_threads=config.num_threads, chunk_rows=config.chunk_rows,
+                            progress=progress, log=log)
+        log(f"linear fit took {time.perf_counter() - start:.1f} s; E0: "
+            + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
     if config.nonlinear is not None:
         result = fit_nonlinear_from_linear(config, train, potential, result, resume)
         log(f"nonlinear fit took {result.report['seconds']:.1f} s")
@@ -158,6 +163,40 @@ def fit_config(config, train, test, potential, info, resume=False):
     return fitted, tables
 
 
+def checkpoint_path(config):
+    return os.path.splitext(config.output)[0] + ".checkpoint.json"
+
+
+def resumable_settings(config):
+    """The config's settings that a resumed fit must share with the interrupted one (not the
+    thread count, chunk size or progress output, which do not change the result's meaning)."""
+    settings = plain(config.to_dict())
+    for key in ("num_threads", "chunk_rows"):
+        settings.pop(key, None)
+    return settings
+
+
+def linear_fit_from_checkpoint(config):
+    """The linear fit an interrupted nonlinear fit started from, as stored in its checkpoint,
+    so that resuming neither repeats it nor depends on it being reproduced bit for bit."""
+    from ace.fit.config import ConfigError
+    from ace.fit.linear import LinearFit
+    from ace.fit.nonlinear import CheckpointError, read_checkpoint_context
+    from ace.potential import ACEPotential
+
+    path = checkpoint_path(config)
+    context = read_checkpoint_context(path)
+    if not isinstance(context, dict) or not {"settings", "linear"} <= set(context):
+        raise CheckpointError(f"{path}: the checkpoint does not hold the linear fit it started "
+                              "from; fit without --resume")
+    if context["settings"] != resumable_settings(config):
+        raise ConfigError(f"{path}: the config has changed since the checkpoint was written; "
+                          "fit without --resume to start over")
+    linear = context["linear"]
+    return LinearFit(ACEPotential.from_dict(linear["potential"]), linear["report"],
+                     np.asarray(linear["penalty"], dtype=float))
+
+
 def fit_nonlinear_from_linear(config, train, potential, linear, resume):
     """The nonlinear fit from the linear solution, with the linear fit's structure weights,
     term weights and ridge penalty."""
@@ -166,7 +205,6 @@ def fit_nonlinear_from_linear(config, train, potential, linear, resume):
 
     start = start_from_linear(potential, linear.potential, config.nonlinear.seed)
     weights = structure_weights(train, config.loss, potential.elements)
-    root, _ = os.path.splitext(config.output)
 
     def save_best(best):
         best.metadata = {"note": "best potential so far of an unfinished nonlinear fit"}
@@ -175,8 +213,12 @@ def fit_nonlinear_from_linear(config, train, potential, linear, resume):
     result = fit_nonlinear(start, train, config.nonlinear, weights=weights,
                            tau={k: linear.report["weights"][k] for k in ("forces", "stress")},
                            penalty=linear.penalty, num_threads=config.num_threads,
-                           checkpoint=root + ".checkpoint.json", resume=resume,
-                           save_best=save_best, log=log)
+                           checkpoint=checkpoint_path(config), resume=resume,
+                           save_best=save_best, log=log,
+                           context={"settings": resumable_settings(config),
+                                    "linear": {"potential": linear.potential.to_dict(),
+                                               "report": plain(linear.report),
+                                               "penalty": linear.penalty.tolist()}})
     result.report["linear"] = linear.report
     return result
 

@@ -54,7 +54,10 @@ Every key (relative paths are relative to the config file)::
                                       # (default FinnisSinclairShiftedScaled, 2 densities,
                                       # fs_parameters [1, 1, 1, 0.5]) and the radial functions
       # with method nonlinear only (defaults shown):
-      optimizer: L-BFGS-B             # BFGS; least_squares (Levenberg-Marquardt, small fits)
+      optimizer: auto                 # varpro (variable projection: the first density's
+                                      # coefficients and E0 solved exactly at every step)
+                                      # where it applies, else L-BFGS-B; BFGS; least_squares
+                                      # (Levenberg-Marquardt, small fits)
       trainable: [coefficients, radial, e0]
       max_iterations: 300
       checkpoint_every: 25            # iterations per segment; <output>.checkpoint.json

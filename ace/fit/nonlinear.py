@@ -667,13 +667,15 @@ def ladder_masks(potential, ladder):
 
 def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penalty=None,
                   num_threads=None, checkpoint=None, resume=False, save_best=None, log=None,
-                  metadata=None):
+                  metadata=None, context=None):
     """Minimise the nonlinear loss from the parameters of ``potential`` (the start).
 
     ``weights`` [n_s] structure weights (default 1), ``tau`` {forces, stress} term weights,
     ``penalty`` [n_functions] the ridge penalty d_k (default 0). ``checkpoint``: path of the
     JSON state written after every segment; ``resume``: continue from it. ``save_best(pot)``
     is called whenever the best potential improves (so an interrupted fit leaves one).
+    ``context``: JSON data stored with every checkpoint, for the caller to read back with
+    :func:`read_checkpoint_context` before resuming (``ace fit`` keeps its linear fit there).
     """
     from ace.evaluator import compile_model
 
@@ -774,17 +776,17 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                     if converged or plateau:
                         state["iteration"] = settings.max_iterations  # this run is done
                     if checkpoint:
-                        _write_checkpoint(checkpoint, state, fingerprint)
+                        _write_checkpoint(checkpoint, state, fingerprint, context)
                 # next ladder step starts from the best of this one
                 state.update(step=state["step"] + 1, iteration=0, theta=None, stale=0,
                              anchor=state["best_in_run"])
                 state["best_in_run_loss"] = None
                 if checkpoint:
-                    _write_checkpoint(checkpoint, state, fingerprint)
+                    _write_checkpoint(checkpoint, state, fingerprint, context)
             state.update(restart=state["restart"] + 1, step=0, iteration=0, theta=None, stale=0,
                          anchor=state["start"], best_in_run=None, best_in_run_loss=None)
             if checkpoint:
-                _write_checkpoint(checkpoint, state, fingerprint)
+                _write_checkpoint(checkpoint, state, fingerprint, context)
     except KeyboardInterrupt:
         log("interrupted: the best potential so far is kept"
             + (f"; resume with the checkpoint {checkpoint}" if checkpoint else ""))
@@ -927,19 +929,34 @@ def _fingerprint(potential, train, settings, weights, tau, penalty):
     return h.hexdigest()
 
 
-def _write_checkpoint(path, state, fingerprint):
+def _write_checkpoint(path, state, fingerprint, context=None):
     from ace.potential import write_atomic
 
     write_atomic(path, json.dumps({"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
-                                   "state": state}))
+                                   "state": state, "context": context}))
 
 
-def _read_checkpoint(path, fingerprint):
+def _load_checkpoint(path):
     if not path or not os.path.exists(path):
         raise CheckpointError(f"no checkpoint to resume from at {path}")
     try:
         with open(path) as fh:
-            data = json.load(fh)
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+
+
+def read_checkpoint_context(path):
+    """The ``context`` a fit stored with its checkpoint at ``path`` (None if it stored none)."""
+    data = _load_checkpoint(path)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint")
+    return data.get("context")
+
+
+def _read_checkpoint(path, fingerprint):
+    data = _load_checkpoint(path)
+    try:
         state = data["state"]
         fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
                   "best_loss", "best_in_run", "best_in_run_loss", "stale", "history")
