@@ -398,3 +398,18 @@ def test_auto_optimizer_and_varpro_refusals(teacher):
         assert resolve_optimizer(potential, NonlinearSettings(**kwargs)) == "L-BFGS-B"
         with pytest.raises(ValueError, match=reason):
             fit_nonlinear(potential, train, NonlinearSettings(optimizer="varpro", **kwargs))
+
+
+def test_solve_symmetric_handles_scale_zero_columns_and_singular_systems():
+    from ace.fit.nonlinear import solve_symmetric
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 4)) * np.array([1e-4, 1.0, 1e4, 0.0])  # scales; one unused
+    A, b = X.T @ X, X.T @ rng.standard_normal(20)
+    x = solve_symmetric(A, b)
+    assert x[3] == 0.0
+    np.testing.assert_allclose(A @ x, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+    singular = np.column_stack([X[:, :3], X[:, 1]])  # a repeated column: no Cholesky
+    A, b = singular.T @ singular, singular.T @ rng.standard_normal(20)
+    x = solve_symmetric(A, b)
+    np.testing.assert_allclose(A @ x, b, rtol=1e-8, atol=1e-8 * np.abs(b).max())
+    assert np.abs(x).max() < 1e3 * np.abs(solve_symmetric(A[:3, :3], b[:3])).max()

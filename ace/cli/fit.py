@@ -132,14 +132,13 @@ def fit_config(config, train, test, potential, info, resume=False):
     start = time.perf_counter()
     if resume:
         result = linear_fit_from_checkpoint(config)
-        log(f"resuming: the linear fit is the checkpoint's; E0: "
-            + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+        done = "resuming: the linear fit is the checkpoint's"
     else:
         result = fit_linear(linear_part(potential), train, config.loss,
                             num_threads=config.num_threads, chunk_rows=config.chunk_rows,
                             progress=progress, log=log)
-        log(f"linear fit took {time.perf_counter() - start:.1f} s; E0: "
-            + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+        done = f"linear fit took {time.perf_counter() - start:.1f} s"
+    log(f"{done}; E0: " + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
     if config.nonlinear is not None:
         result = fit_nonlinear_from_linear(config, train, potential, result, resume)
         log(f"nonlinear fit took {result.report['seconds']:.1f} s")
