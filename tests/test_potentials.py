@@ -27,11 +27,10 @@ DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "mlearn")
 CRYSTALS = {"Mo": ("bcc", 3.16), "Si": ("diamond", 5.47)}  # DFT (PBE) lattice constants, Å
 # regression guards on the recorded test MAE (energy meV/atom, forces eV/Å): Si meets issue 3's
 # target (2.2, 0.058); Mo (2.30, 0.090) misses its target (2.2, 0.085), see potentials/README.md
-# The nonlinear fits (varpro; Mo 1000, Si 600 functions, 2 densities) beat the linear fit of
-# the same basis and the shipped linear ones, but not all of issue 6's targets (Si energy
-# meets it), see potentials/README.md
+# The nonlinear fits (varpro, 1000 functions, 2 densities) beat the linear fit of the same
+# basis but not issue 6's targets, see potentials/README.md
 TEST_MAE_BOUNDS = {"Mo": (2.35, 0.092), "Si": (2.2, 0.058),
-                   "Mo-nonlinear": (2.0, 0.087), "Si-nonlinear": (1.9, 0.055)}
+                   "Mo-nonlinear": (2.0, 0.087), "Si-nonlinear": (2.3, 0.053)}
 VARIANTS = ("", "-nonlinear")
 
 
