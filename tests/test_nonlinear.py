@@ -413,3 +413,28 @@ def test_solve_symmetric_handles_scale_zero_columns_and_singular_systems():
     x = solve_symmetric(A, b)
     np.testing.assert_allclose(A @ x, b, rtol=1e-8, atol=1e-8 * np.abs(b).max())
     assert np.abs(x).max() < 1e3 * np.abs(solve_symmetric(A[:3, :3], b[:3])).max()
+
+
+def test_varpro_with_a_validation_split_and_restarts(teacher):
+    potential, train, _ = teacher
+    start = perturbed_start(potential, size=0.01, seed=6)
+    settings = NonlinearSettings(optimizer="varpro", max_iterations=10, checkpoint_every=5,
+                                 restarts=2, validation_fraction=0.25)
+    fit = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    history = fit.report["history"]
+    assert {h["restart"] for h in history} == {0, 1}
+    assert fit.report["n_validation_structures"] == 3
+    # the projection solved on the fit structures only: their loss is stationary in the first
+    # density's coefficients at the result
+    fit_idx, _ = train.split_indices(0.25, settings.seed)
+    layout = ParameterLayout(fit.potential)
+    loss = NonlinearLoss(layout, compile_model(fit.potential, design=True),
+                         make_batches(fit.potential, train, np.ones(len(train)), fit_idx),
+                         {"forces": 1.0, "stress": 0.0}, np.zeros(potential.n_functions),
+                         settings.radial_l2)
+    _, grad = loss.value_and_gradient(layout.pack())
+    first = layout.coef_index % layout.coefs0.shape[1] == 0
+    nc = layout.sizes[0]
+    assert np.abs(grad[:nc][first]).max() < 1e-6 * np.abs(grad[:nc][~first]).max()
+    scores = [sum(h["validation"].values()) for h in history]
+    assert fit.report["best_score"] == pytest.approx(min(scores))
