@@ -331,8 +331,7 @@ def test_start_from_linear_seeds_the_extra_densities(teacher):
 # ------------------------------------------------------------------ variable projection
 
 def projection_for(loss, data):
-    weights = np.array([b.weight for b in loss.batches]).ravel() if len(loss.batches) == 1 \
-        else np.concatenate([b.weight for b in loss.batches])
+    weights = np.concatenate([b.weight for b in loss.batches])
     return LinearProjection(loss.layout, data, weights, loss.tau, loss.penalty)
 
 

@@ -505,7 +505,7 @@ class LinearProjection:
     def __init__(self, layout, dataset, weights, tau, penalty, num_threads=None):
         pot = layout.potential
         nf, nd = pot.n_functions, layout.coefs0.shape[1]
-        nc, nr, ne = layout.sizes
+        nc, nr, _ = layout.sizes
         first = layout.coef_index % nd == 0
         if int(first.sum()) != nf:
             raise ValueError("variable projection needs every function's first-density "
@@ -530,8 +530,8 @@ class LinearProjection:
         pot = layout.potential_for(theta)
         rest = coefs.copy()
         rest[:, 0] = 0.0
-        fixed = None
-        if rest.any() or pot.has_core_repulsion:
+        fixed = None  # without other densities, normal_equations subtracts the core itself
+        if rest.any():
             fixed = ACEPotential(pot.elements, pot.bonds, pot.embeddings, pot.functions, rest,
                                  e0=np.zeros(len(pot.elements)), basis_spec=pot.basis_spec,
                                  min_distance=pot.min_distance)
@@ -937,35 +937,32 @@ def _write_checkpoint(path, state, fingerprint, context=None):
 
 
 def _load_checkpoint(path):
+    """The checkpoint's JSON, checked to be one of ours (not yet that it is this fit's)."""
     if not path or not os.path.exists(path):
         raise CheckpointError(f"no checkpoint to resume from at {path}")
     try:
         with open(path) as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint")
+    return data
 
 
 def read_checkpoint_context(path):
     """The ``context`` a fit stored with its checkpoint at ``path`` (None if it stored none)."""
-    data = _load_checkpoint(path)
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint")
-    return data.get("context")
+    return _load_checkpoint(path).get("context")
 
 
 def _read_checkpoint(path, fingerprint):
     data = _load_checkpoint(path)
-    try:
-        state = data["state"]
-        fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
-                  "best_loss", "best_in_run", "best_in_run_loss", "stale", "history")
-        missing = [k for k in fields if k not in state]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
-    if data.get("format") != CHECKPOINT_FORMAT or missing:
-        raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint"
-                              + (f" (missing {missing})" if missing else ""))
+    fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
+              "best_loss", "best_in_run", "best_in_run_loss", "stale", "history")
+    state = data.get("state")
+    missing = [k for k in fields if k not in state] if isinstance(state, dict) else ["state"]
+    if missing:
+        raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint (missing {missing})")
     if data.get("fingerprint") != fingerprint:
         raise CheckpointError(f"{path}: the checkpoint belongs to a different fit (other data, "
                               "basis or settings); remove it or fit without --resume")
