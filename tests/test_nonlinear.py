@@ -437,3 +437,16 @@ def test_varpro_with_a_validation_split_and_restarts(teacher):
     assert np.abs(grad[:nc][first]).max() < 1e-6 * np.abs(grad[:nc][~first]).max()
     scores = [sum(h["validation"].values()) for h in history]
     assert fit.report["best_score"] == pytest.approx(min(scores))
+
+
+def test_projection_of_a_one_density_potential_with_a_core():
+    potential = random_potential(ndensity=1, inner="zbl", radbase="SBessel")
+    assert potential.has_core_repulsion and potential.ndensity_max == 1
+    data = teacher_data(potential, 3)
+    loss = loss_for(potential, data, {"forces": 1.0, "stress": 0.1})
+    projection = projection_for(loss, data)
+    theta = loss.layout.pack()
+    theta *= 1 + 0.02 * np.random.default_rng(4).standard_normal(theta.size)
+    _, grad = loss.value_and_gradient(projection.solve(theta))
+    linear = np.setdiff1d(np.arange(theta.size), projection.outer)
+    assert np.abs(grad[linear]).max() < 1e-7 * np.abs(grad[projection.outer]).max()
