@@ -175,6 +175,13 @@ def test_fit_nonlinear_writes_a_two_density_potential_and_resumes(workdir, capsy
     assert not any(line.startswith("linear fit took") for line in out.splitlines())
     again = ACEPotential.load(workdir / "CuNL.yaml")
     np.testing.assert_array_equal(again.coefficients, potential.coefficients)
+    # a larger max_iterations continues the finished fit from where it stopped
+    longer = yaml.safe_load(config.read_text())
+    longer["fit"]["max_iterations"] = 9
+    config.write_text(yaml.safe_dump(longer))
+    assert main(["fit", str(config), "--resume"]) == 0
+    history = ACEPotential.load(workdir / "CuNL.yaml").metadata["fit"]["report"]["history"]
+    assert [h["iteration"] for h in history] == [3, 6, 9]
     # a changed config is not resumed from the old checkpoint
     changed = yaml.safe_load(config.read_text())
     changed["regularisation"] = {"l2": 1e-3}

@@ -1,6 +1,7 @@
 """The nonlinear fit: kernel values, exact loss gradients for every parameter kind and loss
 term, the least-squares Jacobian, teacher-student recovery, checkpoint/resume, and settings."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -239,10 +240,36 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
     assert state["iteration"] == 10
     resumed = fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
                             resume=True)
-    np.testing.assert_array_equal(resumed.potential.coefficients, whole.potential.coefficients)
-    for pair, bond in whole.potential.bonds.items():
-        np.testing.assert_array_equal(resumed.potential.bonds[pair].crad, bond.crad)
-    assert resumed.report["best_score"] == whole.report["best_score"]
+    assert_same_fit(resumed, whole)
+
+
+def assert_same_fit(fit, other):
+    np.testing.assert_array_equal(fit.potential.coefficients, other.potential.coefficients)
+    for pair, bond in other.potential.bonds.items():
+        np.testing.assert_array_equal(fit.potential.bonds[pair].crad, bond.crad)
+    assert fit.report["best_score"] == other.report["best_score"]
+    assert fit.report["history"] == other.report["history"]
+
+
+def test_a_finished_fit_continues_with_more_iterations(teacher, tmp_path):
+    """Raising max_iterations on resume continues the finished run: the same result as a fit
+    given the larger max_iterations from the start."""
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=2)
+    settings = NonlinearSettings(max_iterations=30, checkpoint_every=10, validation_fraction=0)
+    whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    checkpoint = tmp_path / "state.json"
+    short = replace(settings, max_iterations=20)
+    first = fit_nonlinear(start, train, short, tau={"forces": 1.0}, checkpoint=checkpoint)
+    assert first.report["history"][-1]["iteration"] == 20
+    assert whole.report["best_score"] < first.report["best_score"]
+    continued = fit_nonlinear(start, train, settings, tau={"forces": 1.0},
+                              checkpoint=checkpoint, resume=True)
+    assert_same_fit(continued, whole)
+    # resuming a finished fit with its own settings changes nothing
+    again = fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
+                          resume=True)
+    assert_same_fit(again, whole)
 
 
 def test_resume_refuses_another_fits_checkpoint(teacher, tmp_path):
@@ -251,7 +278,7 @@ def test_resume_refuses_another_fits_checkpoint(teacher, tmp_path):
     checkpoint = tmp_path / "state.json"
     settings = NonlinearSettings(max_iterations=2, checkpoint_every=2, validation_fraction=0)
     fit_nonlinear(start, train, settings, checkpoint=checkpoint)
-    other = NonlinearSettings(max_iterations=4, checkpoint_every=2, validation_fraction=0)
+    other = NonlinearSettings(max_iterations=2, checkpoint_every=1, validation_fraction=0)
     with pytest.raises(CheckpointError, match="different fit"):
         fit_nonlinear(start, train, other, checkpoint=checkpoint, resume=True)
     checkpoint.write_text("{not json")

@@ -25,7 +25,9 @@ def add_arguments(parser):
                         help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
     parser.add_argument("--no-progress", action="store_true", help="no progress output (bars or periodic lines on stderr)")
     parser.add_argument("--resume", action="store_true",
-                        help="nonlinear fit: continue from <output>.checkpoint.json")
+                        help="nonlinear fit: continue from <output>.checkpoint.json (the "
+                             "config unchanged, or with a larger max_iterations or patience "
+                             "to continue a finished fit)")
 
 
 def run(args):
@@ -167,11 +169,16 @@ def checkpoint_path(config):
 
 
 def resumable_settings(config):
-    """The config's settings that a resumed fit must share with the interrupted one (not the
-    thread count, chunk size or progress output, which do not change the result's meaning)."""
+    """The config's settings that a resumed fit must share with the interrupted one: not the
+    thread count, chunk size or progress output, which do not change the result's meaning, nor
+    the stopping rules, which may be raised to continue a fit that ran out of iterations."""
+    from ace.fit.nonlinear import EXTENDABLE
+
     settings = plain(config.to_dict())
     for key in ("num_threads", "chunk_rows"):
         settings.pop(key, None)
+    for key in EXTENDABLE:
+        (settings["nonlinear"] or {}).pop(key, None)
     return settings
 
 

@@ -18,7 +18,8 @@ about two energy evaluations, independent of the number of parameters.
 
 Robustness: the optimisation runs in segments of ``checkpoint_every`` iterations (the
 quasi-Newton memory restarts at each), after each of which the state is written atomically as
-JSON; a fit resumed from a checkpoint follows exactly the uninterrupted path. The best
+JSON; a fit resumed from a checkpoint follows exactly the uninterrupted path, and a finished
+fit can be continued with a larger max_iterations or patience. The best
 parameters on the validation split are kept (early stopping on a plateau); Ctrl-C writes them.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ MAX_BATCH_PAIRS = 2_000_000  # neighbour pairs per kernel call (memory bound)
 PRECONDITION_FLOOR = 1e-3
 # embeddings whose density with fs_parameters [1, 1] enters the energy as F(rho) = rho
 LINEAR_FIRST_DENSITY = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
+# stopping rules, which a resumed fit may raise to continue a fit that ran out of iterations
+EXTENDABLE = ("max_iterations", "patience")
 
 
 @dataclass
@@ -66,6 +69,11 @@ class NonlinearSettings:
     radial_l2: lambda_rad of the radial prior (loss units).
     validation_fraction: held-out share of the training structures for early stopping and
         restart selection (none below 10 structures).
+
+    A resumed fit must have the same settings as the checkpoint's, except the stopping rules
+    (``EXTENDABLE``): raising max_iterations or patience continues the run the fit ended in
+    (with restarts or a ladder, the last one), exactly as if they had been set from the start
+    when the old max_iterations is a multiple of checkpoint_every.
     """
 
     optimizer: str = "auto"
@@ -705,17 +713,18 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
 
     state = {"restart": 0, "step": 0, "segment": 0, "iteration": 0, "theta": None,
              "anchor": potential.to_dict(), "start": potential.to_dict(),
-             "best_in_run": None, "best_in_run_loss": None, "stale": 0,
+             "best_in_run": None, "best_in_run_loss": None, "stale": 0, "converged": False,
              "best": None, "best_loss": None, "history": []}
     if resume:
         state = _read_checkpoint(checkpoint, fingerprint)
         log(f"resuming from {checkpoint}: restart {state['restart'] + 1}, ladder step "
             f"{state['step'] + 1}, iteration {state['iteration']}")
+    last_run = (settings.restarts - 1, len(masks) - 1)
 
     from ace.potential import ACEPotential
     try:
-        while state["restart"] < settings.restarts:
-            while state["step"] < len(masks):
+        while True:
+            if _run_open(state, settings):
                 anchor = ACEPotential.from_dict(state["anchor"])
                 layout = ParameterLayout(anchor, settings.trainable, masks[state["step"]])
                 theta_start = layout.pack()
@@ -732,59 +741,52 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                 # a function of the step's start only, so that a resumed fit uses the same
                 diagonal = full.gauss_newton_diagonal(theta_start, seed=settings.seed)
                 scale = 1.0 / np.sqrt(diagonal + PRECONDITION_FLOOR * max(diagonal.max(), 1e-300))
-                while state["iteration"] < settings.max_iterations:
-                    n_iter = min(settings.checkpoint_every,
-                                 settings.max_iterations - state["iteration"])
-                    loss = full
-                    if settings.batch_size:
-                        loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
-                                               state, design, n_threads, num_threads)
-                    result = _minimise(loss, theta, n_iter, settings, scale, optimizer,
-                                       projection)
-                    theta = result.x
-                    state["iteration"] += max(int(result.nit), 1)
-                    state["segment"] += 1
-                    train_terms = full.terms(theta)
-                    score_terms = validation.terms(theta) if validation else train_terms
-                    score = sum(score_terms.values())
-                    improved = state["best_in_run_loss"] is None or score < state["best_in_run_loss"]
-                    if improved:
-                        state["best_in_run"] = layout.potential_for(theta).to_dict()
-                        state["best_in_run_loss"] = score
-                        state["stale"] = 0
-                    else:
-                        state["stale"] += 1
-                    state["history"].append({
-                        "restart": state["restart"], "step": state["step"],
-                        "iteration": state["iteration"], "loss": float(result.fun),
-                        "train": {k: float(v) for k, v in train_terms.items()},
-                        "validation": ({k: float(v) for k, v in score_terms.items()}
-                                       if validation else None)})
-                    if state["best_loss"] is None or score < state["best_loss"]:
-                        state["best"] = state["best_in_run"]
-                        state["best_loss"] = score
-                        if save_best is not None:
-                            save_best(ACEPotential.from_dict(state["best"]))
-                    log(f"restart {state['restart'] + 1}/{settings.restarts}, step "
-                        f"{state['step'] + 1}/{len(masks)}, iteration {state['iteration']}: "
-                        f"loss {result.fun:.4e}, {'validation' if validation else 'train'} "
-                        f"RMSE E {_rmse(score_terms, 'energy', 1e3):.3f} meV/atom, F "
-                        f"{_rmse(score_terms, 'forces', 1.0, tau):.4f} eV/Å")
-                    converged = bool(result.success) and int(result.nit) < n_iter
-                    plateau = settings.patience and state["stale"] >= settings.patience
-                    state["theta"] = theta.tolist()
-                    if converged or plateau:
-                        state["iteration"] = settings.max_iterations  # this run is done
-                    if checkpoint:
-                        _write_checkpoint(checkpoint, state, fingerprint, context)
-                # next ladder step starts from the best of this one
-                state.update(step=state["step"] + 1, iteration=0, theta=None, stale=0,
-                             anchor=state["best_in_run"])
-                state["best_in_run_loss"] = None
+            while _run_open(state, settings):
+                n_iter = min(settings.checkpoint_every,
+                             settings.max_iterations - state["iteration"])
+                loss = full
+                if settings.batch_size:
+                    loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
+                                           state, design, n_threads, num_threads)
+                result = _minimise(loss, theta, n_iter, settings, scale, optimizer, projection)
+                theta = result.x
+                state["iteration"] += max(int(result.nit), 1)
+                state["segment"] += 1
+                train_terms = full.terms(theta)
+                score_terms = validation.terms(theta) if validation else train_terms
+                score = sum(score_terms.values())
+                improved = state["best_in_run_loss"] is None or score < state["best_in_run_loss"]
+                if improved:
+                    state["best_in_run"] = layout.potential_for(theta).to_dict()
+                    state["best_in_run_loss"] = score
+                    state["stale"] = 0
+                else:
+                    state["stale"] += 1
+                state["history"].append({
+                    "restart": state["restart"], "step": state["step"],
+                    "iteration": state["iteration"], "loss": float(result.fun),
+                    "train": {k: float(v) for k, v in train_terms.items()},
+                    "validation": ({k: float(v) for k, v in score_terms.items()}
+                                   if validation else None)})
+                if state["best_loss"] is None or score < state["best_loss"]:
+                    state["best"] = state["best_in_run"]
+                    state["best_loss"] = score
+                    if save_best is not None:
+                        save_best(ACEPotential.from_dict(state["best"]))
+                log(f"restart {state['restart'] + 1}/{settings.restarts}, step "
+                    f"{state['step'] + 1}/{len(masks)}, iteration {state['iteration']}: "
+                    f"loss {result.fun:.4e}, {'validation' if validation else 'train'} "
+                    f"RMSE E {_rmse(score_terms, 'energy', 1e3):.3f} meV/atom, F "
+                    f"{_rmse(score_terms, 'forces', 1.0, tau):.4f} eV/Å")
+                state["converged"] = bool(result.success) and int(result.nit) < n_iter
+                state["theta"] = theta.tolist()
                 if checkpoint:
                     _write_checkpoint(checkpoint, state, fingerprint, context)
-            state.update(restart=state["restart"] + 1, step=0, iteration=0, theta=None, stale=0,
-                         anchor=state["start"], best_in_run=None, best_in_run_loss=None)
+            # the last run's state stays in the checkpoint, so that a resumed fit with a
+            # larger max_iterations or patience can continue it
+            if (state["restart"], state["step"]) == last_run:
+                break
+            _next_run(state, len(masks))
             if checkpoint:
                 _write_checkpoint(checkpoint, state, fingerprint, context)
     except KeyboardInterrupt:
@@ -808,6 +810,24 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         "seconds": round(time.perf_counter() - start_time, 2),
     }
     return NonlinearFit(best, report)
+
+
+def _run_open(state, settings):
+    """Whether the current run (restart, ladder step) has iterations left: not converged, under
+    max_iterations, and not stopped by a validation plateau."""
+    plateau = settings.patience and state["stale"] >= settings.patience
+    return not (state["converged"] or plateau or state["iteration"] >= settings.max_iterations)
+
+
+def _next_run(state, n_steps):
+    """Move the state to the next ladder step (from the best of this one) or, after the last
+    step, to the next restart (from the start)."""
+    if state["step"] + 1 < n_steps:
+        state.update(step=state["step"] + 1, anchor=state["best_in_run"])
+    else:
+        state.update(restart=state["restart"] + 1, step=0, anchor=state["start"],
+                     best_in_run=None)
+    state.update(iteration=0, theta=None, stale=0, converged=False, best_in_run_loss=None)
 
 
 def _rmse(terms, term, unit, tau=None):
@@ -919,8 +939,9 @@ def _fingerprint(potential, train, settings, weights, tau, penalty):
     import hashlib
 
     h = hashlib.sha256()
+    fixed = {k: v for k, v in asdict(settings).items() if k not in EXTENDABLE}
     payload = {"potential": potential.to_dict(), "names": [str(n) for n in train.names],
-               "n_atoms": train.n_atoms.tolist(), "settings": asdict(settings),
+               "n_atoms": train.n_atoms.tolist(), "settings": fixed,
                "tau": {k: float(v) for k, v in tau.items()}}
     h.update(json.dumps(payload, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(weights, dtype=float).tobytes())
@@ -957,13 +978,13 @@ def read_checkpoint_context(path):
 
 def _read_checkpoint(path, fingerprint):
     data = _load_checkpoint(path)
+    if data.get("fingerprint") != fingerprint:
+        raise CheckpointError(f"{path}: the checkpoint belongs to a different fit (other data, "
+                              "basis or settings); remove it or fit without --resume")
     fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
-              "best_loss", "best_in_run", "best_in_run_loss", "stale", "history")
+              "best_loss", "best_in_run", "best_in_run_loss", "stale", "converged", "history")
     state = data.get("state")
     missing = [k for k in fields if k not in state] if isinstance(state, dict) else ["state"]
     if missing:
         raise CheckpointError(f"{path}: not an ace nonlinear-fit checkpoint (missing {missing})")
-    if data.get("fingerprint") != fingerprint:
-        raise CheckpointError(f"{path}: the checkpoint belongs to a different fit (other data, "
-                              "basis or settings); remove it or fit without --resume")
     return state
