@@ -56,7 +56,7 @@ Every key (relative paths are relative to the config file)::
       # with method nonlinear only (defaults shown):
       optimizer: auto                 # varpro (variable projection: the first density's
                                       # coefficients and E0 solved exactly at every step)
-                                      # where it applies, else L-BFGS-B; BFGS; least_squares
+                                      # where it applies, else L-BFGS; BFGS; least_squares
                                       # (Levenberg-Marquardt, small fits)
       trainable: [coefficients, radial, e0]
       max_iterations: 300

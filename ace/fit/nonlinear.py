@@ -16,10 +16,10 @@ stresses are derivatives of E along the positions and the strain, so their resid
 derivatives of E along per-pair tangents (``ace._core._gradient``), exact and at the cost of
 about two energy evaluations, independent of the number of parameters.
 
-Robustness: the optimisation runs in segments of ``checkpoint_every`` iterations (the
-quasi-Newton memory restarts at each), after each of which the state is written atomically as
-JSON; a fit resumed from a checkpoint follows exactly the uninterrupted path, and a finished
-fit can be continued with a larger max_iterations or patience. The best
+Robustness: the optimisation runs in segments of ``checkpoint_every`` iterations, after each
+of which the state, with the L-BFGS memory (ace.fit.lbfgs), is written atomically as JSON; the
+segments and a fit resumed from a checkpoint follow exactly the path of one uninterrupted run,
+and a finished fit can be continued with a larger max_iterations or patience. The best
 parameters on the validation split are kept (early stopping on a plateau); Ctrl-C writes them.
 """
 from __future__ import annotations
@@ -34,9 +34,10 @@ import scipy.optimize
 
 from ace._core import effective_n_threads
 from ace._core._gradient import model_values, parameter_gradient
+from ace.fit import lbfgs
 
 TRAINABLE = ("coefficients", "radial", "e0")
-OPTIMIZERS = ("auto", "varpro", "L-BFGS-B", "BFGS", "least_squares")
+OPTIMIZERS = ("auto", "varpro", "L-BFGS", "BFGS", "least_squares")
 CHECKPOINT_FORMAT = "ace-nonlinear-checkpoint"
 MAX_JACOBIAN_ENTRIES = 50_000_000  # least_squares keeps the dense Jacobian: 400 MB
 MAX_BATCH_PAIRS = 2_000_000  # neighbour pairs per kernel call (memory bound)
@@ -53,11 +54,12 @@ EXTENDABLE = ("max_iterations", "patience")
 class NonlinearSettings:
     """Settings of the nonlinear fit (the ``fit`` section of the config, method nonlinear).
 
-    optimizer: auto (default: varpro where it applies, else L-BFGS-B); varpro (variable
+    optimizer: auto (default: varpro where it applies, else L-BFGS); varpro (variable
         projection: the first density's coefficients and E0 are solved exactly by linear least
-        squares at every step, L-BFGS-B moves the rest; needs a linear first density with
-        trainable coefficients, no ladder and no mini-batches); L-BFGS-B; BFGS; least_squares
-        (Levenberg–Marquardt with the exact Jacobian; only for small problems).
+        squares at every step, L-BFGS moves the rest; needs a linear first density with
+        trainable coefficients, no ladder and no mini-batches); L-BFGS (ace.fit.lbfgs: its
+        memory carries over checkpoints); BFGS (scipy's, restarted at every checkpoint);
+        least_squares (Levenberg–Marquardt with the exact Jacobian; only for small problems).
     trainable: any of coefficients, radial, e0; the rest is frozen.
     max_iterations: optimiser iterations in all (per restart and ladder step).
     checkpoint_every: iterations per segment; state written after each.
@@ -507,7 +509,7 @@ class LinearProjection:
     only the other parameters; by the envelope theorem the gradient of the projected loss is
     the loss gradient at the solved point. This removes the stiff coupling between
     coefficients and radial functions that stalls a joint quasi-Newton fit (mlearn Mo, 600
-    functions: 50 projected iterations end 31% below the loss of 150 joint L-BFGS-B ones).
+    functions: 50 projected iterations end 31% below the loss of 150 joint quasi-Newton ones).
     """
 
     def __init__(self, layout, dataset, weights, tau, penalty, num_threads=None):
@@ -594,7 +596,7 @@ def linear_part(potential):
 
 
 def resolve_optimizer(potential, settings):
-    """The optimiser to run: ``auto`` is varpro where it applies, else L-BFGS-B."""
+    """The optimiser to run: ``auto`` is varpro where it applies, else L-BFGS."""
     if settings.optimizer not in ("auto", "varpro"):
         return settings.optimizer
     reasons = []
@@ -613,7 +615,7 @@ def resolve_optimizer(potential, settings):
         return "varpro"
     if settings.optimizer == "varpro":
         raise ValueError("fit.optimizer varpro does not apply: " + "; ".join(reasons))
-    return "L-BFGS-B"
+    return "L-BFGS"
 
 
 # ---------------------------------------------------------------------- the fit
@@ -714,7 +716,7 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     state = {"restart": 0, "step": 0, "segment": 0, "iteration": 0, "theta": None,
              "anchor": potential.to_dict(), "start": potential.to_dict(),
              "best_in_run": None, "best_in_run_loss": None, "stale": 0, "converged": False,
-             "best": None, "best_loss": None, "history": []}
+             "memory": None, "best": None, "best_loss": None, "history": []}
     if resume:
         state = _read_checkpoint(checkpoint, fingerprint)
         log(f"resuming from {checkpoint}: restart {state['restart'] + 1}, ladder step "
@@ -748,8 +750,12 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                 if settings.batch_size:
                     loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
                                            state, design, n_threads, num_threads)
-                result = _minimise(loss, theta, n_iter, settings, scale, optimizer, projection)
+                # a mini-batch is a new loss each segment: its curvature memory does not carry
+                memory = None if settings.batch_size else state["memory"]
+                result = _minimise(loss, theta, n_iter, settings, scale, optimizer, projection,
+                                   memory)
                 theta = result.x
+                state["memory"] = result.memory
                 state["iteration"] += max(int(result.nit), 1)
                 state["segment"] += 1
                 train_terms = full.terms(theta)
@@ -827,7 +833,8 @@ def _next_run(state, n_steps):
     else:
         state.update(restart=state["restart"] + 1, step=0, anchor=state["start"],
                      best_in_run=None)
-    state.update(iteration=0, theta=None, stale=0, converged=False, best_in_run_loss=None)
+    state.update(iteration=0, theta=None, stale=0, converged=False, memory=None,
+                 best_in_run_loss=None)
 
 
 def _rmse(terms, term, unit, tau=None):
@@ -849,7 +856,7 @@ def _check_problem_size(loss, optimizer):
         entries = loss.n_residuals() * loss.layout.size
         if entries > MAX_JACOBIAN_ENTRIES:
             raise ValueError(f"optimizer least_squares: the Jacobian would have {entries:.3g} "
-                             f"entries (limit {MAX_JACOBIAN_ENTRIES:.3g}); use L-BFGS-B")
+                             f"entries (limit {MAX_JACOBIAN_ENTRIES:.3g}); use L-BFGS")
 
 
 def _minibatch_loss(full, potential, train, weights, fit_idx, settings, state, design,
@@ -862,13 +869,15 @@ def _minibatch_loss(full, potential, train, weights, fit_idx, settings, state, d
                          num_threads)
 
 
-def _minimise(loss, theta, n_iter, settings, scale, optimizer, projection=None):
+def _minimise(loss, theta, n_iter, settings, scale, optimizer, projection=None, memory=None):
     """Run the optimiser for at most n_iter iterations. Quasi-Newton runs in the coordinates
     theta / scale (the floored Gauss-Newton diagonal: faster on teacher-student fits, neutral
-    on mlearn Si); Levenberg-Marquardt scales by its Jacobian itself; varpro runs L-BFGS-B on
-    the parameters outside ``projection``'s linear part, solving that part at every point."""
+    on mlearn Si); Levenberg-Marquardt scales by its Jacobian itself; varpro runs L-BFGS on
+    the parameters outside ``projection``'s linear part, solving that part at every point.
+    ``memory``: the L-BFGS state of the previous segment of this run (None: start afresh);
+    the result's ``memory`` is the state to continue from (None for BFGS and least_squares)."""
     if optimizer == "varpro":
-        return _minimise_projected(loss, theta, n_iter, settings, scale, projection)
+        return _minimise_projected(loss, theta, n_iter, settings, scale, projection, memory)
     if optimizer == "least_squares":
         cache = {}
 
@@ -886,28 +895,24 @@ def _minimise(loss, theta, n_iter, settings, scale, optimizer, projection=None):
         result.fun = float(np.sum(result.fun ** 2))
         result.nit = result.nfev
         result.success = result.status > 0
+        result.memory = None
         return result
 
     def scaled(z):
         value, grad = loss.value_and_gradient(z * scale)
         return value, grad * scale
 
-    result = scipy.optimize.minimize(scaled, theta / scale, jac=True, method=optimizer,
-                                     options=_options(optimizer, n_iter, settings))
+    if optimizer == "L-BFGS":
+        result = lbfgs.minimise(scaled, theta / scale, n_iter, settings.gtol, memory)
+    else:
+        result = scipy.optimize.minimize(scaled, theta / scale, jac=True, method=optimizer,
+                                         options={"maxiter": n_iter, "gtol": settings.gtol})
+        result.memory = None
     result.x = result.x * scale
     return result
 
 
-def _options(optimizer, n_iter, settings):
-    options = {"maxiter": n_iter, "gtol": settings.gtol}
-    if optimizer in ("L-BFGS-B", "varpro"):
-        # scipy's default stops on a relative loss change of 2e-9 per step, far too early
-        # for losses whose scale is set by small residuals
-        options.update(ftol=1e-15, maxcor=30)
-    return options
-
-
-def _minimise_projected(loss, theta, n_iter, settings, scale, projection):
+def _minimise_projected(loss, theta, n_iter, settings, scale, projection, memory):
     outer = projection.outer
     solved = {}
 
@@ -922,15 +927,15 @@ def _minimise_projected(loss, theta, n_iter, settings, scale, projection):
 
     if not len(outer):  # nothing but the linear part is trainable: one exact solve
         x = complete(np.zeros(0))
-        return scipy.optimize.OptimizeResult(x=x, fun=loss.value(x), nit=0, success=True)
+        return scipy.optimize.OptimizeResult(x=x, fun=loss.value(x), nit=0, success=True,
+                                             memory=None)
 
     def projected(z):
         value, grad = loss.value_and_gradient(complete(z))
         return value, grad[outer] * scale[outer]
 
-    result = scipy.optimize.minimize(projected, theta[outer] / scale[outer], jac=True,
-                                     method="L-BFGS-B",
-                                     options=_options("varpro", n_iter, settings))
+    result = lbfgs.minimise(projected, theta[outer] / scale[outer], n_iter, settings.gtol,
+                            memory)
     result.x = complete(result.x)
     return result
 
@@ -982,7 +987,8 @@ def _read_checkpoint(path, fingerprint):
         raise CheckpointError(f"{path}: the checkpoint belongs to a different fit (other data, "
                               "basis or settings); remove it or fit without --resume")
     fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
-              "best_loss", "best_in_run", "best_in_run_loss", "stale", "converged", "history")
+              "best_loss", "best_in_run", "best_in_run_loss", "stale", "converged", "memory",
+              "history")
     state = data.get("state")
     missing = [k for k in fields if k not in state] if isinstance(state, dict) else ["state"]
     if missing:
