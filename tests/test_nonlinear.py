@@ -251,6 +251,21 @@ def assert_same_fit(fit, other):
     assert fit.report["history"] == other.report["history"]
 
 
+@pytest.mark.parametrize("optimizer", ["L-BFGS", "varpro"])
+def test_checkpoint_segments_do_not_change_the_path(teacher, optimizer):
+    """The optimiser's memory carries over the checkpoints: one segment of 30 iterations and
+    three of 10 end at the same parameters."""
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=5)
+    fits = [fit_nonlinear(start, train, NonlinearSettings(
+        optimizer=optimizer, max_iterations=30, checkpoint_every=every, validation_fraction=0),
+        tau={"forces": 1.0}) for every in (30, 10)]
+    assert [h["iteration"] for h in fits[1].report["history"]] == [10, 20, 30]
+    np.testing.assert_array_equal(fits[1].potential.coefficients, fits[0].potential.coefficients)
+    for pair, bond in fits[0].potential.bonds.items():
+        np.testing.assert_array_equal(fits[1].potential.bonds[pair].crad, bond.crad)
+
+
 def test_a_finished_fit_continues_with_more_iterations(teacher, tmp_path):
     """Raising max_iterations on resume continues the finished run: the same result as a fit
     given the larger max_iterations from the start."""

@@ -62,7 +62,9 @@ class NonlinearSettings:
         least_squares (Levenberg–Marquardt with the exact Jacobian; only for small problems).
     trainable: any of coefficients, radial, e0; the rest is frozen.
     max_iterations: optimiser iterations in all (per restart and ladder step).
-    checkpoint_every: iterations per segment; state written after each.
+    checkpoint_every: iterations per segment; state written after each. With L-BFGS and
+        varpro the optimiser's path does not depend on it (its memory carries over), except
+        with mini-batches, which draw a new batch per segment.
     patience: segments without a better validation loss before stopping (0: never stop early).
     restarts: fits from differently perturbed starts (the first unperturbed), best validation
         loss kept; restart_noise: relative size of the perturbation.
@@ -74,8 +76,8 @@ class NonlinearSettings:
 
     A resumed fit must have the same settings as the checkpoint's, except the stopping rules
     (``EXTENDABLE``): raising max_iterations or patience continues the run the fit ended in
-    (with restarts or a ladder, the last one), exactly as if they had been set from the start
-    when the old max_iterations is a multiple of checkpoint_every.
+    (with restarts or a ladder, the last one); with L-BFGS and varpro, on exactly the path it
+    would have taken had they been set from the start.
     """
 
     optimizer: str = "auto"
