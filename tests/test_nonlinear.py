@@ -296,6 +296,15 @@ def test_resume_refuses_another_fits_checkpoint(teacher, tmp_path):
     other = NonlinearSettings(max_iterations=2, checkpoint_every=1, validation_fraction=0)
     with pytest.raises(CheckpointError, match="different fit"):
         fit_nonlinear(start, train, other, checkpoint=checkpoint, resume=True)
+    # the data are recognised by content: the same structures read from elsewhere resume,
+    # one changed force does not
+    moved = replace(train, names=[f"/elsewhere/{name}" for name in train.names])
+    fit_nonlinear(start, moved, settings, checkpoint=checkpoint, resume=True)
+    forces = train.forces.copy()
+    forces[0, 0] += 1e-3
+    with pytest.raises(CheckpointError, match="different fit"):
+        fit_nonlinear(start, replace(train, forces=forces), settings, checkpoint=checkpoint,
+                      resume=True)
     checkpoint.write_text("{not json")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         fit_nonlinear(start, train, settings, checkpoint=checkpoint, resume=True)

@@ -947,13 +947,15 @@ def _fingerprint(potential, train, settings, weights, tau, penalty):
 
     h = hashlib.sha256()
     fixed = {k: v for k, v in asdict(settings).items() if k not in EXTENDABLE}
-    payload = {"potential": potential.to_dict(), "names": [str(n) for n in train.names],
-               "n_atoms": train.n_atoms.tolist(), "settings": fixed,
+    payload = {"potential": potential.to_dict(), "n_atoms": train.n_atoms.tolist(),
+               "config_type": [str(c) for c in train.config_type], "settings": fixed,
                "tau": {k: float(v) for k, v in tau.items()}}
     h.update(json.dumps(payload, sort_keys=True, default=str).encode())
-    h.update(np.ascontiguousarray(weights, dtype=float).tobytes())
-    h.update(np.ascontiguousarray(penalty, dtype=float).tobytes())
-    h.update(np.ascontiguousarray(train.energy, dtype=float).tobytes())
+    # the data by content, not by file name: a checkpoint stays valid when the project or
+    # the data directory moves
+    for array in (weights, penalty, train.numbers, train.positions, train.cells, train.pbc,
+                  train.energy, train.forces, train.stress):
+        h.update(np.ascontiguousarray(array, dtype=float).tobytes())
     return h.hexdigest()
 
 
