@@ -30,7 +30,7 @@ CRYSTALS = {"Mo": ("bcc", 3.16), "Si": ("diamond", 5.47)}  # DFT (PBE) lattice c
 # The nonlinear fits (varpro, 1000 functions, 2 densities) beat the linear fit of the same
 # basis but not issue 6's targets, see potentials/README.md
 TEST_MAE_BOUNDS = {"Mo": (2.35, 0.092), "Si": (2.2, 0.058),
-                   "Mo-nonlinear": (2.3, 0.087), "Si-nonlinear": (2.3, 0.053)}
+                   "Mo-nonlinear": (2.3, 0.087), "Si-nonlinear": (2.3, 0.051)}
 VARIANTS = ("", "-nonlinear")
 
 
