@@ -243,10 +243,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
     assert_same_fit(resumed, whole)
 
 
+def assert_same_parameters(potential, other):
+    np.testing.assert_array_equal(potential.coefficients, other.coefficients)
+    for pair, bond in other.bonds.items():
+        np.testing.assert_array_equal(potential.bonds[pair].crad, bond.crad)
+
+
 def assert_same_fit(fit, other):
-    np.testing.assert_array_equal(fit.potential.coefficients, other.potential.coefficients)
-    for pair, bond in other.potential.bonds.items():
-        np.testing.assert_array_equal(fit.potential.bonds[pair].crad, bond.crad)
+    assert_same_parameters(fit.potential, other.potential)
     assert fit.report["best_score"] == other.report["best_score"]
     assert fit.report["history"] == other.report["history"]
 
@@ -261,9 +265,7 @@ def test_checkpoint_segments_do_not_change_the_path(teacher, optimizer):
         optimizer=optimizer, max_iterations=30, checkpoint_every=every, validation_fraction=0),
         tau={"forces": 1.0}) for every in (30, 10)]
     assert [h["iteration"] for h in fits[1].report["history"]] == [10, 20, 30]
-    np.testing.assert_array_equal(fits[1].potential.coefficients, fits[0].potential.coefficients)
-    for pair, bond in fits[0].potential.bonds.items():
-        np.testing.assert_array_equal(fits[1].potential.bonds[pair].crad, bond.crad)
+    assert_same_parameters(fits[1].potential, fits[0].potential)
 
 
 def test_a_finished_fit_continues_with_more_iterations(teacher, tmp_path):

@@ -715,10 +715,7 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     optimizer = resolve_optimizer(potential, settings)
     fit_data = train.subset(fit_idx) if optimizer == "varpro" else None
 
-    state = {"restart": 0, "step": 0, "segment": 0, "iteration": 0, "theta": None,
-             "anchor": potential.to_dict(), "start": potential.to_dict(),
-             "best_in_run": None, "best_in_run_loss": None, "stale": 0, "converged": False,
-             "memory": None, "best": None, "best_loss": None, "history": []}
+    state = _initial_state(potential.to_dict())
     if resume:
         state = _read_checkpoint(checkpoint, fingerprint)
         log(f"resuming from {checkpoint}: restart {state['restart'] + 1}, ladder step "
@@ -818,6 +815,15 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         "seconds": round(time.perf_counter() - start_time, 2),
     }
     return NonlinearFit(best, report)
+
+
+def _initial_state(start):
+    """The fit's state before its first iteration, from the start potential's dict; the
+    checkpoint holds this state as it goes."""
+    return {"restart": 0, "step": 0, "segment": 0, "iteration": 0, "theta": None,
+            "anchor": start, "start": start, "best_in_run": None, "best_in_run_loss": None,
+            "stale": 0, "converged": False, "memory": None, "best": None, "best_loss": None,
+            "history": []}
 
 
 def _run_open(state, settings):
@@ -990,9 +996,7 @@ def _read_checkpoint(path, fingerprint):
     if data.get("fingerprint") != fingerprint:
         raise CheckpointError(f"{path}: the checkpoint belongs to a different fit (other data, "
                               "basis or settings); remove it or fit without --resume")
-    fields = ("restart", "step", "segment", "iteration", "theta", "anchor", "start", "best",
-              "best_loss", "best_in_run", "best_in_run_loss", "stale", "converged", "memory",
-              "history")
+    fields = _initial_state(None)
     state = data.get("state")
     missing = [k for k in fields if k not in state] if isinstance(state, dict) else ["state"]
     if missing:
