@@ -26,7 +26,8 @@ DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "d
 
 
 def fit_subset(config, train, test, num_threads):
-    """Linear fit of ``config``'s defaults on ``train``; (train table, test table)."""
+    """Linear fit of ``config``'s defaults on ``train``: the overall rows of its train and
+    test error tables, and its number of functions."""
     from ace.cli.fit import build_potential
     from ace.fit.linear import fit_linear
     from ace.fit.metrics import evaluate
@@ -71,9 +72,8 @@ def main(argv=None):
     for fraction in (float(f) for f in args.fractions.split(",")):
         seeds = range(args.seeds) if fraction < 1 else [0]
         for seed in seeds:
-            keep = (train.split_indices(1 - fraction, seed)[0] if fraction < 1
-                    else range(len(train)))
-            subset = train.subset(list(keep))
+            subset = train.subset(train.split_indices(1 - fraction, seed)[0]) \
+                if fraction < 1 else train
             on_train, on_test, n_functions = fit_subset(config, subset, test, args.threads)
             row = {"fraction": fraction, "seed": seed, "structures": len(subset),
                    "functions": n_functions,
