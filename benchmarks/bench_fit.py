@@ -73,8 +73,8 @@ def subset_every(dataset, fraction):
 def worker_ace(args):
     from ace.basis import build_basis
     from ace.data import read_dataset
-    from ace.fit.linear import LossSettings, fit_linear
-    from ace.fit.metrics import evaluate
+    from ace.fitting.linear import LossSettings, fit_linear
+    from ace.fitting.metrics import evaluate
     from ace.potential import ACEPotential
 
     start = time.perf_counter()

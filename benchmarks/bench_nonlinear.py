@@ -33,7 +33,7 @@ from common import format_table, interleaved_timing, machine_description, peak_r
 from ace.basis import build_basis  # noqa: E402
 from ace.data import read_dataset  # noqa: E402
 from ace.evaluator import compile_model  # noqa: E402
-from ace.fit.nonlinear import (LinearProjection, NonlinearLoss, ParameterLayout,  # noqa: E402
+from ace.fitting.nonlinear import (LinearProjection, NonlinearLoss, ParameterLayout,  # noqa: E402
                                make_batches)
 from ace.potential import ACEPotential  # noqa: E402
 

@@ -29,8 +29,8 @@ def fit_subset(config, train, test, num_threads):
     """Linear fit of ``config``'s defaults on ``train``: the overall rows of its train and
     test error tables, and its number of functions."""
     from ace.cli.fit import build_potential
-    from ace.fit.linear import fit_linear
-    from ace.fit.metrics import evaluate
+    from ace.fitting.linear import fit_linear
+    from ace.fitting.metrics import evaluate
 
     with contextlib.redirect_stdout(io.StringIO()):  # the basis and ZBL lines of ace fit
         potential, _ = build_potential(config, train)
@@ -41,7 +41,7 @@ def fit_subset(config, train, test, num_threads):
 
 def main(argv=None):
     from ace.data import read_dataset
-    from ace.fit.config import FitConfig
+    from ace.fitting.config import FitConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("element")

@@ -7,9 +7,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ace.basis import build_basis
 from ace.calculator import ACECalculator
 from ace.data import Dataset
-from ace.fit.linear import (LossSettings, NormalEquations, RidgeSystem, check_linear, fit_linear,
+from ace.fitting.linear import (LossSettings, NormalEquations, RidgeSystem, check_linear, fit_linear,
                             normal_equations, structure_weights)
-from ace.fit.metrics import Predictions, error_table, evaluate, format_table
+from ace.fitting.metrics import Predictions, error_table, evaluate, format_table
 from ace.potential import ACEPotential
 
 E0_TRUE = -3.7
@@ -200,7 +200,7 @@ def test_ridge_is_scale_free_and_leaves_e0_unpenalised():
 def test_cross_validation_errors_match_explicit_refits():
     """The held-out RMSE from fold normal equations equals refitting on the other folds and
     predicting the held-out rows explicitly."""
-    from ace.fit.linear import CrossValidation
+    from ace.fitting.linear import CrossValidation
 
     rng = np.random.default_rng(7)
     blocks = []
@@ -298,7 +298,7 @@ def test_lattice_search_finds_the_lattice_optimum(optimum):
     """Coarse coordinate descent then the fine pattern search reach the best lattice point
     (also at the lattice's edges, and off the coarse points) with far fewer candidates than
     the full lattice."""
-    from ace.fit.linear import FORCES_LATTICE, L2_LATTICE, lattice_search
+    from ace.fitting.linear import FORCES_LATTICE, L2_LATTICE, lattice_search
 
     cv = BowlSearch(optimum)
     best = lattice_search(cv, FORCES_LATTICE, L2_LATTICE, 0.0, start=0.01)
@@ -310,7 +310,7 @@ def test_staged_selection_matches_the_full_lattice(basis, recovery_data):
     """On noisy data the staged search chooses the same (tau_F, lambda) as scoring every
     point of the lattice. These noise levels make two valleys, the better one reached only by
     a diagonal step of the fine search. A fixed tau_F stays fixed."""
-    from ace.fit.linear import (FORCES_LATTICE, L2_LATTICE, CrossValidation, fold_indices,
+    from ace.fitting.linear import (FORCES_LATTICE, L2_LATTICE, CrossValidation, fold_indices,
                                 select_hyperparameters)
 
     truth, data = recovery_data
@@ -390,7 +390,7 @@ def test_error_table_units_and_groups():
 def test_plain_progress_lines_without_tqdm():
     import io
 
-    from ace.fit import progress_bar
+    from ace.fitting import progress_bar
 
     assert progress_bar(False) is None
     stream = io.StringIO()

@@ -1,4 +1,4 @@
-"""ace.fit.lbfgs: convergence as good as scipy's L-BFGS-B, and a memory that makes segmented and
+"""ace.fitting.lbfgs: convergence as good as scipy's L-BFGS-B, and a memory that makes segmented and
 resumed runs follow the uninterrupted path exactly."""
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from ace.fit.lbfgs import minimise
+from ace.fitting.lbfgs import minimise
 
 
 def rosenbrock(x):

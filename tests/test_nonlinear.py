@@ -11,7 +11,7 @@ from ace._core._gradient import model_values
 from ace.calculator import ACECalculator
 from ace.data import Dataset
 from ace.evaluator import Evaluator, Structure, compile_model
-from ace.fit.nonlinear import (CheckpointError, LinearProjection, NonlinearLoss,
+from ace.fitting.nonlinear import (CheckpointError, LinearProjection, NonlinearLoss,
                                NonlinearSettings, ParameterLayout, fit_nonlinear, ladder_masks,
                                make_batches, resolve_optimizer)
 
@@ -357,7 +357,7 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
-    import ace.fit.nonlinear as nonlinear
+    import ace.fitting.nonlinear as nonlinear
     potential, train, _ = teacher
     monkeypatch.setattr(nonlinear, "MAX_JACOBIAN_ENTRIES", 10)
     settings = NonlinearSettings(optimizer="least_squares", max_iterations=1,
@@ -367,7 +367,7 @@ def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
 
 
 def test_start_from_linear_seeds_the_extra_densities(teacher):
-    from ace.fit.nonlinear import start_from_linear
+    from ace.fitting.nonlinear import start_from_linear
     potential, _, _ = teacher
     linear = potential.copy()
     linear.coefficients[:, 1] = 0.0
@@ -453,7 +453,7 @@ def test_auto_optimizer_and_varpro_refusals(teacher):
 
 
 def test_solve_symmetric_handles_scale_zero_columns_and_singular_systems():
-    from ace.fit.nonlinear import solve_symmetric
+    from ace.fitting.nonlinear import solve_symmetric
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 4)) * np.array([1e-4, 1.0, 1e4, 0.0])  # scales; one unused
     A, b = X.T @ X, X.T @ rng.standard_normal(20)

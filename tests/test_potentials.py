@@ -132,7 +132,7 @@ def test_recorded_metrics_match_the_files(shipped):
 @pytest.mark.skipif(not os.path.isdir(DATA), reason="mlearn data not present")
 def test_test_set_errors_are_reproduced(shipped):
     from ace.data import read_dataset
-    from ace.fit.metrics import evaluate
+    from ace.fitting.metrics import evaluate
 
     element, potential, name = shipped
     table = evaluate(potential, read_dataset(os.path.join(DATA, element, "test.xyz")))

@@ -11,7 +11,7 @@ that an optimiser step needs no recompilation.
 D_delta E_i = sum_j delta_ij . dE_i/dD_ij is the derivative of E_i along the per-pair tangents
 delta_ij = u_i - u_j + D_ij U_s (u per atom, U per structure s of atom i), built per atom in
 the kernel. With alpha the energy residual weights, u the force and U the stress residual
-directions (ace.fit.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
+directions (ace.fitting.nonlinear) this is the exact gradient of the loss. Forward-mode tangents
 (DA, DB, D rho) run beside the values and the reverse pass carries the adjoint W of A and the
 adjoint V of DA:
   E_i = s F(rho),  rho_p = sum_f c[f, p] B_f(A),  A_nlm = sum_k crad_nlk At_klm,

@@ -145,7 +145,7 @@ def write_data(directory, size, seed):
 
 def fit(config_path, num_threads):
     from ace.cli.fit import build_potential, fit_config, load_data
-    from ace.fit.config import FitConfig
+    from ace.fitting.config import FitConfig
 
     config = FitConfig.load(config_path)
     config.num_threads = num_threads

@@ -22,8 +22,8 @@ def run(args):
     from ace.calculator import load_potential
     from ace.cli import fail
     from ace.data import DataError, DataKeys, read_dataset
-    from ace.fit import progress_bar
-    from ace.fit.metrics import evaluate, format_table, to_json
+    from ace.fitting import progress_bar
+    from ace.fitting.metrics import evaluate, format_table, to_json
 
     keys = {k: getattr(args, f"{k}_key") for k in ("energy", "forces", "stress", "config_type")}
     keys = DataKeys(**{k: v for k, v in keys.items() if v is not None})

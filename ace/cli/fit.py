@@ -1,7 +1,7 @@
 """Fit a linear ACE potential from a YAML config.
 
 The config needs only `elements`, `cutoff`, `data: {train, test}` and `output`; every other
-key is documented in ace/fit/config.py. Prints the basis, the chosen weights and
+key is documented in ace/fitting/config.py. Prints the basis, the chosen weights and
 regularisation, the error tables for train and test, and writes the potential (with the fit
 settings and metrics in its metadata) and a metrics JSON beside it (<output>.metrics.json).
 `--dry-run` stops after reading the data and building the basis and prints the basis size and
@@ -33,7 +33,7 @@ def add_arguments(parser):
 def run(args):
     from ace.cli import fail
     from ace.data import DataError
-    from ace.fit.config import ConfigError, FitConfig
+    from ace.fitting.config import ConfigError, FitConfig
 
     try:
         config = FitConfig.load(args.config)
@@ -82,7 +82,7 @@ def load_data(config):
 def build_potential(config, train):
     """The basis (sized for the data when asked) and an unfitted potential on it."""
     from ace.basis import build_basis
-    from ace.fit.config import apply_core_repulsion, default_basis_size
+    from ace.fitting.config import apply_core_repulsion, default_basis_size
     from ace.potential import ACEPotential
 
     n_functions = None
@@ -103,7 +103,7 @@ def build_potential(config, train):
 
 
 def print_dry_run(config, train, potential, info):
-    from ace.fit.linear import memory_estimate
+    from ace.fitting.linear import memory_estimate
 
     n_terms = 2 + int(train.has_stress.any())
     estimate = memory_estimate(
@@ -125,10 +125,10 @@ def _threads(config):
 
 def fit_config(config, train, test, potential, info, resume=False):
     """Fit, evaluate, write the potential and metrics; returns (potential, tables)."""
-    from ace.fit import progress_bar
-    from ace.fit.linear import fit_linear
-    from ace.fit.metrics import evaluate, format_table, to_json
-    from ace.fit.nonlinear import linear_part
+    from ace.fitting import progress_bar
+    from ace.fitting.linear import fit_linear
+    from ace.fitting.metrics import evaluate, format_table, to_json
+    from ace.fitting.nonlinear import linear_part
 
     progress = progress_bar(config.progress)
     start = time.perf_counter()
@@ -172,7 +172,7 @@ def resumable_settings(config):
     """The config's settings that a resumed fit must share with the interrupted one: not the
     thread count, chunk size or progress output, which do not change the result's meaning, nor
     the stopping rules, which may be raised to continue a fit that ran out of iterations."""
-    from ace.fit.nonlinear import EXTENDABLE
+    from ace.fitting.nonlinear import EXTENDABLE
 
     settings = plain(config.to_dict())
     for key in ("num_threads", "chunk_rows"):
@@ -185,9 +185,9 @@ def resumable_settings(config):
 def linear_fit_from_checkpoint(config):
     """The linear fit an interrupted nonlinear fit started from, as stored in its checkpoint,
     so that resuming neither repeats it nor depends on it being reproduced bit for bit."""
-    from ace.fit.config import ConfigError
-    from ace.fit.linear import LinearFit
-    from ace.fit.nonlinear import CheckpointError, read_checkpoint_context
+    from ace.fitting.config import ConfigError
+    from ace.fitting.linear import LinearFit
+    from ace.fitting.nonlinear import CheckpointError, read_checkpoint_context
     from ace.potential import ACEPotential
 
     path = checkpoint_path(config)
@@ -206,8 +206,8 @@ def linear_fit_from_checkpoint(config):
 def fit_nonlinear_from_linear(config, train, potential, linear, resume):
     """The nonlinear fit from the linear solution, with the linear fit's structure weights,
     term weights and ridge penalty."""
-    from ace.fit.linear import structure_weights
-    from ace.fit.nonlinear import fit_nonlinear, start_from_linear
+    from ace.fitting.linear import structure_weights
+    from ace.fitting.nonlinear import fit_nonlinear, start_from_linear
 
     start = start_from_linear(potential, linear.potential, config.nonlinear.seed)
     weights = structure_weights(train, config.loss, potential.elements)

@@ -43,7 +43,7 @@ def run(args):
 
     from ace.calculator import load_potential
     from ace.cli import fail
-    from ace.fit.metrics import format_table
+    from ace.fitting.metrics import format_table
 
     try:
         potential = load_potential(args.potential)

@@ -64,11 +64,11 @@ def _progress_line(description, done, total, elapsed):
 
 
 def __getattr__(name):
-    # lazy: `import ace.fit` stays cheap and free of compiled-module imports
+    # lazy: `import ace.fitting` stays cheap and free of compiled-module imports
     if name in ("fit_linear", "LossSettings", "LinearFit"):
-        from ace.fit import linear
+        from ace.fitting import linear
         return getattr(linear, name)
     if name in ("error_table", "evaluate", "format_table"):
-        from ace.fit import metrics
+        from ace.fitting import metrics
         return getattr(metrics, name)
-    raise AttributeError(f"module 'ace.fit' has no attribute {name!r}")
+    raise AttributeError(f"module 'ace.fitting' has no attribute {name!r}")

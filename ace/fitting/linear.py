@@ -299,7 +299,7 @@ def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
     atoms of each element), else [n_elements] fixed reference energies subtracted from the
     targets. The core-repulsion part of the model (if any) is subtracted from the targets;
     ``fixed_part`` (a potential on the same bonds, any embedding) replaces it as the part of
-    the model that is subtracted (the variable projection of ace.fit.nonlinear passes the
+    the model that is subtracted (the variable projection of ace.fitting.nonlinear passes the
     model without its first, linear density).
     ``parts`` [n_s] (optional): an integer part per structure; then a list of NormalEquations,
     one per part (0..max), is returned (the row buffers are shared, parts are done in turn).

@@ -1,7 +1,7 @@
 """Nonlinear fit: several densities with Finnis–Sinclair embeddings and trainable radial
 functions, minimised with scipy on exact gradients from the compiled core.
 
-The loss is the linear fit's (ace.fit.linear: each term a weighted mean square, the same
+The loss is the linear fit's (ace.fitting.linear: each term a weighted mean square, the same
 structure weights and term weights tau_F, tau_S) plus priors::
 
     L = L_E + tau_F L_F + tau_S L_S + sum_k d_k sum_p c_kp^2
@@ -17,7 +17,7 @@ derivatives of E along per-pair tangents (``ace._core._gradient``), exact and at
 about two energy evaluations, independent of the number of parameters.
 
 Robustness: the optimisation runs in segments of ``checkpoint_every`` iterations, after each
-of which the state, with the L-BFGS memory (ace.fit.lbfgs), is written atomically as JSON; the
+of which the state, with the L-BFGS memory (ace.fitting.lbfgs), is written atomically as JSON; the
 segments and a fit resumed from a checkpoint follow exactly the path of one uninterrupted run,
 and a finished fit can be continued with a larger max_iterations or patience. The best
 parameters on the validation split are kept (early stopping on a plateau); Ctrl-C writes them.
@@ -34,7 +34,7 @@ import scipy.optimize
 
 from ace._core import effective_n_threads
 from ace._core._gradient import model_values, parameter_gradient
-from ace.fit import lbfgs
+from ace.fitting import lbfgs
 
 TRAINABLE = ("coefficients", "radial", "e0")
 OPTIMIZERS = ("auto", "varpro", "L-BFGS", "BFGS", "least_squares")
@@ -57,7 +57,7 @@ class NonlinearSettings:
     optimizer: auto (default: varpro where it applies, else L-BFGS); varpro (variable
         projection: the first density's coefficients and E0 are solved exactly by linear least
         squares at every step, L-BFGS moves the rest; needs a linear first density with
-        trainable coefficients, no ladder and no mini-batches); L-BFGS (ace.fit.lbfgs: its
+        trainable coefficients, no ladder and no mini-batches); L-BFGS (ace.fitting.lbfgs: its
         memory carries over checkpoints); BFGS (scipy's, restarted at every checkpoint);
         least_squares (Levenberg–Marquardt with the exact Jacobian; only for small problems).
     trainable: any of coefficients, radial, e0; the rest is frozen.
@@ -491,7 +491,7 @@ def scatter_forces(pair_i, pair_j, pair_gradient, n_atoms):
 
 
 def term_norms(batches):
-    """Sums of row weights of each term (the normalisation of ace.fit.linear)."""
+    """Sums of row weights of each term (the normalisation of ace.fitting.linear)."""
     norms = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
     for b in batches:
         norms["energy"] += float(b.weight.sum())
@@ -534,7 +534,7 @@ class LinearProjection:
     def solve(self, theta):
         """theta with the first density's coefficients (and trainable E0) at their optimum
         for the other parameters of theta."""
-        from ace.fit.linear import normal_equations
+        from ace.fitting.linear import normal_equations
         from ace.potential import ACEPotential
 
         layout = self.layout

@@ -32,7 +32,7 @@ Every key (relative paths are relative to the config file)::
                                       # none; or {r_in: Å, delta_in: Å}
     e0: auto                          # or {A: eV, ...}
     weights:
-      forces: auto                    # tau_F (ace.fit.linear), or a number
+      forces: auto                    # tau_F (ace.fitting.linear), or a number
       stress: auto                    # tau_S, or a number
       config_type: {}                 # {config_type: multiplier}
       energy_kT: null                 # eV/atom: energy-based weights exp(-dE/kT)
@@ -49,7 +49,7 @@ Every key (relative paths are relative to the config file)::
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
       progress: true                  # tqdm bars when tqdm is installed, else a plain line
                                       #   on stderr every 10 s
-      method: linear                  # or nonlinear (ace.fit.nonlinear): starts from the
+      method: linear                  # or nonlinear (ace.fitting.nonlinear): starts from the
                                       # linear fit, then fits all densities of the embedding
                                       # (default FinnisSinclairShiftedScaled, 2 densities,
                                       # fs_parameters [1, 1, 1, 0.5]) and the radial functions
@@ -78,7 +78,7 @@ The defaults and why:
   components + stress components), between 16 and 2000 per element, taken from a pool of
   correlation orders up to 5 in pacemaker's "power order" (low radial and angular degree first).
 * Force/stress weights and ridge strength: chosen by 5-fold cross-validation on the training
-  data (``ace.fit.linear.select_hyperparameters``): every candidate costs one small solve per
+  data (``ace.fitting.linear.select_hyperparameters``): every candidate costs one small solve per
   fold, as each fold keeps its own normal equations.
 * ZBL core repulsion (a universal screened Coulomb repulsion) blended in below the shortest
   interatomic distance of the training data, so atoms pushed closer than anything seen repel,
@@ -94,7 +94,7 @@ import numpy as np
 import yaml
 
 from ace.data import DataKeys
-from ace.fit.linear import DEFAULT_CHUNK_ROWS, LossSettings
+from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
@@ -111,7 +111,7 @@ BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
 REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
 FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method"}
-# the nonlinear fit's keys (ace.fit.nonlinear.NonlinearSettings), allowed with method nonlinear
+# the nonlinear fit's keys (ace.fitting.nonlinear.NonlinearSettings), allowed with method nonlinear
 NONLINEAR_KEYS = {"optimizer", "trainable", "max_iterations", "checkpoint_every", "patience",
                   "restarts", "restart_noise", "batch_size", "ladder", "radial_l2",
                   "validation_fraction", "seed", "gtol"}
@@ -222,7 +222,7 @@ class FitConfig:
                           "fit")
         nonlinear = None
         if method == "nonlinear":
-            from ace.fit.nonlinear import NonlinearSettings
+            from ace.fitting.nonlinear import NonlinearSettings
             try:
                 nonlinear = NonlinearSettings(**{k: v for k, v in fit.items()
                                                  if k in NONLINEAR_KEYS})
