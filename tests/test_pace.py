@@ -11,7 +11,7 @@ by ~1e-12 in g and ~2e-9 in dg/dr (per unit g), but by up to ~7e-7 in dg/dr insi
 final taper [rcut - dcut, rcut] when dcut = 0.01 Å (pacemaker's default: the taper's 4th
 derivative is ~(π/dcut)^4/2).
 
-- Exports (EXPORT_*, the figures the README states): our random potentials with dcut = 0.25 Å
+- Exports (EXPORT_*, the figures the README states): our random potentials with dcut >= 0.2 Å
   and the shipped potentials agree with pyace to 1e-11 relative in energy, 4e-7 eV/Å in forces
   and 4e-9 eV/Å^3 in stress (measured worst: 3.7e-12, 3.6e-7, 1.9e-9).
 - Imports of pacemaker files and the remaining cases: the issue's targets (energy 1e-8
