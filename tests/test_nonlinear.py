@@ -16,7 +16,7 @@ from ace.fitting.nonlinear import (CheckpointError, LinearProjection, NonlinearL
                                make_batches, resolve_optimizer)
 
 from conftest import (make_structure, mixed_potential, potential_dict, random_cu_ni,
-                      random_potential, shift_densities_positive)
+                      random_potential, requires_openmp, shift_densities_positive)
 
 KINDS = ("bulk", "small_cell", "triclinic")
 
@@ -126,6 +126,7 @@ def test_loss_gradient_matches_finite_differences(problem, tau):
                                         abs=1e-7 * np.abs(gradient).max()), k
 
 
+@requires_openmp
 def test_gradient_is_independent_of_the_thread_count(problem):
     potential, data = problem
     tau = {"forces": 1.0, "stress": 0.5}

@@ -2,14 +2,15 @@
 
 A product of K factors with angular momenta ``ls`` is coupled to total angular momentum 0
 through PACE's fixed binary tree: leaves are paired (12)(34)..., the resulting intermediates
-are paired in order, and an odd leftover leaf is coupled last (PACE_FORMAT.md, section 1.3).
+are paired in order, and an odd leftover leaf is coupled last (docs/model.md, section 5).
 The intermediate values ``LS`` (in order of creation: L12, L34, ..., L1234, ...) label one
 coupling; its generalized Clebsch-Gordan coefficient is the product of the ordinary CGs of the
 tree's nodes.
 
 When factors are identical (same species, n and l) the product is symmetric under swapping
 them, so different couplings may give equal or linearly dependent functions;
-:func:`independent_couplings` keeps a maximal independent subset (DESIGN.md, section 7).
+:func:`independent_couplings` keeps a maximal independent subset (docs/model.md, "Choosing
+independent couplings").
 
 ``equal_groups`` below is a sequence with one label per factor; factors with the same label
 are identical. Example: ``(0, 0, 1)`` for A_x A_x A_y.

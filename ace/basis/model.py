@@ -1,6 +1,6 @@
 """The concrete pieces of an ACE model: radial bonds, embeddings and coupled B-functions.
 
-These mirror the PACE B-basis (see PACE_FORMAT.md) so that import and export are exact, with
+These mirror the PACE B-basis (docs/file-formats.md) so that import and export are exact, with
 one difference: radial indices ``ns`` are 0-based here (PACE files are 1-based).
 
 For a rank-1 function, ``ns[0]`` indexes the radial *base* function g_k; for rank > 1, ``ns``
