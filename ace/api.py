@@ -87,12 +87,13 @@ def dataset(data, keys=None):
         data = [data]
     if isinstance(data, (str, os.PathLike)):
         return read_dataset(data, keys)
-    items = list(data)
+    items = list(data) if isinstance(data, (list, tuple)) else None
     if items and all(isinstance(item, Atoms) for item in items):
         return Dataset.from_atoms(items, keys=keys)
     if items and all(isinstance(item, (str, os.PathLike)) for item in items):
         return read_dataset(items, keys)
-    raise TypeError("data: expected a Dataset, ASE Atoms, a list of Atoms, or file names")
+    raise TypeError(f"data: expected a Dataset, ASE Atoms, a list of Atoms or file names, got "
+                    f"{type(data).__name__}")
 
 
 def evaluate(potential, data, num_threads=None, keys=None, progress=False):
