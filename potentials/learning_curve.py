@@ -31,7 +31,7 @@ def fit_subset(config, train, test, num_threads):
     from ace.fitting.linear import fit_linear
     from ace.fitting.workflow import build_potential
 
-    potential, _ = build_potential(config, train, log=lambda message: None)
+    potential, _ = build_potential(config, train)  # its messages go to logging, unshown
     fitted = fit_linear(potential, train, config.loss, num_threads=num_threads).potential
     return (ace.evaluate(fitted, train, num_threads)["overall"],
             ace.evaluate(fitted, test, num_threads)["overall"], fitted.n_functions)

@@ -147,13 +147,10 @@ def fit(config_path, num_threads):
     """``ace.fit`` of the config, printing its messages and error tables as ``ace fit``."""
     import ace
     from ace.cli import say
-    from ace.fitting.metrics import format_table
+    from ace.cli.fit import print_tables
 
     result = ace.fit(config_path, num_threads=num_threads, log=say)
-    for name, table in result.tables.items():
-        print()
-        print(format_table(table, f"{name} errors"))
-    print()
+    print_tables(result.tables)
     return result.potential
 
 

@@ -28,7 +28,6 @@ def run(args):
     import ace
     from ace.cli import fail, say
     from ace.fitting.config import FitConfig
-    from ace.fitting.metrics import format_table
 
     config = None
     try:
@@ -44,12 +43,19 @@ def run(args):
             if config is not None and config.nonlinear is not None else ""))
     except (ValueError, OSError) as exc:  # ConfigError, DataError, CheckpointError, ...
         return fail("fit", str(exc))
-    for name, table in result.tables.items():
+    print_tables(result.tables)
+    print(f"wrote {result.output} and {result.metrics_path}")
+    return 0
+
+
+def print_tables(tables):
+    """The error tables of a fit, by split."""
+    from ace.fitting.metrics import format_table
+
+    for name, table in tables.items():
         print()
         print(format_table(table, f"{name} errors"))
     print()
-    print(f"wrote {result.output} and {result.metrics_path}")
-    return 0
 
 
 def print_estimate(estimate):
