@@ -49,7 +49,7 @@ def _config(config, num_threads=None, progress=None):
     return config
 
 
-def fit(config, resume=False, num_threads=None, progress=None, log=None):
+def fit(config, *, resume=False, num_threads=None, progress=None, log=None):
     """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
 
     ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
@@ -68,7 +68,7 @@ def fit(config, resume=False, num_threads=None, progress=None, log=None):
     return run_fit(_config(config, num_threads, progress), resume=resume, log=log)
 
 
-def estimate_fit(config, num_threads=None, log=None):
+def estimate_fit(config, *, num_threads=None, log=None):
     """What ``ace fit --dry-run`` reports, without fitting: a :class:`FitEstimate` with the
     basis size (``.n_functions``, ``.counts`` per element and order) and the memory the fit
     needs (``.memory``, bytes). ``config`` as for :func:`fit`."""
@@ -96,7 +96,7 @@ def dataset(data, keys=None):
                     f"{type(data).__name__}")
 
 
-def evaluate(potential, data, num_threads=None, keys=None, progress=False):
+def evaluate(potential, data, *, num_threads=None, keys=None, progress=False):
     """The error table of ``potential`` (an object or any potential file) on ``data``
     (see :func:`dataset`): {"units", "overall": row, "by_config_type": {type: row}}, a row
     holding n_structures, n_atoms and <energy|forces|stress>_<rmse|mae> in meV/atom, eV/Å and
@@ -107,14 +107,14 @@ def evaluate(potential, data, num_threads=None, keys=None, progress=False):
     return _error_table(potential, data, num_threads, progress_bar(progress))
 
 
-def load(path, reference_energy=False):
+def load(path, *, reference_energy=False):
     """The :class:`ACEPotential` in ``path``: ace's YAML, PACE's .yace or pacemaker's .yaml
     (recognised from the content). ``reference_energy`` (pacemaker .yaml only): E0 from the
     file's metadata reference_energy, so that energies are totals as in training."""
     return load_potential(path, reference_energy=reference_energy)
 
 
-def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins=None):
+def export(potential, path, format=None, *, e0_to_metadata=False, delta_spline_bins=None):
     """Write ``potential`` (an object or a file) for PACE: ``format`` "yace" (LAMMPS
     ``pair_style pace``, python-ace) or "pace-yaml" (pacemaker's B-basis), by default from the
     suffix of ``path`` (.yace, .yaml/.yml); "ace" writes ace's own format. See

@@ -33,8 +33,8 @@ def fit_subset(config, train, test, num_threads):
 
     potential, _ = build_potential(config, train)  # its messages go to logging, unshown
     fitted = fit_linear(potential, train, config.loss, num_threads=num_threads).potential
-    return (ace.evaluate(fitted, train, num_threads)["overall"],
-            ace.evaluate(fitted, test, num_threads)["overall"], fitted.n_functions)
+    return (ace.evaluate(fitted, train, num_threads=num_threads)["overall"],
+            ace.evaluate(fitted, test, num_threads=num_threads)["overall"], fitted.n_functions)
 
 
 def main(argv=None):
