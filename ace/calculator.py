@@ -6,36 +6,18 @@ xx, yy, zz, yz, xz, xy).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
+from ace.io import load_potential
 from ace.neighbours import build_neighbour_list, update_vectors
 
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
 # vectors, until some atom has moved by more than half of it.
 NEIGHBOUR_SKIN = 0.5  # Å
-
-
-def load_potential(source):
-    """An ACEPotential from a potential object or a file path (ours, or PACE .yaml/.yace)."""
-    from ace.potential import ACEPotential
-    if isinstance(source, ACEPotential):
-        return source
-    path = os.fspath(source)
-    with open(path, errors="replace") as fh:
-        head = fh.read(4096)
-    if head.startswith("# ace-potential") or "format: ace-potential" in head:
-        return ACEPotential.load(path)
-    try:
-        from ace import pace
-    except ImportError as exc:  # pragma: no cover - PACE import not available
-        raise ValueError(f"{path}: not an ace potential file") from exc
-    return pace.load_pace(path)
 
 
 class ACECalculator(Calculator):
