@@ -357,7 +357,7 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
-    import ace.fitting.nonlinear as nonlinear
+    import ace.fitting.nonlinear.driver as nonlinear
     potential, train, _ = teacher
     monkeypatch.setattr(nonlinear, "MAX_JACOBIAN_ENTRIES", 10)
     settings = NonlinearSettings(optimizer="least_squares", max_iterations=1,
