@@ -217,7 +217,8 @@ def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
         "func_first": func_first,
         "func_rank": np.array(func_rank, dtype=np.int64),
         "comb_first": comb_first,
-        "comb_index": np.concatenate(comb_index) if comb_index else np.zeros((0, COMB_INDEX_COLUMNS), np.int64),
+        "comb_index": (np.concatenate(comb_index) if comb_index
+                       else np.zeros((0, COMB_INDEX_COLUMNS), np.int64)),
         "comb_coef": np.concatenate(comb_coef) if comb_coef else np.zeros((0, n_coef)),
     }
 

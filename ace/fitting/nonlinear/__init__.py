@@ -14,9 +14,10 @@ from the linear to the nonlinear stage: docs/data-flow.md.
 
 Robustness: the optimisation runs in segments of ``checkpoint_every`` iterations, after each
 of which the state, with the L-BFGS memory (ace.fitting.lbfgs), is written atomically as JSON; a
-fit resumed from a checkpoint follows exactly the path of one uninterrupted run, and a finished
-fit can be continued with a larger max_iterations or patience (see :func:`fit_nonlinear` for
-which optimisers' paths are also independent of ``checkpoint_every``). The best parameters on
+fit resumed from a checkpoint follows exactly the path of one uninterrupted run (bit for bit
+with L-BFGS, varpro, BFGS and mini-batches; see :func:`fit_nonlinear`, also for which paths do
+not depend on ``checkpoint_every``), and a finished fit can be continued with a larger
+max_iterations or patience. The best parameters on
 the validation split are kept (early stopping on a plateau); Ctrl-C writes them.
 
 The modules, in the order they build on each other:

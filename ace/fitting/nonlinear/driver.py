@@ -67,12 +67,15 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     :func:`read_checkpoint_context` before resuming (``ace fit`` keeps its linear fit there).
 
     Resuming: a fit resumed from its checkpoint repeats the uninterrupted fit exactly (the same
-    parameters, history and best score, bit for bit) with every optimiser, mini-batches
-    included: each segment starts from the state the checkpoint holds. L-BFGS and varpro
-    carry their curvature memory in it, so their path does not depend on checkpoint_every
-    either; scipy's BFGS, least_squares and mini-batch segments (a new batch each) start
-    their memory afresh at every checkpoint, so there the path depends on checkpoint_every
-    (the report's ``checkpoint_memory``: "carried" or "restarted").
+    parameters, history and best score, bit for bit) with L-BFGS, varpro and scipy's BFGS,
+    and with mini-batches: each segment starts from the state the checkpoint holds. L-BFGS
+    and varpro carry their curvature memory in it, so their path does not depend on
+    checkpoint_every either; BFGS, least_squares and mini-batch segments (a new batch each)
+    start their memory afresh at every checkpoint, so there the path depends on
+    checkpoint_every (the report's ``checkpoint_memory``: "carried" or "restarted").
+    least_squares resumes from the checkpoint's parameters, but not bit for bit: MINPACK's
+    Levenberg-Marquardt path differed in the 9th digit between repeated fits in one test
+    session.
 
     The report's ``runs`` say how each run (restart, ladder step) ended: "converged" (the
     optimiser met gtol), "line search failed" (no step lowered the loss before the gradient
