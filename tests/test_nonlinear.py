@@ -223,8 +223,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
                                  validation_fraction=0)
     whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0},
                           checkpoint=tmp_path / "whole.json")
-    checkpoint = tmp_path / "cut.json"
     saved = []
+    resumed = fit_interrupted_and_resumed(start, train, settings, tmp_path / "cut.json",
+                                          saved.append)
+    assert saved, "the best potential so far was handed out before the interruption"
+    assert_same_fit(resumed, whole)
+
+
+def fit_interrupted_and_resumed(start, train, settings, checkpoint, save_best=None):
+    """The fit interrupted (Ctrl-C) after its first segment, then resumed from the checkpoint."""
     calls = []
 
     def interrupt_on_second_segment(message):
@@ -234,13 +241,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                      save_best=saved.append, log=interrupt_on_second_segment)
-    assert saved, "the best potential so far was handed out before the interruption"
+                      save_best=save_best, log=interrupt_on_second_segment)
     state = json.loads(checkpoint.read_text())["state"]
-    assert state["iteration"] == 10
-    resumed = fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                            resume=True)
-    assert_same_fit(resumed, whole)
+    assert (state["segment"], state["iteration"]) == (1, settings.checkpoint_every)
+    return fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
+                         resume=True)
 
 
 def assert_same_parameters(potential, other):
@@ -266,23 +271,6 @@ def test_checkpoint_segments_do_not_change_the_path(teacher, optimizer):
         tau={"forces": 1.0}) for every in (30, 10)]
     assert [h["iteration"] for h in fits[1].report["history"]] == [10, 20, 30]
     assert_same_parameters(fits[1].potential, fits[0].potential)
-
-
-def fit_interrupted_and_resumed(start, train, settings, checkpoint):
-    """The fit interrupted (Ctrl-C) after its first segment, then resumed from the checkpoint."""
-    calls = []
-
-    def interrupt_on_second_segment(message):
-        calls.append(message)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                      log=interrupt_on_second_segment)
-    assert json.loads(checkpoint.read_text())["state"]["segment"] == 1
-    return fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                         resume=True)
 
 
 @pytest.mark.parametrize("optimizer, batch_size", [("BFGS", None), ("L-BFGS", 6)],
