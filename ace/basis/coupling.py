@@ -22,6 +22,8 @@ import numpy as np
 
 from ace.basis.clebsch_gordan import CG_JMAX, clebsch_gordan_array
 
+# The highest rank (number of factors) of a B-function: PACE's coupling trees, and so its files,
+# stop here; the basis, the PACE readers and writers all mean this.
 MAX_RANK = 6
 # Relative size below which a symmetrised coupling is taken as linearly dependent on the
 # couplings kept before it (independent ones differ from the span by O(0.01) or more).
