@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-RADIAL_FAMILIES = ("SBessel", "ChebExpCos", "ChebPow")
-EMBEDDINGS = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
+from ace._core._radial import NPOT_IDS, RADBASE_IDS
+
+# the families and embeddings the core evaluates, named as in PACE (ids: the core's tables)
+RADIAL_FAMILIES = tuple(RADBASE_IDS)
+EMBEDDINGS = tuple(NPOT_IDS)
 INNER_CUTOFF_TYPES = ("density", "distance", "zbl")
 
 

@@ -93,8 +93,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import yaml
 
+from ace.basis import BasisSpec
 from ace.data import DataKeys
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
+from ace.fitting.nonlinear import NonlinearSettings
+from ace.neighbours import build_neighbour_list
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
@@ -222,7 +225,6 @@ class FitConfig:
                           "fit")
         nonlinear = None
         if method == "nonlinear":
-            from ace.fitting.nonlinear import NonlinearSettings
             try:
                 nonlinear = NonlinearSettings(**{k: v for k, v in fit.items()
                                                  if k in NONLINEAR_KEYS})
@@ -257,7 +259,6 @@ class FitConfig:
 
     def check_basis(self):
         """Validate the basis section now (with a placeholder size), for early errors."""
-        from ace.basis import BasisSpec
         try:
             spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
         except ValueError as exc:
@@ -348,8 +349,6 @@ def default_basis_size(dataset, n_elements):
 
 def shortest_distance(dataset, cutoff, num_threads=None):
     """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
-    from ace.neighbours import build_neighbour_list
-
     best = np.inf
     for s in range(len(dataset)):
         sl = dataset.atom_slice(s)
