@@ -1,11 +1,12 @@
-"""Fit a linear ACE potential from a YAML config.
+"""Fit an ACE potential (linear, or nonlinear with fit.method: nonlinear) from a YAML config.
 
 The config needs only `elements`, `cutoff`, `data: {train, test}` and `output`; every other
-key is documented in ace/fitting/config.py. Prints the basis, the chosen weights and
+key is documented in ace/fitting/config.py (`ace init` writes them all with their defaults).
+pacemaker's input.yaml is read too, each key it has and ace ignores named with the reason. Prints the basis, the chosen weights and
 regularisation, the error tables for train and test, and writes the potential (with the fit
 settings and metrics in its metadata) and a metrics JSON beside it (<output>.metrics.json).
-`--dry-run` stops after reading the data and building the basis and prints the basis size and
-the memory the fit will need.
+`--dry-run` stops after reading the data and building the basis and prints the basis size,
+the memory the fit will need and, for a nonlinear fit, an estimate of its time.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--num-threads", type=int, default=None,
                         help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
     parser.add_argument("--no-progress", action="store_true", help="no progress output (bars or periodic lines on stderr)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read pacemaker's pickled datasets (*.pckl.gzip; a pickle can "
+                             "run code when loaded: only for files you trust)")
     parser.add_argument("--resume", action="store_true",
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
@@ -36,7 +40,7 @@ def run(args):
     from ace.fitting.config import ConfigError, FitConfig
 
     try:
-        config = FitConfig.load(args.config)
+        config = FitConfig.load(args.config, trust_pickle=args.trust_pickle)
         if args.num_threads is not None:
             config.num_threads = args.num_threads
         if args.no_progress:
@@ -68,12 +72,12 @@ def load_data(config):
     """Read the training and test sets and check them against the elements."""
     from ace.data import read_dataset
 
-    train = read_dataset(config.train, config.keys)
+    train = read_dataset(config.train, config.keys, trust_pickle=config.trust_pickle)
     train.check_elements(config.elements)
     log(f"train: {train}")
     test = None
     if config.test:
-        test = read_dataset(config.test, config.keys)
+        test = read_dataset(config.test, config.keys, trust_pickle=config.trust_pickle)
         test.check_elements(config.elements)
         log(f"test:  {test}")
     return train, test
