@@ -35,7 +35,37 @@ def load_potential(source):
         from ace import pace
     except ImportError as exc:  # pragma: no cover - PACE import not available
         raise ValueError(f"{path}: not an ace potential file") from exc
-    return pace.load_pace(path)
+    try:
+        return pace.load_pace(path)
+    except ValueError:
+        kind = fit_config_kind(path)
+        if kind:
+            raise ValueError(f"{path}: this looks like {kind}, not a potential; fit it with "
+                             f"`ace fit {path}` and give the potential file the fit writes "
+                             "(its `output`)") from None
+        raise
+
+
+# top-level keys of a fit config that no potential file has
+FIT_CONFIG_KEYS = {"ace": {"data", "output", "cutoff"}, "pacemaker": {"potential", "fit", "data"}}
+
+
+def fit_config_kind(path):
+    """'an ace fit config' / "pacemaker's input file" when ``path`` reads as one, else None."""
+    import yaml
+
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if len(FIT_CONFIG_KEYS["pacemaker"] & set(raw)) >= 2:
+        return "pacemaker's fit input file"
+    if len(FIT_CONFIG_KEYS["ace"] & set(raw)) >= 2:
+        return "an ace fit config"
+    return None
 
 
 class ACECalculator(Calculator):

@@ -51,6 +51,9 @@ def run(args):
             potential = load_pace(args.input, reference_energy=True)
         else:
             potential = load_potential(args.input)
+            warn_dropped_reference_energy(args.input, potential)
+        if fmt == "pace-yaml":
+            check_e0_exportable(potential, args.e0_to_metadata)
         if fmt == "yace":
             export_yace(potential, args.output, delta_spline_bins=args.delta_spline_bins)
         elif fmt == "pace-yaml":
@@ -63,3 +66,30 @@ def run(args):
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "
           f"{' '.join(potential.elements)})")
     return 0
+
+
+def warn_dropped_reference_energy(path, potential):
+    """Warn when a pacemaker .yaml with metadata reference_energy is read with E0 = 0: the
+    converted potential then predicts reference-corrected, not total, energies."""
+    import sys
+
+    from ace.pace import PACE_METADATA_KEY, REFERENCE_ENERGY_KEY
+
+    pace = (potential.metadata or {}).get(PACE_METADATA_KEY) or {}
+    reference = (pace.get("metadata") or {}).get(REFERENCE_ENERGY_KEY)
+    if pace.get("format") == "yaml" and reference is not None and not potential.e0.any():
+        print(f"ace convert: warning: {path} has metadata reference_energy {reference} but is "
+              "read with E0 = 0 (as pyace evaluates it): the result predicts energies minus the "
+              "reference energies; add --reference-energy to predict total energies",
+              file=sys.stderr)
+
+
+def check_e0_exportable(potential, e0_to_metadata):
+    """ValueError naming the command-line flag (not the library's keyword) when a potential
+    with nonzero E0 is written as a PACE .yaml without --e0-to-metadata."""
+    if potential.e0.any() and not e0_to_metadata:
+        e0 = ", ".join(f"{el} {float(v):.6g} eV" for el, v in zip(potential.elements,
+                                                                  potential.e0))
+        raise ValueError(f"nonzero E0 ({e0}): a PACE .yaml cannot add it to the energy (pyace "
+                         "ignores metadata); export .yace, or give --e0-to-metadata to store "
+                         "it as pacemaker's metadata reference_energy")

@@ -51,6 +51,7 @@ def output_format(path, explicit, formats=FORMATS, suffixes=SUFFIXES):
 def run(args):
     from ace.calculator import load_potential
     from ace.cli import fail
+    from ace.cli.convert import check_e0_exportable
     from ace.pace import export_pace_yaml, export_yace
 
     try:
@@ -59,6 +60,7 @@ def run(args):
         if fmt == "yace":
             export_yace(potential, args.output, delta_spline_bins=args.delta_spline_bins)
         else:
+            check_e0_exportable(potential, args.e0_to_metadata)
             export_pace_yaml(potential, args.output, e0_to_metadata=args.e0_to_metadata,
                              delta_spline_bins=args.delta_spline_bins)
     except (ValueError, OSError) as exc:

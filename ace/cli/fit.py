@@ -120,6 +120,15 @@ def print_dry_run(config, train, potential, info):
     print("memory needed by the fit (approximate):")
     for key, value in estimate.items():
         print(f"  {key:<17} {value / 2**20:10.1f} MiB")
+    if config.nonlinear is not None:
+        from ace.fitting.heartbeat import estimate_nonlinear_seconds
+        per_evaluation, total = estimate_nonlinear_seconds(potential, train, config.nonlinear,
+                                                           config.num_threads)
+        s = config.nonlinear
+        print(f"nonlinear stage: {per_evaluation:.3g} s per loss and gradient evaluation on the "
+              f"{len(train)} training structures; {s.max_iterations} iterations x {s.restarts} "
+              f"restart(s) take at most about {total:.0f} s ({total / 60:.1f} min; less if it "
+              f"converges or stops early)")
 
 
 def _threads(config):

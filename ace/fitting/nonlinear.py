@@ -35,6 +35,7 @@ import scipy.optimize
 from ace._core import effective_n_threads
 from ace._core._gradient import model_values, parameter_gradient
 from ace.fitting import lbfgs
+from ace.fitting.heartbeat import Heartbeat
 
 TRAINABLE = ("coefficients", "radial", "e0")
 OPTIMIZERS = ("auto", "varpro", "L-BFGS", "BFGS", "least_squares")
@@ -706,11 +707,14 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         fit_idx, val_idx = train.split_indices(settings.validation_fraction, settings.seed)
     else:
         fit_idx, val_idx = np.arange(len(train)), np.zeros(0, dtype=np.int64)
+    log(f"nonlinear: neighbour lists of {len(fit_idx)} fit and {len(val_idx)} validation "
+        "structures")
     design = compile_model(potential, design=True)
     fit_batches = make_batches(potential, train, weights, fit_idx, n_threads)
     val_batches = make_batches(potential, train, weights, val_idx, n_threads) if len(val_idx) \
         else []
     masks = ladder_masks(potential, settings.ladder)
+    heartbeat = Heartbeat(log, settings.max_iterations * settings.restarts * len(masks))
     fingerprint = _fingerprint(potential, train, settings, weights, tau, penalty)
     optimizer = resolve_optimizer(potential, settings)
     fit_data = train.subset(fit_idx) if optimizer == "varpro" else None
@@ -739,6 +743,9 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                 _check_problem_size(full, optimizer)
                 projection = LinearProjection(layout, fit_data, weights[fit_idx], tau, penalty,
                                               num_threads) if optimizer == "varpro" else None
+                heartbeat.stage(f"restart {state['restart'] + 1}/{settings.restarts}, step "
+                                f"{state['step'] + 1}/{len(masks)}: preconditioner, then "
+                                f"{optimizer} iterations")
                 # a function of the step's start only, so that a resumed fit uses the same
                 diagonal = full.gauss_newton_diagonal(theta_start, seed=settings.seed)
                 scale = 1.0 / np.sqrt(diagonal + PRECONDITION_FLOOR * max(diagonal.max(), 1e-300))
@@ -751,8 +758,12 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                                            state, design, n_threads, num_threads)
                 # a mini-batch is a new loss each segment: its curvature memory does not carry
                 memory = None if settings.batch_size else state["memory"]
-                result = _minimise(loss, theta, n_iter, settings, scale, optimizer, projection,
-                                   memory)
+                heartbeat.segment(f"restart {state['restart'] + 1}/{settings.restarts}, step "
+                                  f"{state['step'] + 1}/{len(masks)}, ",
+                                  (state["restart"] * len(masks) + state["step"])
+                                  * settings.max_iterations, state["iteration"], n_iter)
+                result = _minimise(heartbeat.watch(loss), theta, n_iter, settings, scale,
+                                   optimizer, projection, memory)
                 theta = result.x
                 state["memory"] = result.memory
                 state["iteration"] += max(int(result.nit), 1)
