@@ -50,7 +50,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
     except BrokenPipeError:
         # the reader went away (`ace info x | head`): not an error of ours; stdout is pointed
         # at devnull so that the interpreter's final flush does not raise again

@@ -42,7 +42,8 @@ def run(args):
         for key in ("train", "test"):
             if key in config["data"]:
                 config["data"][key] = _rebased(config["data"][key], source_dir, target_dir)
-        FitConfig.from_dict(config, base_dir=target_dir)  # what is written must load
+        # what is written must load (nothing is read here, so pickles need no trust yet)
+        FitConfig.from_dict(config, base_dir=target_dir, trust_pickle=True)
     except (ConfigError, ValueError, OSError) as exc:
         return fail("convert-config", str(exc))
     header = [f"# ace fit config translated from pacemaker's {os.path.basename(args.input)} "

@@ -195,7 +195,9 @@ def _paths(value, where, base_dir, required):
 
 def _resolve(path, base_dir):
     path = os.path.expanduser(path)
-    return path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    if os.path.isabs(path) or base_dir is None:
+        return path
+    return os.path.normpath(os.path.join(base_dir, path))
 
 
 @dataclass
