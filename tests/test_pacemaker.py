@@ -341,7 +341,7 @@ def test_nonlinear_fit_prints_progress_with_time_left(xyz_dir, capsys, monkeypat
     monkeypatch.setattr(nonlinear, "Heartbeat", functools.partial(Heartbeat, interval=0.0))
     path = write_config(xyz_dir, "nl.config.yaml",
                         fit={"method": "nonlinear", "max_iterations": 4, "checkpoint_every": 4,
-                             "num_threads": 1, "progress": False})
+                             "num_threads": 1})
     assert main(["fit", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"nonlinear stage: \S+ s per loss and gradient evaluation on the 12 "

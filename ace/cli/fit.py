@@ -234,6 +234,7 @@ def fit_nonlinear_from_linear(config, train, potential, linear, resume):
                            penalty=linear.penalty, num_threads=config.num_threads,
                            checkpoint=checkpoint_path(config), resume=resume,
                            save_best=save_best, log=log,
+                           progress=log if config.progress else None,
                            context={"settings": resumable_settings(config),
                                     "linear": {"potential": linear.potential.to_dict(),
                                                "report": plain(linear.report),

@@ -263,6 +263,7 @@ class FitConfig:
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
             raise ConfigError(f"cutoff: expected a positive number (Å), got {cutoff!r}")
         data = _check_keys(raw["data"], DATA_KEYS, "data")
+        _check_keys(data.get("keys"), set(DataKeys.__dataclass_fields__), "data.keys")
         try:
             keys = DataKeys.from_dict(data.get("keys"))
         except (TypeError, ValueError) as exc:

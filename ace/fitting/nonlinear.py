@@ -680,7 +680,7 @@ def ladder_masks(potential, ladder):
 
 def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penalty=None,
                   num_threads=None, checkpoint=None, resume=False, save_best=None, log=None,
-                  metadata=None, context=None):
+                  metadata=None, context=None, progress=None):
     """Minimise the nonlinear loss from the parameters of ``potential`` (the start).
 
     ``weights`` [n_s] structure weights (default 1), ``tau`` {forces, stress} term weights,
@@ -689,6 +689,8 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     is called whenever the best potential improves (so an interrupted fit leaves one).
     ``context``: JSON data stored with every checkpoint, for the caller to read back with
     :func:`read_checkpoint_context` before resuming (``ace fit`` keeps its linear fit there).
+    ``log`` gets one line per segment; ``progress`` (None: silent) gets a line at least every
+    10 s inside segments, with an estimate of the time left (:mod:`ace.fitting.heartbeat`).
     """
     from ace.evaluator import compile_model
 
@@ -707,14 +709,15 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         fit_idx, val_idx = train.split_indices(settings.validation_fraction, settings.seed)
     else:
         fit_idx, val_idx = np.arange(len(train)), np.zeros(0, dtype=np.int64)
-    log(f"nonlinear: neighbour lists of {len(fit_idx)} fit and {len(val_idx)} validation "
-        "structures")
+    heartbeat = Heartbeat(progress, settings.max_iterations * settings.restarts)
+    heartbeat.stage(f"neighbour lists of {len(fit_idx)} fit and {len(val_idx)} validation "
+                    "structures")
     design = compile_model(potential, design=True)
     fit_batches = make_batches(potential, train, weights, fit_idx, n_threads)
     val_batches = make_batches(potential, train, weights, val_idx, n_threads) if len(val_idx) \
         else []
     masks = ladder_masks(potential, settings.ladder)
-    heartbeat = Heartbeat(log, settings.max_iterations * settings.restarts * len(masks))
+    heartbeat.total *= len(masks)
     fingerprint = _fingerprint(potential, train, settings, weights, tau, penalty)
     optimizer = resolve_optimizer(potential, settings)
     fit_data = train.subset(fit_idx) if optimizer == "varpro" else None
