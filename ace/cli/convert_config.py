@@ -48,6 +48,12 @@ def run(args):
         return fail("convert-config", str(exc))
     header = [f"# ace fit config translated from pacemaker's {os.path.basename(args.input)} "
               "by ace convert-config", "# every key: ace/fitting/config.py (or ace init)"]
+    kappa = ((raw.get("fit") or {}).get("loss") or {}).get("kappa")
+    if kappa is not None:
+        header.append(f"# weights.forces is 3 kappa / (1 - kappa) for fit.loss.kappa {kappa}: "
+                      "the same loss as pacemaker's, up to a factor")
+    if isinstance((raw.get("data") or {}).get("reference_energy"), dict):
+        header.append("# e0 is data.reference_energy per element minus its shift (fixed)")
     if notes:
         header.append("# pacemaker keys left out:")
         header += [f"#   {key}: {why}" for key, why in notes]

@@ -71,7 +71,7 @@ import os
 from ace.fitting.config import LINEAR_EMBEDDING, ConfigError, _float_or_same
 
 # keys pacemaker's input has and ace's config has not: any of them marks a pacemaker file
-PACEMAKER_TOP_KEYS = {"potential", "backend", "seed", "metadata"}
+PACEMAKER_TOP_KEYS = {"potential", "backend"}
 PACEMAKER_FIT_KEYS = {"loss", "weighting", "maxiter", "trainable_parameters", "fit_cycles",
                       "repulsion", "ladder_step", "ladder_type", "options"}
 OPTIMIZERS = {"BFGS": "BFGS", "L-BFGS-B": "L-BFGS"}
