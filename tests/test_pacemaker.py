@@ -265,6 +265,53 @@ def test_trust_pickle_in_the_config(tmp_path):
     assert len(read_dataset(loaded.train, trust_pickle=loaded.trust_pickle)) == 2
 
 
+def test_trust_pickle_through_the_library(pacemaker_dir, tmp_path):
+    """ace.fit and ace.estimate_fit take the trust as a keyword, for a file, a dict and a
+    FitConfig alike, and refuse an untrusted pickle before any work."""
+    import ace
+
+    config = {"elements": ["Cu"], "cutoff": CUTOFF, "output": str(tmp_path / "lib.yaml"),
+              "data": {"train": str(pacemaker_dir / "train.pckl.gzip")},
+              "basis": {"functions": {"number_of_functions_per_element": 8}},
+              "fit": {"progress": False}}
+    for form in (str(pacemaker_dir / "input.yaml"), config):
+        with pytest.raises(ConfigError, match="loading a pickle can run any code"):
+            ace.estimate_fit(form)
+    notes = []
+    estimate = ace.estimate_fit(pacemaker_dir / "input.yaml", trust_pickle=True,
+                                log=notes.append)
+    assert estimate.n_functions == FUNCTIONS and estimate.n_train == 16
+    assert any("ignored backend" in line for line in notes)  # the translation's notes
+    assert estimate.nonlinear_seconds is None  # a linear fit
+    untrusted = FitConfig.from_dict(config, trust_pickle=True)
+    untrusted.trust_pickle = False
+    result = ace.fit(untrusted, trust_pickle=True, num_threads=1)
+    assert result.potential.n_functions == 8
+    assert result.tables["train"]["overall"]["n_structures"] == 16
+
+
+def test_library_estimates_the_nonlinear_time(xyz_dir):
+    import ace
+
+    estimate = ace.estimate_fit(write_config(
+        xyz_dir, "nl-estimate.config.yaml",
+        fit={"method": "nonlinear", "max_iterations": 10, "restarts": 2, "num_threads": 1}))
+    assert 0 < estimate.nonlinear_seconds_per_evaluation
+    # 10 iterations x 2 restarts, about 1.2 evaluations each
+    assert estimate.nonlinear_seconds == pytest.approx(
+        24 * estimate.nonlinear_seconds_per_evaluation)
+
+
+def test_library_load_names_a_fit_config(xyz_dir):
+    import ace
+
+    path = xyz_dir / "input-as-potential.yaml"
+    path.write_text(PACEMAKER_INPUT)
+    with pytest.raises(ValueError, match="this looks like pacemaker's fit input file, not a "
+                                         "potential"):
+        ace.load(path)
+
+
 def test_missing_pandas_is_named(tmp_path, monkeypatch):
     from ace.pacemaker_data import read_dataframe
 
