@@ -12,17 +12,17 @@ import sys
 
 from ace import __version__
 
-COMMANDS = ("fit", "evaluate", "info", "demo", "export", "convert")
+COMMANDS = ("fit", "evaluate", "info", "demo", "export", "convert", "validate")
 
 
 def build_parser():
-    from ace.cli import convert, demo, evaluate, export, fit, info
+    from ace.cli import convert, demo, evaluate, export, fit, info, validate
 
     parser = argparse.ArgumentParser(
         prog="ace", description="Atomic Cluster Expansion potentials: fit, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"ace {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert)):
+    for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert, validate)):
         doc = (module.__doc__ or "").strip()
         sub = commands.add_parser(name, help=doc.splitlines()[0] if doc else None,
                                   description=doc,
