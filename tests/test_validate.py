@@ -367,3 +367,16 @@ def test_cli_errors_are_one_line(fitted_cu, tmp_path, capsys):
     assert main(["validate", str(fitted_cu / "Cu.yaml"), "--reference", str(bad),
                  "-o", str(tmp_path)]) == 1
     assert "reference for Mo, but the potential is for Cu" in capsys.readouterr().err
+
+
+def test_quick_validate_writes_beside_the_potential(fitted_cu):
+    # what `ace fit` runs after a fit
+    from ace.validate import quick_validate
+    report = quick_validate(str(fitted_cu / "Cu.yaml"), data=str(fitted_cu / "train.xyz"),
+                            num_threads=1, log=lambda message: None)
+    out = fitted_cu / "Cu.validation"
+    assert report["settings"]["quick"] and (out / "report.json").exists()
+    assert {"eos.png", "elastic.png", "parity.png"} <= set(report["figures"])
+    assert "phonons.png" not in report["figures"]
+    properties = report["potentials"]["Cu"]["properties"]
+    assert properties["C11"]["value"] == pytest.approx(172.6, rel=0.15)  # near EMT's

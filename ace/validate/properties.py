@@ -368,19 +368,22 @@ def dimer_curve(element, calculator, cutoff, shortest_data_distance=None, r_min=
 # ----------------------------------------------------------------------------- MD
 
 def _thermalize(atoms, temperature, seed):
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
+    if hasattr(vd, "thermalize_momenta"):  # ase >= 3.29
+        vd.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    vd.Stationary(atoms)
 
 
-def nve_drift(relaxed, calculator, temperature=300.0, steps=500, timestep=1.0, min_atoms=100,
-              seed=0, record_every=5):
+def nve_drift(relaxed, calculator, temperature=300.0, steps=500, timestep=1.0, min_atoms=60,
+              seed=0, record_every=5, min_width=10.0):
     """Velocity-Verlet NVE from a Maxwell-Boltzmann start at ``temperature`` (K): the drift of
     the total energy (slope of a linear fit, meV/atom/ps) and its largest excursion."""
     from ase.md.verlet import VelocityVerlet
 
-    n = supercell_repeat(relaxed, min_atoms)
+    n = supercell_repeat(relaxed, min_atoms, min_width)
     atoms = _with(relaxed.repeat(n), calculator)
     _thermalize(atoms, 2 * temperature, seed)  # equipartition halves it
     dynamics = VelocityVerlet(atoms, timestep=timestep * units.fs)
@@ -405,14 +408,14 @@ def nve_drift(relaxed, calculator, temperature=300.0, steps=500, timestep=1.0, m
 
 
 def nvt_stability(relaxed, calculator, temperature, shortest_allowed, steps=400, timestep=1.0,
-                  min_atoms=100, seed=0, friction=0.02, check_every=10):
+                  min_atoms=60, seed=0, friction=0.02, check_every=10, min_width=10.0):
     """Langevin NVT at ``temperature`` (K): unstable when two atoms come closer than
     ``shortest_allowed`` Å, the temperature exceeds three times the target, or the
     calculator fails (e.g. atoms closer than the potential allows)."""
     from ase.md.langevin import Langevin
     from ase.neighborlist import neighbor_list
 
-    n = supercell_repeat(relaxed, min_atoms)
+    n = supercell_repeat(relaxed, min_atoms, min_width)
     atoms = _with(relaxed.repeat(n), calculator)
     _thermalize(atoms, temperature, seed)
     dynamics = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
