@@ -208,9 +208,9 @@ def test_dimer_curve_checks():
 
 def test_nve_drift_small_with_a_short_timestep(copper):
     fine = props.nve_drift(copper, EMT(), temperature=300, steps=100, timestep=1.0,
-                           min_atoms=30)
+                           min_atoms=30, min_width=None)
     coarse = props.nve_drift(copper, EMT(), temperature=300, steps=25, timestep=12.0,
-                             min_atoms=30)
+                             min_atoms=30, min_width=None)
     assert fine["n_atoms"] == 32 and abs(fine["value"]) < 1.0
     assert fine["max_deviation"] < 0.5  # meV/atom
     assert coarse["max_deviation"] > 10 * fine["max_deviation"]
@@ -219,11 +219,11 @@ def test_nve_drift_small_with_a_short_timestep(copper):
 
 def test_nvt_stability_detects_close_approach(copper):
     stable = props.nvt_stability(copper, EMT(), 1358, shortest_allowed=1.6, steps=60,
-                                 min_atoms=30)
+                                 min_atoms=30, min_width=None)
     assert stable["stable"] and stable["steps_done"] == 60
     assert stable["shortest_distance"] > 1.6
     crowded = props.nvt_stability(copper, EMT(), 1358, shortest_allowed=2.45, steps=200,
-                                  min_atoms=30)
+                                  min_atoms=30, min_width=None)
     assert not crowded["stable"] and "apart" in crowded["failure"]
     assert crowded["steps_done"] < 200
 
