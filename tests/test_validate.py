@@ -329,7 +329,7 @@ def test_report_end_to_end(fitted_cu):
         assert figure in report["figures"]
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
     text = (out / "report.md").read_text()
-    assert "| lattice constant a | Å | 3.59 |" in text and "![parity.png](parity.png)" in text
+    assert "| lattice constant a | Å | 3.5898 |" in text and "![parity.png](parity.png)" in text
     assert "ASE's EMT, computed in this test" in text
 
 

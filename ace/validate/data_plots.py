@@ -56,7 +56,8 @@ def data_figures(dataset, results, output_dir, nn_distances=None):
         for colour, name in zip(cs, names):
             pred = _predicted(results[name][0], key, dataset)
             ok = np.isfinite(ref) & np.isfinite(pred)
-            ax.plot(ref[ok], pred[ok], ".", color=colour, ms=2.5, alpha=0.6, label=name)
+            ax.plot(ref[ok], pred[ok], ".", color=colour, ms=2.5, alpha=0.6, label=name,
+                    rasterized=True)
         finite = ref[np.isfinite(ref)]
         lo, hi = finite.min(), finite.max()
         pad = 0.05 * (hi - lo or 1.0)
@@ -98,7 +99,8 @@ def data_figures(dataset, results, output_dir, nn_distances=None):
         which = np.clip(np.digitize(nn_distances[ok], edges) - 1, 0, len(centres) - 1)
         mean = np.array([error[ok][which == b].mean() if (which == b).any() else np.nan
                          for b in range(len(centres))])
-        ax.plot(nn_distances[ok], error[ok], ".", color=colour, ms=1.5, alpha=0.25)
+        ax.plot(nn_distances[ok], error[ok], ".", color=colour, ms=1.5, alpha=0.25,
+                rasterized=True)
         ax.plot(centres, mean, "o-", color=colour, label=f"{name} (bin mean)")
     ax.set_xlabel("nearest-neighbour distance of the atom (Å)")
     ax.set_ylabel("|F_pred − F_DFT| (eV/Å)")

@@ -12,7 +12,7 @@ import numpy as np
 
 INSTALL_HINT = ("matplotlib is not installed, so the report has no figures (the properties and "
                 "the JSON are complete): install ace[plot] (pip install 'ace[plot]') for them")
-DPI = 110
+DPI = 90
 
 
 class PlotUnavailable(ImportError):
@@ -90,7 +90,7 @@ def elastic_figure(values, references, output_dir, names=("C11", "C12", "C44", "
         heights = [np.nan if h is None else h for h in heights]
         ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=colour)
     ax.set_xticks(x, ["C11", "C12", "C44", "B"][:len(names)])
-    ax.set_ylabel("GPa")
+    ax.set_ylabel("elastic constant (GPa)")
     ax.set_title("elastic constants (stress–strain, relaxed ions)")
     ax.legend(fontsize=8)
     return save(fig, output_dir, "elastic.png")
@@ -102,12 +102,23 @@ def phonon_figure(results, output_dir):
     n = len(results)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False, sharey=True)
     for ax, colour, (name, ph) in zip(axes[0], colours(n), results.items()):
+        x = np.array(ph["distances"])
         freq = np.array(ph["frequencies"])
-        ax.plot(ph["distances"], freq, color=colour, lw=1)
-        for x in ph["special_distances"]:
-            ax.axvline(x, color="0.8", lw=0.6)
+        # a break in the path (",") repeats a distance: no line across it
+        breaks = np.flatnonzero(np.diff(x) == 0) + 1
+        for segment_x, segment_f in zip(np.split(x, breaks), np.split(freq, breaks)):
+            ax.plot(segment_x, segment_f, color=colour, lw=1)
+        ticks, labels = [], []
+        for position, symbol in zip(ph["special_distances"], ph["labels"]):
+            if ticks and abs(position - ticks[-1]) < 1e-9:
+                labels[-1] += "|" + _label(symbol)
+            else:
+                ticks.append(position)
+                labels.append(_label(symbol))
+        for position in ticks:
+            ax.axvline(position, color="0.8", lw=0.6)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_xticks(ph["special_distances"], [_label(s) for s in ph["labels"]])
+        ax.set_xticks(ticks, labels)
         ax.set_xlim(ph["distances"][0], ph["distances"][-1])
         flag = " (imaginary modes!)" if ph["imaginary_modes"] else ""
         ax.set_title(f"{name}{flag}", fontsize=9)

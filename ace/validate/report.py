@@ -456,7 +456,7 @@ def _number(value):
         return "–"
     if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
         return f"{value:.2e}"
-    return f"{value:.4g}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{value:.5g}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def write_markdown(report, path):
