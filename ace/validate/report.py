@@ -445,18 +445,21 @@ def _cell(prop):
     value = prop["value"]
     if value is None:
         return "–"
-    text = _number(value)
-    if prop["relative_error"] is not None:
-        text += f" ({100 * prop['relative_error']:+.1f}%)"
+    text = _number(value, prop["unit"])
+    error = prop["relative_error"]
+    if error is not None:
+        text += f" ({100 * error:+.2f}%)" if abs(error) < 0.01 else f" ({100 * error:+.1f}%)"
     return text
 
 
-def _number(value):
+def _number(value, unit=None):
     if value is None:
         return "–"
+    if unit == "Å":  # lattice constants: to 1e-4 Å
+        return f"{value:.4f}"
     if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
         return f"{value:.2e}"
-    return f"{value:.5g}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{value:.4g}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def write_markdown(report, path):
@@ -466,7 +469,7 @@ def write_markdown(report, path):
     lines = [f"# Validation report: {', '.join(names)}", ""]
     lines.append(f"Crystal: {settings['structure']} {settings['element']}. "
                  f"Reference: {settings['reference'] or 'none given'}"
-                 + (f"; data: {settings['data']}" if settings["data"] else "") + ". "
+                 + (f"; data: {_listing(settings['data'])}" if settings["data"] else "") + ". "
                  + ("Quick mode (data, EOS, elastic constants). " if settings["quick"] else "")
                  + f"Total time {settings.get('seconds', 0):.0f} s"
                  + (f" ({settings['num_threads']} threads)." if settings["num_threads"] else "."))
@@ -483,7 +486,7 @@ def write_markdown(report, path):
                      if key in e["properties"])
         ref = report["references"].get(key)
         row = [PROPERTY_LABELS.get(key, key), first["unit"],
-               _number(ref["value"]) if ref else "–"]
+               _number(ref["value"], first["unit"]) if ref else "–"]
         row += [_cell(e["properties"][key]) if key in e["properties"] else "–"
                 for e in report["potentials"].values()]
         lines.append("| " + " | ".join(row) + " |")
@@ -501,6 +504,10 @@ def write_markdown(report, path):
     if report["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     write_atomic(path, "\n".join(lines))
+
+
+def _listing(value):
+    return ", ".join(value) if isinstance(value, list) else str(value)
 
 
 def _checks_section(report):
@@ -560,24 +567,25 @@ def _method_section(report):
                  f"(forces below {props.FMAX} eV/Å).")
     if "eos" in details:
         eos = details["eos"]
-        lines.append(f"- EOS: {len(eos['volumes'])} volumes within ±{100 * eos['relative_volume_range']:.0f}% "
-                     "of V0, shape and ions relaxed at fixed volume, Birch–Murnaghan fit "
-                     "(ase.eos).")
+        span = 100 * eos["relative_volume_range"]
+        lines.append(f"- EOS: {len(eos['volumes'])} volumes within ±{span:.0f}% of V0, shape "
+                     "and ions relaxed at fixed volume, Birch–Murnaghan fit (ase.eos).")
     if "elastic" in details:
         lines.append("- Elastic constants: central differences of the stress under ±0.5% "
                      "strains (engineering shear), ions relaxed at each strain; convergence "
                      "checked against 0.25% and 1%.")
     if "vacancy" in details:
         v = details["vacancy"]
-        lines.append(f"- Vacancy: {v['n_atoms']}-atom supercell ({'×'.join(map(str, v['supercell']))} "
-                     "conventional cells), ions relaxed at the bulk cell, E_f = E(N−1) − "
-                     "(N−1)/N E(N).")
+        repeat = "×".join(map(str, v["supercell"]))
+        lines.append(f"- Vacancy: {v['n_atoms']}-atom supercell ({repeat} conventional cells), "
+                     "ions relaxed at the bulk cell, E_f = E(N−1) − (N−1)/N E(N).")
     surfaces = [d for k, d in details.items() if k.startswith("surface_")]
     if surfaces:
+        sizes = ", ".join(f"({''.join(map(str, s['miller']))}) {s['n_atoms']} atoms"
+                          for s in surfaces)
         lines.append("- Surfaces: slabs cut by ase.build.surface from the conventional cell, "
-                     "at least 12 Å thick, cut at the atomic plane that gives the lowest unrelaxed energy (" + ", ".join(
-                         f"({''.join(map(str, s['miller']))}) {s['n_atoms']} atoms"
-                         for s in surfaces) + "), 8 Å vacuum each side, unreconstructed, ions "
+                     "at least 12 Å thick, cut at the atomic plane that gives the lowest "
+                     f"unrelaxed energy ({sizes}), 8 Å vacuum each side, unreconstructed, ions "
                      "relaxed; γ = (E_slab − N e_bulk) / 2A.")
     if "phonons" in details:
         p = details["phonons"]
