@@ -89,7 +89,7 @@ def elastic_figure(values, references, output_dir, names=("C11", "C12", "C44", "
             heights = [values[label].get(n) for n in names]
         heights = [np.nan if h is None else h for h in heights]
         ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=colour)
-    ax.set_xticks(x, ["C11", "C12", "C44", "B"][:len(names)])
+    ax.set_xticks(x, ["C11", "C12", "C44", "B0 (EOS)"][:len(names)])
     ax.set_ylabel("elastic constant (GPa)")
     ax.set_title("elastic constants (stress–strain, relaxed ions)")
     ax.legend(fontsize=8)
