@@ -33,7 +33,7 @@ import numpy as np
 
 from ace.validate import properties as props
 from ace.validate.plots import PlotUnavailable, pyplot
-from ace.validate.references import (ReferenceError, UNITS, data_lattice_constant,
+from ace.validate.references import (UNITS, data_lattice_constant,
                                      load_reference, strain_fit_data, strained_crystals)
 
 SCHEMA_VERSION = 1
