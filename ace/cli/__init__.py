@@ -29,6 +29,7 @@ COMMANDS = {
     "convert-config": "ace.cli.convert_config",
     "convert-data": "ace.cli.convert_data",
     "init": "ace.cli.init",
+    "validate": "ace.cli.validate",
 }
 
 
