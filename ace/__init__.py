@@ -1,14 +1,14 @@
 """ace: Atomic Cluster Expansion interatomic potentials with a Cython/OpenMP core.
 
 The library's functions (``ace.fit``, ``ace.estimate_fit``, ``ace.evaluate``, ``ace.load``,
-``ace.export``, ``ace.describe``) are those of :mod:`ace.api`; with ``ACECalculator`` and
+``ace.export``, ``ace.describe``, ``ace.validate``) are those of :mod:`ace.api`; with ``ACECalculator`` and
 ``ACEPotential`` they are imported on first use, so that ``import ace`` stays cheap and free of
 compiled-module side effects.
 """
 __version__ = "0.1.0"
 
-_API = ("fit", "estimate_fit", "evaluate", "load", "export", "describe", "FitConfig",
-        "FitResult", "FitEstimate")
+_API = ("fit", "estimate_fit", "evaluate", "load", "export", "describe", "validate",
+        "FitConfig", "FitResult", "FitEstimate")
 __all__ = ["ACECalculator", "ACEPotential", *_API]
 
 

@@ -23,11 +23,14 @@ from ace.fitting import progress_bar
 from ace.fitting.config import FitConfig
 from ace.fitting.metrics import evaluate as _error_table
 from ace.fitting.workflow import FitEstimate, FitResult, estimate_fit as _estimate_fit, run_fit
+from ace.fitting.workflow import logger as workflow_logger
 from ace.io import export as _export
 from ace.io import load_potential
+from ace.validation import quick_validate
+from ace.validation import validate as _validate
 
-__all__ = ["fit", "estimate_fit", "evaluate", "load", "export", "describe", "FitConfig",
-           "FitResult", "FitEstimate"]
+__all__ = ["fit", "estimate_fit", "evaluate", "load", "export", "describe", "validate",
+           "FitConfig", "FitResult", "FitEstimate"]
 
 
 def _config(config, num_threads=None, progress=None, trust_pickle=False, log=None):
@@ -51,7 +54,8 @@ def _config(config, num_threads=None, progress=None, trust_pickle=False, log=Non
     return config
 
 
-def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=False, log=None):
+def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=False, log=None,
+        validate=True):
     """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
 
     ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
@@ -66,11 +70,42 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
     only for files you trust), as ``data: {trust_pickle: true}`` does; ``log`` receives the fit's messages (default: the ``logging`` logger
     ``ace.fitting.workflow`` at INFO; ``log=print`` shows them).
 
+    ``validate`` (default): after the fit, the quick part of :func:`validate` (figures of the
+    errors on the training data, equation of state, elastic constants) is written to
+    ``<output without .yaml>.validation/`` (``FitResult.validation``); a potential whose
+    crystal cannot be chosen automatically (several elements, no known ground state) is
+    reported in the log and skipped.
+
     Returns a :class:`FitResult`: ``.potential``, ``.tables`` (error tables by split),
     ``.report`` (the fit report) and the paths written.
     """
-    return run_fit(_config(config, num_threads, progress, trust_pickle, log), resume=resume,
-                   log=log)
+    config = _config(config, num_threads, progress, trust_pickle, log)
+    result = run_fit(config, resume=resume, log=log)
+    if validate:
+        say = log or workflow_logger.info
+        try:
+            quick_validate(result.output, data=result.train, num_threads=config.num_threads,
+                           log=say)
+        except ValueError as exc:
+            say(f"quick validation skipped: {exc}")
+        else:
+            result.validation = os.path.splitext(result.output)[0] + ".validation"
+    return result
+
+
+def validate(potentials, data=None, *, reference=None, structure=None, output_dir="validation",
+             json_path=None, quick=False, num_threads=None, keys=None, md_steps=None, log=None):
+    """What ``ace validate`` does: relax the crystal and compute the physical properties of one
+    or several potentials (paths or objects; a dict names them) side by side, compare them
+    with ``reference`` (a YAML file of values with units and sources) or the training data's
+    own strained crystals, and write ``output_dir/report.md`` with PNG figures and the JSON
+    report (``json_path``, default ``output_dir/report.json``). ``data``: files or a Dataset
+    for the error tables and figures. ``quick``: data figures, EOS and elastic constants only.
+    Returns the report dict (schema in ``docs/validate.md``)."""
+    return _validate(potentials, data=data, reference=reference, structure=structure,
+                     output_dir=output_dir, json_path=json_path, quick=quick,
+                     num_threads=num_threads, keys=keys, md_steps=md_steps,
+                     **({"log": log} if log is not None else {}))
 
 
 def estimate_fit(config, *, num_threads=None, trust_pickle=False, log=None):

@@ -248,8 +248,8 @@ def test_import_ace_is_cheap_and_the_api_is_lazy():
 # ------------------------------------------------------------------ layering
 
 LAYERS = {"ace.io": 7, "ace.fitting.workflow": 10, "ace.api": 12}
-ABOVE = {7: ("ace.calculator", "ace.data", "ace.fitting", "ace.validate", "ace.api", "ace.cli"),
-         10: ("ace.validate", "ace.api", "ace.cli"), 12: ("ace.cli",)}
+ABOVE = {7: ("ace.calculator", "ace.data", "ace.fitting", "ace.validation", "ace.api", "ace.cli"),
+         10: ("ace.validation", "ace.api", "ace.cli"), 12: ("ace.cli",)}
 
 
 def imported_modules(path):

@@ -33,7 +33,7 @@ LAYERS = {
     "ace.data": 9,
     "ace.pacemaker_data": 9,
     "ace.fitting": 10,  # lbfgs, config, linear, metrics, nonlinear, workflow
-    "ace.validate": 11,
+    "ace.validation": 11,
     "ace.testing": 11,  # numerical checks of a calculator (forces, stress, invariance)
     "ace.api": 12,  # ace.fit / evaluate / load / export
     "ace.cli": 13,  # argument parsing only

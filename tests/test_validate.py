@@ -15,8 +15,8 @@ from ase.eos import EquationOfState
 from ase.optimize import BFGS
 
 from ace.data import Dataset
-from ace.validate import properties as props
-from ace.validate.references import (ReferenceError, load_reference, strain_fit_data,
+from ace.validation import properties as props
+from ace.validation.references import (ReferenceError, load_reference, strain_fit_data,
                                      strained_crystals)
 
 pytestmark = pytest.mark.usefixtures("single_threaded_blas")
@@ -302,7 +302,7 @@ def fitted_cu(tmp_path_factory):
 
 
 def test_report_end_to_end(fitted_cu):
-    from ace.validate import validate
+    from ace.validation import validate
     out = fitted_cu / "report"
     report = validate([fitted_cu / "Cu.yaml"], data=str(fitted_cu / "train.xyz"),
                       reference=fitted_cu / "Cu-ref.yaml", output_dir=out, num_threads=1,
@@ -371,7 +371,7 @@ def test_cli_errors_are_one_line(fitted_cu, tmp_path, capsys):
 
 def test_quick_validate_writes_beside_the_potential(fitted_cu):
     # what `ace fit` runs after a fit
-    from ace.validate import quick_validate
+    from ace.validation import quick_validate
     report = quick_validate(str(fitted_cu / "Cu.yaml"), data=str(fitted_cu / "train.xyz"),
                             num_threads=1, log=lambda message: None)
     out = fitted_cu / "Cu.validation"
@@ -380,3 +380,24 @@ def test_quick_validate_writes_beside_the_potential(fitted_cu):
     assert "phonons.png" not in report["figures"]
     properties = report["potentials"]["Cu"]["properties"]
     assert properties["C11"]["value"] == pytest.approx(172.6, rel=0.15)  # near EMT's
+
+
+def test_fit_runs_the_quick_validation_unless_told_not_to(fitted_cu, tmp_path):
+    """`ace fit` leaves <output>.validation/ with the quick report (EOS and elastic constants
+    of the fitted potential); --no-validate and ace.fit(validate=False) skip it."""
+    import shutil
+
+    import ace
+    from ace.cli import main
+
+    path = fitted_cu
+    report = json.loads((path / "Cu.validation" / "report.json").read_text())
+    properties = report["potentials"]["Cu"]["properties"]
+    assert {"lattice_constant", "bulk_modulus", "C11", "C12", "C44"} <= set(properties)
+    assert 3.3 < properties["lattice_constant"]["value"] < 3.9
+    for name in ("fit.yaml", "train.xyz"):
+        shutil.copy(path / name, tmp_path / name)
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--no-validate"]) == 0
+    assert not (tmp_path / "Cu.validation").exists()
+    result = ace.fit(str(tmp_path / "fit.yaml"), validate=False)
+    assert result.validation is None and not (tmp_path / "Cu.validation").exists()

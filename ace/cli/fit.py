@@ -23,6 +23,9 @@ def add_arguments(parser):
     parser.add_argument("--trust-pickle", action="store_true",
                         help="read pacemaker's pickled datasets (*.pckl.gzip; a pickle can "
                              "run code when loaded: only for files you trust)")
+    parser.add_argument("--no-validate", action="store_true",
+                        help="skip the quick validation after the fit (figures of the errors, "
+                             "equation of state, elastic constants in <output>.validation/)")
     parser.add_argument("--resume", action="store_true",
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
@@ -42,7 +45,8 @@ def run(args):
                            config)
             return 0
         result = ace.fit(config, resume=args.resume, num_threads=args.num_threads,
-                         progress=False if args.no_progress else None, log=say)
+                         progress=False if args.no_progress else None, log=say,
+                         validate=not args.no_validate)
     except KeyboardInterrupt:
         return fail("fit", "interrupted" + (
             f"; the best potential so far is in {config.output}; continue with --resume"
@@ -50,7 +54,8 @@ def run(args):
     except (ValueError, OSError) as exc:  # ConfigError, DataError, CheckpointError, ...
         return fail("fit", str(exc))
     print_tables(result.tables)
-    print(f"wrote {result.output} and {result.metrics_path}")
+    print(f"wrote {result.output} and {result.metrics_path}"
+          + (f"; quick validation in {result.validation}/" if result.validation else ""))
     return 0
 
 

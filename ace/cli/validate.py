@@ -37,8 +37,8 @@ def add_arguments(parser):
 def run(args):
     from ace.cli import fail
     from ace.data import DataError
-    from ace.validate import validate
-    from ace.validate.references import ReferenceError
+    from ace.api import validate
+    from ace.validation.references import ReferenceError
 
     try:
         report = validate(args.potentials, data=args.data, reference=args.reference,

@@ -53,11 +53,16 @@ class FitResult:
     output: str
     metrics_path: str
     checkpoint: str | None = None
+    # the training data the fit read (for the validation that follows a fit)
+    train: object = field(default=None, repr=False)
+    # the directory of the quick validation report ``ace.fit`` writes after the fit
+    validation: str | None = None
 
     @property
     def paths(self):
         """The files the fit wrote."""
-        return [p for p in (self.output, self.metrics_path, self.checkpoint) if p]
+        return [p for p in (self.output, self.metrics_path, self.checkpoint, self.validation)
+                if p]
 
     def __repr__(self):
         return f"FitResult({self.potential!r}, splits {list(self.tables)}, output={self.output!r})"
@@ -190,7 +195,8 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
     to_json(tables, config.metrics_path)
     return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
                      output=config.output, metrics_path=config.metrics_path,
-                     checkpoint=checkpoint_path(config) if config.nonlinear is not None else None)
+                     checkpoint=checkpoint_path(config) if config.nonlinear is not None else None,
+                     train=train)
 
 
 def checkpoint_path(config):

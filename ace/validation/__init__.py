@@ -13,11 +13,11 @@ __all__ = ["validate", "quick_validate", "load_reference", "SCHEMA_VERSION"]
 
 
 def __getattr__(name):
-    # lazy: importing ace.validate pulls in neither ASE's optimisers nor matplotlib
+    # lazy: importing ace.validation pulls in neither ASE's optimisers nor matplotlib
     if name in ("validate", "quick_validate", "SCHEMA_VERSION"):
-        from ace.validate import report
+        from ace.validation import report
         return getattr(report, name)
     if name == "load_reference":
-        from ace.validate.references import load_reference
+        from ace.validation.references import load_reference
         return load_reference
-    raise AttributeError(f"module 'ace.validate' has no attribute {name!r}")
+    raise AttributeError(f"module 'ace.validation' has no attribute {name!r}")

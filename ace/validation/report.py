@@ -31,9 +31,9 @@ import time
 
 import numpy as np
 
-from ace.validate import properties as props
-from ace.validate.plots import PlotUnavailable, pyplot
-from ace.validate.references import (UNITS, data_lattice_constant,
+from ace.validation import properties as props
+from ace.validation.plots import PlotUnavailable, pyplot
+from ace.validation.references import (UNITS, data_lattice_constant,
                                      load_reference, strain_fit_data, strained_crystals)
 
 SCHEMA_VERSION = 1
@@ -240,7 +240,7 @@ def _crystal(structure, ref, elements):
 
 
 def _data_summary(dataset, potentials, num_threads, log):
-    from ace.validate.data_plots import evaluate_on_data, nearest_neighbour_distances
+    from ace.validation.data_plots import evaluate_on_data, nearest_neighbour_distances
     log(f"data: {dataset}")
     results = evaluate_on_data(potentials, dataset, num_threads)
     nn = nearest_neighbour_distances(dataset)
@@ -377,7 +377,7 @@ def _compare(values, references):
 
 def _figures(report, curves, dataset, data_info, strain_dft, references, output_dir,
              shortest_data, notes, log):
-    from ace.validate import plots
+    from ace.validation import plots
     try:
         pyplot()
     except PlotUnavailable as exc:
@@ -398,7 +398,7 @@ def _figures(report, curves, dataset, data_info, strain_dft, references, output_
     if strain_dft is not None and curves["strains"]:
         files.append(plots.strain_figure(strain_dft, curves["strains"], output_dir))
     if data_info is not None:
-        from ace.validate.data_plots import data_figures
+        from ace.validation.data_plots import data_figures
         files += data_figures(dataset, data_info["results"], output_dir,
                               data_info["nn_distances"])
     return files

@@ -8,7 +8,7 @@ from ase import units
 from ase.neighborlist import neighbor_list
 
 from ace.fitting.metrics import VOIGT, error_table, predict
-from ace.validate.plots import colours, pyplot, save
+from ace.validation.plots import colours, pyplot, save
 
 NEIGHBOUR_SEARCH = 6.0  # Å: the nearest neighbour of every atom of a condensed structure
 
