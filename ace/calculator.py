@@ -15,6 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
 from ace.neighbours import build_neighbour_list, update_vectors
+from ace.uncertainty.grading import DEFAULT_GAMMA_WARNING, Grader
 
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
 # vectors, until some atom has moved by more than half of it.
@@ -42,16 +43,24 @@ class ACECalculator(Calculator):
     """ASE calculator: ``ACECalculator("potential.yaml")`` or ``ACECalculator(potential)``.
 
     ``num_threads`` sets the OpenMP threads (None follows OMP_NUM_THREADS).
+    ``active_set`` (an ``ace.uncertainty.ActiveSet`` or its file) adds the per-atom
+    extrapolation grade ``results["gamma"]`` and ``results["max_gamma"]``; a structure whose
+    max gamma exceeds ``gamma_warning`` gives a warning, one above ``gamma_stop`` raises
+    ``ace.uncertainty.ExtrapolationError`` (None disables either).
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
-    default_parameters = {"num_threads": None, "skin": NEIGHBOUR_SKIN}
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                              "gamma", "max_gamma"]
+    default_parameters = {"num_threads": None, "skin": NEIGHBOUR_SKIN,
+                          "gamma_warning": DEFAULT_GAMMA_WARNING, "gamma_stop": None}
 
-    def __init__(self, potential, num_threads=None, **kwargs):
+    def __init__(self, potential, num_threads=None, active_set=None, **kwargs):
         effective_n_threads(num_threads)  # a bad thread count fails here, not mid-MD
         Calculator.__init__(self, num_threads=num_threads, **kwargs)
         self.potential = load_potential(potential)
         self.evaluator = Evaluator(self.potential)
+        self.grader = None if active_set is None else Grader(self.potential, active_set,
+                                                                 self.evaluator)
         self._structure = None
         self._neighbours = None
         self._positions_at_build = None
@@ -77,6 +86,15 @@ class ACECalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(strain / atoms.cell.volume)
         elif "stress" in properties:
             raise PropertyNotImplementedError("stress needs a fully periodic cell with volume")
+        if self.grader is not None:
+            gamma = self.grader.gamma(structure, nl, self.parameters.num_threads)
+            self.results["gamma"] = gamma
+            self.results["max_gamma"] = float(gamma.max(initial=0.0))
+            self.grader.check(self.results["max_gamma"], self.parameters.gamma_warning,
+                              self.parameters.gamma_stop)
+        elif "gamma" in properties or "max_gamma" in properties:
+            raise PropertyNotImplementedError("gamma needs an active set: "
+                                              "ACECalculator(potential, active_set=...)")
 
     def _neighbour_list(self, structure, system_changes):
         """Reuse the pairs while only positions change by less than half the skin."""

@@ -1,0 +1,241 @@
+"""Extrapolation grade (active sets, gamma) and committee uncertainty."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from ace.calculator import ACECalculator
+from ace.evaluator import Evaluator, Structure
+from ace.testing import random_rotation
+from ace.uncertainty import (ActiveSet, ActiveSetError, ExtrapolationError, ExtrapolationWarning,
+                            build_active_set, structure_gamma)
+from ace.uncertainty.maxvol import maxvol
+from ace.uncertainty.projections import structure_projections
+from conftest import (LATTICE, clone, potential_dict, random_cu_ni, random_potential,
+                      shift_densities_positive)
+from reference_evaluator import atom_environments, blend_factors, per_atom_b
+from reference_formulas import embedding_reference
+
+
+def training_structures(elements=("Cu",), n=12, seed=0):
+    """Rattled, strained fcc supercells (32 atoms), species random when there are two."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        atoms = bulk("Cu", "fcc", a=LATTICE * rng.uniform(0.96, 1.04), cubic=True).repeat(2)
+        atoms.positions += 0.12 * rng.standard_normal(atoms.positions.shape)
+        if len(elements) > 1:
+            atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms)))
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cu_case():
+    pot = random_potential(orders=3, inner="distance")
+    structures = training_structures()
+    return pot, structures, build_active_set(pot, structures, batch_size=5)
+
+
+def small_cu_ni(inner=None):
+    """Cu-Ni (Cu: two densities, Ni: one), 48 functions per element."""
+    return random_cu_ni(potential_dict(("Cu", "Ni"), "ChebExpCos", "FinnisSinclairShiftedScaled",
+                                       2, ([4, 2, 1], [0, 2, 1]), inner), seed=2)
+
+
+@pytest.fixture(scope="module")
+def mixed_case():
+    pot = small_cu_ni(inner="density")
+    structures = training_structures(("Cu", "Ni"), n=16)
+    pot = shift_densities_positive(pot, structures)
+    return pot, structures, build_active_set(pot, structures, mode="full", batch_size=6)
+
+
+def reference_projections(pot, atoms, mode):
+    """Slow numpy projections: s B (linear) or s F'_p(rho_p) B_f (full), per element columns."""
+    b = per_atom_b(pot, atoms)
+    blend = blend_factors(pot, atoms)
+    rows = []
+    for a, mu, _, _ in atom_environments(pot, atoms):
+        own = [k for k, f in enumerate(pot.functions) if f.mu0 == mu]
+        values = b[a, own]
+        if mode == "linear":
+            rows.append(blend[a] * values)
+            continue
+        emb = pot.embeddings[mu]
+        rho = values @ pot.coefficients[own, :emb.ndensity]
+        dF = [embedding_reference(emb.npot, emb.fs_parameters[2 * p], emb.fs_parameters[2 * p + 1],
+                                  np.array([rho[p]]))[1][0] for p in range(emb.ndensity)]
+        rows.append(blend[a] * np.outer(values, dF).ravel())
+    return rows
+
+
+def reference_gamma(pot, active_set, atoms):
+    index = {e: i for i, e in enumerate(pot.elements)}
+    symbols = atoms.get_chemical_symbols()
+    rows = reference_projections(pot, atoms, active_set.mode)
+    return np.array([np.abs(np.linalg.solve(active_set.matrices[s].T, r)).max()
+                     for s, r in zip(symbols, rows) if s in index])
+
+
+def test_maxvol_bounds_every_row_by_the_tolerance():
+    rng = np.random.default_rng(1)
+    matrix = rng.standard_normal((300, 20)) * rng.uniform(0.1, 10, 20)
+    chosen = maxvol(matrix, tolerance=1.001)
+    assert len(set(chosen.tolist())) == 20
+    coefficients = np.linalg.solve(matrix[chosen].T, matrix.T).T
+    assert np.abs(coefficients).max() <= 1.001
+    np.testing.assert_allclose(coefficients[chosen], np.eye(20), atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["cu_case", "mixed_case"])
+def test_gamma_is_one_on_the_active_set_and_at_most_the_tolerance_on_training(case, request):
+    pot, structures, active_set = request.getfixturevalue(case)
+    gammas = [structure_gamma(pot, active_set, atoms, num_threads=1) for atoms in structures]
+    assert max(g.max() for g in gammas) <= active_set.tolerance + 1e-8
+    for element in pot.elements:
+        origins = active_set.origins[element]
+        assert (origins >= 0).all()  # real atoms, no placeholders on this data
+        on_active = np.array([gammas[s][a] for s, a in origins])
+        np.testing.assert_allclose(on_active, 1.0, rtol=1e-8)
+
+
+@pytest.mark.parametrize("case", ["cu_case", "mixed_case"])
+def test_projections_and_gamma_equal_the_numpy_reference(case, request):
+    pot, structures, active_set = request.getfixturevalue(case)
+    evaluator = Evaluator(pot)
+    atoms = structures[0].copy()
+    atoms.set_cell(atoms.cell * 0.93, scale_atoms=True)  # outside the training data
+    structure = Structure.from_atoms(pot, atoms)
+    rows = structure_projections(evaluator, structure, active_set.mode, num_threads=1)
+    for a, expected in enumerate(reference_projections(pot, atoms, active_set.mode)):
+        np.testing.assert_allclose(rows[a, :len(expected)], expected, rtol=1e-9,
+                                   atol=1e-11 * np.abs(expected).max())
+    calc = ACECalculator(pot, num_threads=1, active_set=active_set, gamma_warning=None)
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    expected = reference_gamma(pot, active_set, atoms)
+    np.testing.assert_allclose(calc.results["gamma"], expected, rtol=1e-7)
+    assert calc.results["max_gamma"] == pytest.approx(expected.max(), rel=1e-7)
+    assert expected.max() > 1.5
+
+
+def test_full_projections_are_the_energy_derivatives_by_the_coefficients(mixed_case):
+    pot, structures, _ = mixed_case
+    atoms = structures[1]
+    structure = Structure.from_atoms(pot, atoms)
+    rows = structure_projections(Evaluator(pot), structure, "full", num_threads=1)
+    rng = np.random.default_rng(3)
+    first = {e: min(k for k, f in enumerate(pot.functions) if f.mu0 == e)
+             for e in range(len(pot.elements))}
+    for k in rng.choice(pot.n_functions, 6, replace=False):
+        mu = pot.functions[k].mu0
+        for p in range(pot.embeddings[mu].ndensity):
+            h = 1e-5
+            energies = []
+            for sign in (1, -1):
+                shifted = clone(pot)
+                shifted.coefficients[k, p] += sign * h
+                energies.append(Evaluator(shifted).compute(structure, num_threads=1).energies)
+            derivative = (energies[0] - energies[1]) / (2 * h)
+            nd = pot.embeddings[mu].ndensity
+            column = (k - first[mu]) * nd + p
+            own = structure.species == mu
+            np.testing.assert_allclose(rows[own, column], derivative[own], rtol=1e-6, atol=1e-8)
+            assert np.all(derivative[~own] == 0)
+
+
+def test_gamma_is_invariant_under_rotation_and_permutation(mixed_case):
+    pot, structures, active_set = mixed_case
+    atoms = structures[2].copy()
+    atoms.set_cell(atoms.cell * 1.06, scale_atoms=True)
+    gamma = structure_gamma(pot, active_set, atoms, num_threads=1)
+    rng = np.random.default_rng(5)
+    rotated = atoms.copy()
+    rotation = random_rotation(rng)
+    rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    np.testing.assert_allclose(structure_gamma(pot, active_set, rotated, num_threads=1), gamma,
+                               rtol=1e-8)
+    order = rng.permutation(len(atoms))
+    np.testing.assert_allclose(structure_gamma(pot, active_set, atoms[order], num_threads=1),
+                               gamma[order], rtol=1e-10)
+
+
+def test_one_and_two_threads_agree(mixed_case):
+    pot, structures, active_set = mixed_case
+    atoms = structures[3]
+    one = structure_gamma(pot, active_set, atoms, num_threads=1)
+    two = structure_gamma(pot, active_set, atoms, num_threads=2)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_active_set_file_round_trip_and_thresholds(cu_case, tmp_path):
+    pot, structures, active_set = cu_case
+    path = tmp_path / "pot.active.yaml"
+    active_set.save(path)
+    loaded = ActiveSet.load(path)
+    assert loaded.mode == active_set.mode and loaded.fingerprint == active_set.fingerprint
+    np.testing.assert_array_equal(loaded.matrices["Cu"], active_set.matrices["Cu"])
+    np.testing.assert_array_equal(loaded.origins["Cu"], active_set.origins["Cu"])
+    squeezed = bulk("Cu", "fcc", a=LATTICE * 0.85).repeat(3)
+    squeezed.calc = ACECalculator(pot, num_threads=1, active_set=str(path))
+    with pytest.warns(ExtrapolationWarning, match="extrapolation grade"):
+        squeezed.get_potential_energy()
+    assert squeezed.calc.results["max_gamma"] > 5
+    squeezed.calc = ACECalculator(pot, num_threads=1, active_set=loaded, gamma_warning=None,
+                                  gamma_stop=5.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ExtrapolationError, match="exceeds the stop threshold 5"):
+            squeezed.get_potential_energy()
+
+
+def test_an_active_set_for_another_potential_is_refused(cu_case):
+    pot, structures, active_set = cu_case
+    other = clone(pot, pot.coefficients * 1.01)
+    with pytest.raises(ActiveSetError, match="another potential"):
+        ACECalculator(other, active_set=active_set)
+
+
+def test_a_truncated_or_edited_active_set_file_is_refused(cu_case, tmp_path):
+    _, _, active_set = cu_case
+    path = tmp_path / "a.yaml"
+    active_set.save(path)
+    text = path.read_text()
+    (tmp_path / "cut.yaml").write_text(text[:len(text) // 2])
+    with pytest.raises(ActiveSetError, match="cut.yaml: checksum mismatch"):
+        ActiveSet.load(tmp_path / "cut.yaml")
+    (tmp_path / "other.yaml").write_text("format: ace-potential\n")
+    with pytest.raises(ActiveSetError, match="not an ace active-set file"):
+        ActiveSet.load(tmp_path / "other.yaml")
+
+
+def test_fewer_atoms_than_functions_names_the_element_and_counts():
+    pot = small_cu_ni()
+    atoms = bulk("Cu", "fcc", a=LATTICE, cubic=True)
+    atoms.symbols[0] = "Ni"
+    n_ni = sum(f.mu0 == 1 for f in pot.functions)
+    with pytest.raises(ValueError, match=f"element Cu: 3 training atoms but "
+                                         f"{sum(f.mu0 == 0 for f in pot.functions)} projections"):
+        build_active_set(pot, [atoms])
+    assert n_ni > 1
+
+
+def test_unseen_directions_get_a_huge_gamma():
+    """A function that no training atom activates (Ni neighbours in pure-Cu data) is an unseen
+    direction: an atom that activates it gets gamma far above the thresholds."""
+    pot = small_cu_ni()
+    cu_only = [s for s in training_structures(n=8)]
+    ni_atoms = bulk("Ni", "fcc", a=LATTICE, cubic=True).repeat(2)
+    ni_atoms.rattle(0.1, seed=0)
+    data = cu_only + [ni_atoms] * 2
+    active_set = build_active_set(pot, data)
+    assert (active_set.origins["Cu"] < 0).any()  # placeholders for the Cu-Ni functions
+    mixed = cu_only[0].copy()
+    mixed.symbols[::4] = "Ni"
+    gamma = structure_gamma(pot, active_set, mixed, num_threads=1)
+    assert gamma[mixed.numbers == 29].max() > 1e3
+    assert structure_gamma(pot, active_set, cu_only[1], num_threads=1).max() <= 1.001 + 1e-8
