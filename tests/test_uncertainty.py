@@ -239,3 +239,23 @@ def test_unseen_directions_get_a_huge_gamma():
     gamma = structure_gamma(pot, active_set, mixed, num_threads=1)
     assert gamma[mixed.numbers == 29].max() > 1e3
     assert structure_gamma(pot, active_set, cu_only[1], num_threads=1).max() <= 1.001 + 1e-8
+
+
+def test_cli_active_set_writes_a_file_the_calculator_uses(cu_case, tmp_path, capsys):
+    from ase.io import write
+
+    from ace.cli import main
+    pot, structures, _ = cu_case
+    pot.save(tmp_path / "pot.yaml")
+    write(tmp_path / "train.xyz", structures)
+    assert main(["active-set", str(tmp_path / "pot.yaml"), str(tmp_path / "train.xyz"),
+                 "--mode", "full"]) == 0
+    active_set = ActiveSet.load(tmp_path / "pot.active.yaml")
+    assert active_set.mode == "full"
+    atoms = structures[4].copy()
+    atoms.calc = ACECalculator(str(tmp_path / "pot.yaml"), num_threads=1,
+                               active_set=str(tmp_path / "pot.active.yaml"))
+    atoms.get_potential_energy()
+    assert atoms.calc.results["max_gamma"] <= active_set.tolerance + 1e-8
+    assert main(["active-set", str(tmp_path / "pot.yaml"), str(tmp_path / "missing.xyz")]) == 1
+    assert "missing.xyz: no such file" in capsys.readouterr().err
