@@ -54,7 +54,7 @@ def mixed_case():
 
 
 def reference_projections(pot, atoms, mode):
-    """Slow numpy projections: s B (linear) or s F'_p(rho_p) B_f (full), per element columns."""
+    """Slow numpy projections: B (linear) or s F'_p(rho_p) B_f (full), per element columns."""
     b = per_atom_b(pot, atoms)
     blend = blend_factors(pot, atoms)
     rows = []
@@ -62,7 +62,7 @@ def reference_projections(pot, atoms, mode):
         own = [k for k, f in enumerate(pot.functions) if f.mu0 == mu]
         values = b[a, own]
         if mode == "linear":
-            rows.append(blend[a] * values)
+            rows.append(values)
             continue
         emb = pot.embeddings[mu]
         rho = values @ pot.coefficients[own, :emb.ndensity]
@@ -259,3 +259,42 @@ def test_cli_active_set_writes_a_file_the_calculator_uses(cu_case, tmp_path, cap
     assert atoms.calc.results["max_gamma"] <= active_set.tolerance + 1e-8
     assert main(["active-set", str(tmp_path / "pot.yaml"), str(tmp_path / "missing.xyz")]) == 1
     assert "missing.xyz: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["single", "cu_ni"])
+def test_pace_asi_gives_pyace_the_same_gamma(case, tmp_path):
+    pyace = pytest.importorskip("pyace", reason="python-ace is not installed")
+    from ace.cli import main
+    if case == "single":
+        pot = random_potential(ndensity=2, orders=4, inner="density", seed=4)
+        train = training_structures(n=10, seed=1)
+    else:
+        pot = small_cu_ni(inner="distance")
+        train = training_structures(("Cu", "Ni"), n=12, seed=1)
+    pot.e0[:] = 0.0  # a PACE .yaml carries no E0
+    pot = shift_densities_positive(pot, train)
+    active_set = build_active_set(pot, train, mode="linear")
+    pot.save(tmp_path / "pot.yaml")
+    active_set.save(tmp_path / "pot.active.yaml")
+    assert main(["export", str(tmp_path / "pot.yaml"), "-o", str(tmp_path / "X.yaml"),
+                 "--active-set", str(tmp_path / "pot.active.yaml")]) == 0
+    calc = pyace.PyACECalculator(str(tmp_path / "X.yaml"))
+    calc.set_active_set(str(tmp_path / "X.asi"))
+    ours = ACECalculator(pot, num_threads=1, active_set=active_set, gamma_warning=None)
+    for k, atoms in enumerate(training_structures(sorted(pot.elements), n=3, seed=9)):
+        atoms.set_cell(atoms.cell * (0.92 + 0.08 * k), scale_atoms=True)
+        atoms.calc = ours
+        atoms.get_potential_energy()
+        gamma = ours.results["gamma"].copy()
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        np.testing.assert_allclose(np.asarray(calc.results["gamma"]), gamma,
+                                   rtol=1e-6, atol=1e-6 * gamma.max())
+    assert gamma.max() > 2  # also far outside the data
+
+
+def test_full_mode_active_sets_are_not_written_as_pace_asi(mixed_case, tmp_path):
+    from ace.uncertainty.pace_asi import write_asi
+    pot, _, active_set = mixed_case
+    with pytest.raises(ValueError, match="linear-mode active set"):
+        write_asi(active_set, pot, tmp_path / "X.asi")

@@ -3,8 +3,8 @@
 
 For atom i of element mu the kernel returns, in the columns of its element's functions
 (column f - func_first[mu]):
-  linear mode:  s_i B_if                  (B-function values times the core blending factor,
-                                           the per-atom row of the linear design matrix)
+  linear mode:  B_if                      (B-function values, as PACE's "B-projections"; the
+                                           design row is s_i B_if, s_i the core blending)
   full mode:    s_i F'_p(rho_ip) B_if     (= dE_i/dc_fp, column (f - func_first[mu]) * nd + p)
 with rho_ip = sum_f c_fp B_if. B is evaluated on the design model's product tree: each node
 is its parent times one A, and B_f = sum_c coef_c Re(node_c) (rank 1: coef_c A1[k]).
@@ -108,8 +108,6 @@ def atom_projections(CompiledModel compiled, const int[::1] species,
             function_values(m, sp, mu_i, &comb_node[0] if comb_node.shape[0] else NULL, row)
             n_f = m.func_first[mu_i + 1] - m.func_first[mu_i]
             if not full:
-                for f in range(n_f):
-                    row[f] = row[f] * blend
                 continue
             # full: expand in place from the back, B_f -> blend F'_p(rho_p) B_f at f * nd + p
             nd = m.ndensity[mu_i]

@@ -27,6 +27,9 @@ def add_arguments(parser):
                              "added to energies by PACE) instead of refusing")
     parser.add_argument("--delta-spline-bins", type=float, default=None,
                         help="PACE spline step in Å (default: the potential's, else 0.001)")
+    parser.add_argument("--active-set", default=None,
+                        help="pace-yaml: also write PACE's active set X.asi beside X.yaml from "
+                             "this (linear-mode) active-set file of `ace active-set`")
 
 
 def add_parser(subparsers):
@@ -48,6 +51,19 @@ def output_format(path, explicit, formats=FORMATS, suffixes=SUFFIXES):
     return suffixes[suffix]
 
 
+def export_asi(potential, active_set_path, output, fmt):
+    """Write PACE's X.asi beside the exported X.yaml; its path."""
+    from ace.uncertainty import ActiveSet
+    from ace.uncertainty.pace_asi import asi_path, write_asi
+
+    if fmt != "pace-yaml":
+        raise ValueError("--active-set needs --format pace-yaml (PACE reads active sets "
+                         "with the B-basis .yaml only)")
+    path = asi_path(output)
+    write_asi(ActiveSet.load(active_set_path), potential, path)
+    return path
+
+
 def run(args):
     from ace.calculator import load_potential
     from ace.cli import fail
@@ -61,10 +77,15 @@ def run(args):
         else:
             export_pace_yaml(potential, args.output, e0_to_metadata=args.e0_to_metadata,
                              delta_spline_bins=args.delta_spline_bins)
+        if args.active_set is not None:
+            asi = export_asi(potential, args.active_set, args.output, fmt)
     except (ValueError, OSError) as exc:
         return fail("export", str(exc))
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "
           f"{' '.join(potential.elements)})")
+    if args.active_set is not None:
+        print(f"wrote {asi} (PACE active set: pyace set_active_set, LAMMPS "
+              "pair_style pace/extrapolation)")
     if fmt == "yace":
         print(f"LAMMPS: pair_style pace\n        pair_coeff * * {args.output} "
               f"{' '.join(potential.elements)}")

@@ -2,8 +2,9 @@
 
 Two modes (as pacemaker's ``pace_activeset``):
 
-* ``linear``: b_i = s_i B_i, the B-function values of atom i times its core-blending factor
-  s_i (the atom's row of the linear design matrix); [n_functions of its element].
+* ``linear``: b_i = B_i, the B-function values of atom i, [n_functions of its element]
+  (PACE's B-projections, so that the grade agrees with pacemaker's .asi; the linear design
+  row is s_i B_i, s_i the core-blending factor, 1 away from the core-repulsion zone).
 * ``full``: b_i = dE_i/dc, the derivative of the atom's energy with respect to every
   coefficient c_fp of its element, s_i F'_p(rho_ip) B_if, flattened f-major
   [n_functions * ndensity]; equals ``linear`` times F'(rho) for one linear density.
