@@ -15,6 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
 from ace.neighbours import build_neighbour_list, update_vectors
+from ace.uncertainty.committee import CommitteeEvaluator
 from ace.uncertainty.grading import DEFAULT_GAMMA_WARNING, Grader
 
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
@@ -47,20 +48,27 @@ class ACECalculator(Calculator):
     extrapolation grade ``results["gamma"]`` and ``results["max_gamma"]``; a structure whose
     max gamma exceeds ``gamma_warning`` gives a warning, one above ``gamma_stop`` raises
     ``ace.uncertainty.ExtrapolationError`` (None disables either).
+    ``committee=True`` (a linear potential with a committee) adds the committee spread
+    ``results["energy_std"]``, ``"energies_std"`` (per atom), ``"forces_std"`` [n, 3] and
+    ``"stress_std"`` (Voigt), from one pass of the design rows.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
-                              "gamma", "max_gamma"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
     default_parameters = {"num_threads": None, "skin": NEIGHBOUR_SKIN,
                           "gamma_warning": DEFAULT_GAMMA_WARNING, "gamma_stop": None}
 
-    def __init__(self, potential, num_threads=None, active_set=None, **kwargs):
+    def __init__(self, potential, num_threads=None, active_set=None, committee=False, **kwargs):
         effective_n_threads(num_threads)  # a bad thread count fails here, not mid-MD
         Calculator.__init__(self, num_threads=num_threads, **kwargs)
         self.potential = load_potential(potential)
         self.evaluator = Evaluator(self.potential)
         self.grader = None if active_set is None else Grader(self.potential, active_set,
                                                                  self.evaluator)
+        self.committee = CommitteeEvaluator(self.potential, self.evaluator) if committee else None
+        self.implemented_properties = (
+            list(type(self).implemented_properties)
+            + (["gamma", "max_gamma"] if self.grader is not None else [])
+            + (["energy_std", "energies_std", "forces_std", "stress_std"] if committee else []))
         self._structure = None
         self._neighbours = None
         self._positions_at_build = None
@@ -92,9 +100,11 @@ class ACECalculator(Calculator):
             self.results["max_gamma"] = float(gamma.max(initial=0.0))
             self.grader.check(self.results["max_gamma"], self.parameters.gamma_warning,
                               self.parameters.gamma_stop)
-        elif "gamma" in properties or "max_gamma" in properties:
-            raise PropertyNotImplementedError("gamma needs an active set: "
-                                              "ACECalculator(potential, active_set=...)")
+        if self.committee is not None:
+            periodic = atoms.pbc.all() and abs(atoms.cell.volume) > 1e-12
+            self.results.update(self.committee.compute(
+                structure, nl, self.parameters.num_threads,
+                atoms.cell.volume if periodic else None))
 
     def _neighbour_list(self, structure, system_changes):
         """Reuse the pairs while only positions change by less than half the skin."""

@@ -298,3 +298,117 @@ def test_full_mode_active_sets_are_not_written_as_pace_asi(mixed_case, tmp_path)
     pot, _, active_set = mixed_case
     with pytest.raises(ValueError, match="linear-mode active set"):
         write_asi(active_set, pot, tmp_path / "X.asi")
+
+
+# ---------------------------------------------------------------------------- committee
+
+@pytest.fixture(scope="module")
+def teacher_student():
+    """A teacher potential's noisy labels on 40 structures and test cells (the student has the
+    teacher's basis)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from ace.basis import build_basis
+    from test_fit import basis_dict, emt_like_structures, label, true_potential
+    basis = build_basis(basis_dict())
+    data = label(emt_like_structures(40, volume=0.08, strain=0.05, rattle=0.3),
+                 true_potential(basis))
+    rng = np.random.default_rng(0)
+    noisy = []
+    for k in range(len(data)):
+        atoms = data.atoms(k)
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy() + 0.01 * len(atoms) * rng.normal(),
+            forces=atoms.get_forces() + 0.05 * rng.normal(size=(len(atoms), 3)))
+        noisy.append(atoms)
+    test = emt_like_structures(4, seed=99, volume=0.08, strain=0.05, rattle=0.3)
+    return basis, noisy, test
+
+
+def committee_fit(basis, images, n_members=16):
+    from ace.data import Dataset
+    from ace.fitting.bayes import fit_committee
+    from ace.fitting.linear import LossSettings, fit_linear
+    from ace.potential import ACEPotential
+    train = Dataset.from_atoms(images)
+    fit = fit_linear(ACEPotential.from_basis(basis), train,
+                     LossSettings(forces=1.0, stress=0.0, method="gcv"), num_threads=1)
+    return fit.potential, fit_committee(fit, train, n_members=n_members, num_threads=1)
+
+
+def test_committee_mean_is_the_fit_and_its_std_that_of_the_members(teacher_student, tmp_path):
+    from ace.potential import ACEPotential
+    basis, images, test = teacher_student
+    fitted, pot = committee_fit(basis, images[:20])
+    np.testing.assert_array_equal(pot.coefficients, fitted.coefficients)
+    pot.save(tmp_path / "committee.yaml")
+    pot = ACEPotential.load(tmp_path / "committee.yaml")
+    committee = pot.committee
+    np.testing.assert_allclose(committee.coefficients.mean(axis=0), pot.coefficients[:, 0],
+                               atol=1e-12 * np.abs(pot.coefficients).max())
+    atoms = test[0].copy()
+    calc = ACECalculator(pot, num_threads=1, committee=True)
+    atoms.calc = calc
+    energy, forces, stress = (atoms.get_potential_energy(), atoms.get_forces(),
+                              atoms.get_stress())
+    members = []
+    for k in range(committee.n_members):
+        member = ACEPotential(pot.elements, pot.bonds, pot.embeddings, pot.functions,
+                              committee.coefficients[k][:, None], e0=committee.e0[k])
+        other = atoms.copy()
+        other.calc = ACECalculator(member, num_threads=1)
+        members.append((other.get_potential_energy(), other.get_forces(), other.get_stress()))
+    e_k, f_k, s_k = (np.array([m[i] for m in members]) for i in range(3))
+    assert e_k.mean() == pytest.approx(energy, abs=1e-9)
+    np.testing.assert_allclose(f_k.mean(axis=0), forces, atol=1e-9)
+    np.testing.assert_allclose(s_k.mean(axis=0), stress, atol=1e-9)
+    assert calc.results["energy_std"] == pytest.approx(e_k.std(), rel=1e-8)
+    np.testing.assert_allclose(calc.results["forces_std"], f_k.std(axis=0), rtol=1e-7,
+                               atol=1e-12)
+    np.testing.assert_allclose(calc.results["stress_std"], s_k.std(axis=0), rtol=1e-7,
+                               atol=1e-14)
+    assert calc.results["energy_std"] > 0
+
+
+def test_committee_std_shrinks_as_data_are_added(teacher_student):
+    basis, images, test = teacher_student
+    spreads = []
+    for n in (8, 16, 40):
+        _, pot = committee_fit(basis, images[:n])
+        calc = ACECalculator(pot, num_threads=1, committee=True)
+        per_atom = []
+        for atoms in test:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            atoms.get_potential_energy()
+            per_atom.append(calc.results["energy_std"] / len(atoms))
+        spreads.append(np.median(per_atom))
+    assert spreads[0] > spreads[1] > spreads[2]
+
+
+def test_a_malformed_committee_is_refused(teacher_student, tmp_path):
+    import yaml
+
+    from ace.potential import ACEPotential, PotentialFileError
+    basis, images, _ = teacher_student
+    _, pot = committee_fit(basis, images[:8], n_members=4)
+    data = pot.to_dict()
+    data["committee"]["coefficients"] = data["committee"]["coefficients"][:, :-1] \
+        if isinstance(data["committee"]["coefficients"], np.ndarray) else \
+        [row[:-1] for row in data["committee"]["coefficients"]]
+    with pytest.raises(PotentialFileError, match="committee coefficients have shape"):
+        ACEPotential.from_dict(yaml.safe_load(yaml.safe_dump(data)))
+    with pytest.raises(ValueError, match="has no committee"):
+        ACECalculator(random_potential(), committee=True)
+
+
+def test_uncertainty_properties_through_ase(cu_case):
+    from ase.calculators.calculator import PropertyNotImplementedError
+    pot, structures, active_set = cu_case
+    atoms = structures[0].copy()
+    atoms.calc = ACECalculator(pot, num_threads=1, active_set=active_set)
+    assert atoms.calc.get_property("max_gamma", atoms) <= active_set.tolerance + 1e-8
+    assert atoms.calc.get_property("gamma", atoms).shape == (len(atoms),)
+    atoms.calc = ACECalculator(pot, num_threads=1)
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.calc.get_property("gamma", atoms)

@@ -45,9 +45,11 @@ class ActiveSetError(ValueError):
 
 
 def potential_fingerprint(potential):
-    """SHA-256 of everything that defines the potential's energies (metadata excluded)."""
+    """SHA-256 of everything that defines the potential's energies (metadata and committee
+    excluded)."""
     data = potential.to_dict()
     data.pop("metadata", None)
+    data.pop("committee", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
