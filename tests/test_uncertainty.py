@@ -412,3 +412,27 @@ def test_uncertainty_properties_through_ase(cu_case):
     atoms.calc = ACECalculator(pot, num_threads=1)
     with pytest.raises(PropertyNotImplementedError):
         atoms.calc.get_property("gamma", atoms)
+
+
+def test_gamma_every_nth_call_and_on_request(cu_case):
+    pot, structures, active_set = cu_case
+    every = ACECalculator(pot, num_threads=1, active_set=active_set)
+    sparse = ACECalculator(pot, num_threads=1, active_set=active_set, uncertainty_interval=3)
+    atoms = structures[5].copy()
+    other = atoms.copy()
+    atoms.calc, other.calc = every, sparse
+    computed = []
+    for step in range(5):
+        for image in (atoms, other):
+            image.positions[step] += 0.05
+            image.get_forces()
+        computed.append("gamma" in sparse.results)
+        if computed[-1]:
+            np.testing.assert_array_equal(sparse.results["gamma"], every.results["gamma"])
+    assert computed == [True, False, False, True, False]
+    forces = sparse.results["forces"]
+    # asked for: computed for the current structure without a new energy evaluation
+    assert sparse.get_property("max_gamma", other) == every.results["max_gamma"]
+    assert sparse.results["forces"] is forces
+    with pytest.raises(ValueError, match="uncertainty_interval"):
+        ACECalculator(pot, active_set=active_set, uncertainty_interval=0)
