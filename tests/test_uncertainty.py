@@ -436,3 +436,33 @@ def test_gamma_every_nth_call_and_on_request(cu_case):
     assert sparse.results["forces"] is forces
     with pytest.raises(ValueError, match="uncertainty_interval"):
         ACECalculator(pot, active_set=active_set, uncertainty_interval=0)
+
+
+def test_select_picks_extrapolative_structures_once_and_skips_covered_ones(cu_case, tmp_path,
+                                                                           capsys):
+    from ase.io import read, write
+
+    from ace.cli import main
+    from ace.uncertainty.selection import select_structures
+    pot, structures, active_set = cu_case
+    squeezed = structures[0].copy()
+    squeezed.set_cell(squeezed.cell * 0.9, scale_atoms=True)
+    near_duplicate = squeezed.copy()
+    near_duplicate.positions += 1e-4 * np.random.default_rng(0).standard_normal((32, 3))
+    stretched = structures[1].copy()
+    stretched.set_cell(stretched.cell * 1.1, scale_atoms=True)
+    candidates = [structures[2], squeezed, structures[3], near_duplicate, stretched]
+    picked = select_structures(pot, active_set, candidates, n=5)
+    indices = [k for k, _ in picked]
+    assert len(indices) == 2 and 4 in indices and len({1, 3} & set(indices)) == 1
+    gammas = [g for _, g in picked]
+    assert all(g > 1.5 for g in gammas) and gammas == sorted(gammas, reverse=True)
+    pot.save(tmp_path / "pot.yaml")
+    active_set.save(tmp_path / "pot.active.yaml")
+    write(tmp_path / "candidates.xyz", candidates)
+    assert main(["select", str(tmp_path / "candidates.xyz"), "--potential",
+                 str(tmp_path / "pot.yaml"), "--active-set", str(tmp_path / "pot.active.yaml"),
+                 "-n", "1", "-o", str(tmp_path / "picked.xyz")]) == 0
+    chosen = read(tmp_path / "picked.xyz", ":")
+    assert len(chosen) == 1 and chosen[0].info["candidate_index"] == indices[0]
+    assert "picked 1 of 5 candidates" in capsys.readouterr().out

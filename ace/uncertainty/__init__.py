@@ -9,7 +9,8 @@ from ace.uncertainty.grading import (DEFAULT_GAMMA_WARNING, MD_GAMMA_STOP, Extra
                                      ExtrapolationWarning, Grader)
 from ace.uncertainty.maxvol import maxvol
 from ace.uncertainty.projections import MODES
+from ace.uncertainty.selection import select_structures
 
 __all__ = ["ActiveSet", "ActiveSetError", "build_active_set", "potential_fingerprint",
            "structure_gamma", "DEFAULT_GAMMA_WARNING", "MD_GAMMA_STOP", "ExtrapolationError",
-           "ExtrapolationWarning", "Grader", "maxvol", "MODES"]
+           "ExtrapolationWarning", "Grader", "maxvol", "MODES", "select_structures"]
