@@ -2,9 +2,11 @@
 
 Greedy on top of an active set: score every candidate structure by its max gamma against the
 current active rows, take the best, fold its atoms into the active rows by MaxVol (so the
-volume they span can only grow), rescore, and repeat. A candidate close to one already taken
-falls to gamma <= tolerance once that one is in, and is skipped: near-duplicates are not picked
-twice. Only atoms with gamma above the tolerance are kept in memory.
+volume they span can only grow), rescore, and repeat. Candidates whose max gamma is at most
+``min_gamma`` (default 1.1, pacemaker's lower bound for "extrapolating") are covered by the set
+and skipped: a near-duplicate of one already taken falls to about 1 once that one is in (not
+exactly: the inverse of the active rows amplifies a small displacement), so it is not picked
+twice. Only atoms with gamma above the MaxVol tolerance are kept in memory.
 """
 from __future__ import annotations
 
