@@ -466,3 +466,18 @@ def test_select_picks_extrapolative_structures_once_and_skips_covered_ones(cu_ca
     chosen = read(tmp_path / "picked.xyz", ":")
     assert len(chosen) == 1 and chosen[0].info["candidate_index"] == indices[0]
     assert "picked 1 of 5 candidates" in capsys.readouterr().out
+
+
+def test_active_set_from_a_dataset_equals_the_one_from_atoms(cu_case):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from ace.data import Dataset
+    pot, structures, active_set = cu_case
+    labelled = []
+    for atoms in structures:
+        atoms = atoms.copy()
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0)
+        labelled.append(atoms)
+    from_dataset = build_active_set(pot, Dataset.from_atoms(labelled), batch_size=5)
+    np.testing.assert_allclose(from_dataset.matrices["Cu"], active_set.matrices["Cu"],
+                               rtol=1e-12, atol=1e-12)

@@ -188,6 +188,29 @@ def _decode(text, shape, element):
 
 
 # ---------------------------------------------------------------------------------- building
+class _StructureSequence:
+    """Indexable view of a list of Atoms or an ace.data.Dataset (whose structures are made on
+    demand, so that a large dataset is not held as Atoms all at once)."""
+
+    def __init__(self, structures):
+        if hasattr(structures, "atoms") and hasattr(structures, "n_atoms"):
+            self._get = structures.atoms
+            self._length = len(structures)
+        else:
+            items = structures if hasattr(structures, "__getitem__") else list(structures)
+            self._get = items.__getitem__
+            self._length = len(items)
+
+    def __len__(self):
+        return self._length
+
+    def __getitem__(self, k):
+        return self._get(k)
+
+    def __iter__(self):
+        return (self._get(k) for k in range(self._length))
+
+
 def _check_atom_counts(potential, structures, widths):
     counts = np.zeros(len(potential.elements), dtype=np.int64)
     index = {e: i for i, e in enumerate(potential.elements)}
@@ -218,15 +241,17 @@ def _with_placeholders(rows, origins):
 def build_active_set(potential, structures, mode="linear", tolerance=DEFAULT_TOLERANCE,
                      batch_size=DEFAULT_BATCH_SIZE, refinement_passes=10,
                      max_iterations=DEFAULT_MAX_ITERATIONS, num_threads=None, progress=None):
-    """The active set of ``potential`` on ``structures`` (a sequence of ASE Atoms).
+    """The active set of ``potential`` on ``structures`` (a list of ASE Atoms or an
+    ``ace.data.Dataset``; no labels are needed).
 
     The structures are read in batches of ``batch_size``; MaxVol runs on the current active
     rows together with each batch's atoms, so memory is bounded by one batch. Each refinement
-    pass reads the data again and reruns MaxVol with the atoms whose gamma still exceeds the
-    tolerance. ``progress(message)`` is called per batch if given.
+    pass (at most ``refinement_passes``) reads the data again and reruns MaxVol with the atoms
+    whose gamma still exceeds the tolerance, until none does. ``progress(message)`` is called
+    per batch if given.
     """
     check_mode(mode)
-    structures = list(structures)
+    structures = _StructureSequence(structures)
     widths = projection_widths(potential, mode)
     _check_atom_counts(potential, structures, widths)
     evaluator = Evaluator(potential)
