@@ -481,3 +481,102 @@ def test_active_set_from_a_dataset_equals_the_one_from_atoms(cu_case):
     from_dataset = build_active_set(pot, Dataset.from_atoms(labelled), batch_size=5)
     np.testing.assert_allclose(from_dataset.matrices["Cu"], active_set.matrices["Cu"],
                                rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------- active learning
+
+LEARN_CONFIG = """potential: start.yaml
+reference: ase.calculators.emt:EMT
+seeds: seeds.xyz
+test: test.xyz
+output: out
+iterations: {iterations}
+select: 2
+gamma_threshold: 1.5
+md: {{temperatures: [600, 1500], steps: 20, timestep: 2.0, interval: 5}}
+loss: {{forces: 1.0, stress: 0.0, method: gcv}}
+"""
+
+
+def learn_case(directory, iterations):
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from ace.basis import build_basis
+    from ace.potential import ACEPotential
+    basis = build_basis({
+        "elements": ["Cu"],
+        "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1,
+                               "fs_parameters": [1, 1]}},
+        "bonds": {"ALL": {"radbase": "ChebExpCos", "radparameters": [2.0], "rcut": 4.5,
+                          "dcut": 0.01}},
+        "functions": {"ALL": {"nradmax_by_orders": [5, 2], "lmax_by_orders": [0, 2]}}})
+    ACEPotential.from_basis(basis).save(directory / "start.yaml")
+    seeds = []
+    for k, a in enumerate([3.6, 3.7]):
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=k)
+        seeds.append(atoms)
+    write(directory / "seeds.xyz", seeds)
+    test = []
+    for k in range(3):
+        atoms = bulk("Cu", "fcc", a=3.55 + 0.1 * k, cubic=True).repeat(2)
+        atoms.rattle(0.2, seed=10 + k)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(),
+                                           forces=atoms.get_forces())
+        test.append(atoms)
+    write(directory / "test.xyz", test)
+    (directory / "learn.yaml").write_text(LEARN_CONFIG.format(iterations=iterations))
+    return directory / "learn.yaml"
+
+
+def test_learn_runs_two_iterations_with_emt_and_resumes_after_being_killed(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ase.io import read
+
+    from ace.learn import learn, load_config
+    config = learn_case(tmp_path, iterations=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
+                                          os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "ace.cli", "learn", str(config)],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state = tmp_path / "out" / "state.json"
+    deadline = time.time() + 60
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # after iteration 0, somewhere in iteration 1
+    process.wait()
+    assert state.exists()
+    history = learn(load_config(config), log=lambda message: None)
+    assert [h["iteration"] for h in history] == [0, 1, 2]
+    assert history[1]["max_gamma"] > 1.5 and history[1]["labelled"] == 2
+    train = read(tmp_path / "out" / "train.xyz", ":")
+    assert len(train) == 2 + sum(h["labelled"] for h in history[1:])
+    assert json.loads(state.read_text())["iteration"] == 2
+    assert history[-1]["test"]["energy_rmse"] < history[0]["test"]["energy_rmse"]
+    # labels are the reference's
+    from ase.calculators.emt import EMT
+    atoms = train[-1].copy()
+    atoms.calc = EMT()
+    assert atoms.get_potential_energy() == pytest.approx(train[-1].get_potential_energy())
+
+
+def test_learn_config_errors_are_clear(tmp_path):
+    from ace.learn import LearnConfigError, load_config
+    config = learn_case(tmp_path, iterations=1)
+    text = config.read_text()
+    config.write_text(text.replace("ase.calculators.emt:EMT", "ase.calculators.emt:Nope"))
+    with pytest.raises(LearnConfigError, match="reference 'ase.calculators.emt:Nope'"):
+        load_config(config)
+    config.write_text(text + "temperature: 300\n")
+    with pytest.raises(LearnConfigError, match="unknown key"):
+        load_config(config)

@@ -1,5 +1,6 @@
 """The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``,
-``ace export``, ``ace convert`` (PACE .yace/.yaml), ``ace active-set`` and ``ace select``.
+``ace export``, ``ace convert`` (PACE .yace/.yaml), ``ace active-set``, ``ace select`` and
+``ace learn``.
 
 ``main()`` only parses; each subcommand lives in its own module with ``add_arguments(parser)``
 and ``run(args) -> exit code``. Expected failures (bad config, bad data, bad potential file)
@@ -13,18 +14,19 @@ import sys
 from ace import __version__
 
 COMMANDS = ("fit", "evaluate", "info", "demo", "export", "convert", "active-set",
-            "select")
+            "select", "learn")
 
 
 def build_parser():
-    from ace.cli import active_set, convert, demo, evaluate, export, fit, info, select
+    from ace.cli import (active_set, convert, demo, evaluate, export, fit, info, learn,
+                         select)
 
     parser = argparse.ArgumentParser(
         prog="ace", description="Atomic Cluster Expansion potentials: fit, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"ace {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert, active_set,
-                                        select)):
+                                        select, learn)):
         doc = (module.__doc__ or "").strip()
         sub = commands.add_parser(name, help=doc.splitlines()[0] if doc else None,
                                   description=doc,
