@@ -10,8 +10,8 @@ cells of the same potential.
 ``detection``: for Mo and Si (mlearn), the four-key config (elements, cutoff, data, output:
 ace's default linear basis) fitted on the training set without its ``Surface`` structures,
 a linear-mode active set on that training set and a committee (K = 32) from the fit's
-posterior. Reported: the ROC AUC with which max gamma and the committee energy std per atom
-separate the held-out surfaces (train and test) from the in-domain test structures, their
+posterior. Reported: the ROC AUC with which max gamma, the 90th percentile of gamma over the
+structure's atoms and the committee energy std per atom separate the held-out surfaces (train and test) from the in-domain test structures, their
 medians, and Spearman's rank correlation on the in-domain test set between each signal and
 the actual error (per structure: |energy error| per atom against committee std per atom and
 max gamma; per atom: |force error| against the committee force std and gamma).
@@ -132,8 +132,9 @@ def fit_without_surfaces(element, data_dir, workdir, threads):
 
 
 def signals(potential, active_set, images, threads):
-    """Per structure: max gamma, committee energy std per atom, |energy error| per atom; per
-    atom: gamma, committee force std (norm), |force error| (norm)."""
+    """Per structure: max gamma, committee energy std per atom, |energy error| per atom, the
+    90th percentile of gamma over the atoms; per atom: gamma, committee force std (norm),
+    |force error| (norm)."""
     from ace.calculator import ACECalculator
     calc = ACECalculator(potential, num_threads=threads, active_set=active_set, committee=True,
                          gamma_warning=None)
@@ -147,7 +148,8 @@ def signals(potential, active_set, images, threads):
         forces = work.get_forces()
         n = len(atoms)
         per_structure.append((calc.results["max_gamma"], calc.results["energy_std"] / n,
-                              abs(energy - reference_energy) / n))
+                              abs(energy - reference_energy) / n,
+                              np.percentile(calc.results["gamma"], 90)))
         per_atom += list(zip(calc.results["gamma"],
                              np.linalg.norm(calc.results["forces_std"], axis=1),
                              np.linalg.norm(forces - reference_forces, axis=1)))
@@ -185,6 +187,7 @@ def run_detection(args):
                         "active_set": round(active_time, 1)},
             "auc_max_gamma": auc(out_s[:, 0], in_s[:, 0]),
             "auc_committee_energy_std": auc(out_s[:, 1], in_s[:, 1]),
+            "auc_gamma_p90": auc(out_s[:, 3], in_s[:, 3]),
             "median_max_gamma": {"surfaces": float(np.median(out_s[:, 0])),
                                  "in_domain": float(np.median(in_s[:, 0])),
                                  "in_domain_max": float(in_s[:, 0].max())},
@@ -199,13 +202,14 @@ def run_detection(args):
             "n_structures": {"surfaces": len(surfaces), "in_domain": len(in_domain)},
         }
         print(json.dumps({element: results[element]}, indent=1), flush=True)
-    rows = [[el, r["functions"], f"{r['auc_max_gamma']:.2f}", f"{r['auc_committee_energy_std']:.2f}",
+    rows = [[el, r["functions"], f"{r['auc_max_gamma']:.2f}", f"{r['auc_gamma_p90']:.2f}",
+             f"{r['auc_committee_energy_std']:.2f}",
              f"{r['median_max_gamma']['surfaces']:.3g} / {r['median_max_gamma']['in_domain']:.3g}",
              f"{r['spearman_energy']['committee_std']:.2f} / {r['spearman_energy']['max_gamma']:.2f}",
              f"{r['spearman_forces']['committee_std']:.2f} / {r['spearman_forces']['gamma']:.2f}"]
             for el, r in results.items()]
     print(f"\n{machine_description()}; ace {source_version(__file__)}")
-    print(format_table(["", "functions", "AUC max gamma", "AUC committee std",
+    print(format_table(["", "functions", "AUC max gamma", "AUC gamma p90", "AUC committee std",
                         "median max gamma surf / in", "Spearman E: std / gamma",
                         "Spearman F: std / gamma"], rows))
 

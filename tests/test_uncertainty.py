@@ -119,6 +119,7 @@ def test_projections_and_gamma_equal_the_numpy_reference(case, request):
     expected = reference_gamma(pot, active_set, atoms)
     np.testing.assert_allclose(calc.results["gamma"], expected, rtol=1e-7)
     assert calc.results["max_gamma"] == pytest.approx(expected.max(), rel=1e-7)
+    assert calc.results["gamma_p90"] == pytest.approx(np.percentile(expected, 90), rel=1e-7)
     assert expected.max() > 1.5
 
 
