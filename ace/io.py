@@ -15,6 +15,8 @@ import yaml
 from ace.pace import (PACE_METADATA_KEY, REFERENCE_ENERGY_KEY, export_pace_yaml, export_yace,
                       load_pace)
 from ace.potential import ACEPotential
+from ace.uncertainty import ActiveSet
+from ace.uncertainty.pace_asi import asi_path, write_asi
 
 EXPORT_FORMATS = ("yace", "pace-yaml", "ace")
 # the suffixes that name an export format when none is given
@@ -90,7 +92,8 @@ def export_format(path, format=None, formats=EXPORT_FORMATS, suffixes=EXPORT_SUF
     return suffixes[suffix]
 
 
-def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins=None):
+def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins=None,
+           active_set=None):
     """Write ``potential`` (an object or a file) to ``path`` in a PACE format: ``yace``
     (C-tilde, LAMMPS and python-ace) or ``pace-yaml`` (pacemaker's B-basis); by default the
     suffix decides (.yace -> yace, .yaml/.yml -> pace-yaml). ``format="ace"`` writes ace's own
@@ -99,9 +102,15 @@ def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins
     A .yace carries E0; a pace-yaml file cannot, so nonzero E0 is refused unless
     ``e0_to_metadata`` (stored as pacemaker's metadata ``reference_energy``; ignored for yace).
     ``delta_spline_bins``: PACE's radial spline step in Å (default: the potential's, else
-    0.001). Returns the format written."""
+    0.001). ``active_set`` (an :class:`ace.uncertainty.ActiveSet` or its file, linear mode;
+    pace-yaml only) also writes PACE's active set ``X.asi`` beside ``X.yaml``, which python-ace
+    (``set_active_set``) and LAMMPS (``pair_style pace/extrapolation``) read. Returns the format
+    written."""
     fmt = export_format(path, format)
     potential = load_potential(potential)
+    if active_set is not None and fmt != "pace-yaml":
+        raise ValueError("an active set is exported with the pace-yaml format only (PACE reads "
+                         "active sets with the B-basis .yaml)")
     if fmt == "yace":
         export_yace(potential, path, delta_spline_bins=delta_spline_bins)
     elif fmt == "pace-yaml":
@@ -109,4 +118,8 @@ def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins
                          delta_spline_bins=delta_spline_bins)
     else:
         potential.save(path)
+    if active_set is not None:
+        if not isinstance(active_set, ActiveSet):
+            active_set = ActiveSet.load(active_set)
+        write_asi(active_set, potential, asi_path(path))
     return fmt

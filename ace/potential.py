@@ -35,6 +35,24 @@ class PotentialFileError(ValueError):
     """A potential file is malformed, truncated, tampered with or inconsistent."""
 
 
+class Committee:
+    """Members of a linear potential's committee: coefficients [K, n_functions] (one density)
+    and E0 [K, n_elements], with how they were made (``info``: JSON-friendly)."""
+
+    def __init__(self, coefficients, e0, info=None):
+        self.coefficients = np.array(coefficients, dtype=float)
+        self.e0 = np.array(e0, dtype=float)
+        self.info = dict(info or {})
+
+    @property
+    def n_members(self):
+        return len(self.coefficients)
+
+    def to_dict(self):
+        return {"members": self.n_members, "coefficients": self.coefficients.tolist(),
+                "e0": self.e0.tolist(), "info": self.info}
+
+
 class ACEPotential:
     """An ACE potential: E_i = E0(mu_i) + F(rho_1..rho_P) (blended with core repulsion).
 
@@ -43,7 +61,7 @@ class ACEPotential:
     """
 
     def __init__(self, elements, bonds, embeddings, functions, coefficients=None, e0=None,
-                 basis_spec=None, min_distance=0.0, metadata=None):
+                 basis_spec=None, min_distance=0.0, metadata=None, committee=None):
         self.elements = [str(e) for e in elements]
         self.bonds = dict(bonds)
         self.embeddings = dict(embeddings)
@@ -57,6 +75,7 @@ class ACEPotential:
         self.basis_spec = basis_spec
         self.min_distance = float(min_distance)
         self.metadata = dict(metadata or {})
+        self.committee = committee  # a Committee (linear fits: Bayesian posterior samples)
         self.validate()
 
     # ----------------------------------------------------------------------------- structure
@@ -124,6 +143,7 @@ class ACEPotential:
                            [float(c) for c in coef[:self.embeddings[f.mu0].ndensity]]]
                           for f, coef in zip(self.functions, self.coefficients)],
             "metadata": self.metadata,
+            **({"committee": self.committee.to_dict()} if self.committee is not None else {}),
         }
 
     @classmethod
@@ -275,7 +295,25 @@ def _potential_from_dict(cls, data):
                np.array(coefficients, dtype=float).reshape(len(functions), ndmax),
                e0=[float(e0_map[e]) for e in elements], basis_spec=data.get("basis_spec"),
                min_distance=float(data.get("min_distance", 0.0)),
-               metadata=data.get("metadata") or {})
+               metadata=data.get("metadata") or {},
+               committee=_committee_from_dict(data.get("committee"), where))
+
+
+def _committee_from_dict(data, where):
+    """The optional committee section (absent in files without one)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise PotentialFileError(f"{where}: 'committee' must be a mapping")
+    members = _require(data, "members", int, f"{where}: committee")
+    committee = Committee(np.array(_require(data, "coefficients", list, f"{where}: committee"),
+                                   dtype=float),
+                          np.array(_require(data, "e0", list, f"{where}: committee"), dtype=float),
+                          data.get("info") or {})
+    if committee.n_members != members:
+        raise PotentialFileError(f"{where}: committee says {members} members but holds "
+                                 f"{committee.n_members}")
+    return committee
 
 
 def _unknown(element, where):
@@ -342,6 +380,25 @@ def _validate(pot):
         raise PotentialFileError(f"{where}: coefficients contain NaN or inf")
     if pot.e0.shape != (n_el,) or not np.all(np.isfinite(pot.e0)):
         raise PotentialFileError(f"{where}: e0 must hold one finite value per element")
+    if pot.committee is not None:
+        _validate_committee(pot)
+
+
+def _validate_committee(pot):
+    c = pot.committee
+    k = c.n_members
+    if k < 2:
+        raise PotentialFileError(f"potential: committee needs at least 2 members, got {k}")
+    if pot.ndensity_max != 1:
+        raise PotentialFileError("potential: a committee needs a one-density (linear) potential")
+    if c.coefficients.shape != (k, pot.n_functions):
+        raise PotentialFileError(f"potential: committee coefficients have shape "
+                                 f"{c.coefficients.shape}, expected {(k, pot.n_functions)}")
+    if c.e0.shape != (k, len(pot.elements)):
+        raise PotentialFileError(f"potential: committee e0 has shape {c.e0.shape}, expected "
+                                 f"{(k, len(pot.elements))}")
+    if not (np.all(np.isfinite(c.coefficients)) and np.all(np.isfinite(c.e0))):
+        raise PotentialFileError("potential: committee contains NaN or inf")
 
 
 def _validate_function(pot, f):

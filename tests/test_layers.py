@@ -34,6 +34,7 @@ LAYERS = {
     "ace.pacemaker_data": 9,
     "ace.fitting": 10,  # lbfgs, config, linear, metrics, nonlinear, workflow
     "ace.validation": 11,
+    "ace.learn": 11,  # the active-learning loop (MD, selection, labelling, refit)
     "ace.testing": 11,  # numerical checks of a calculator (forces, stress, invariance)
     "ace.api": 12,  # ace.fit / evaluate / load / export
     "ace.cli": 13,  # argument parsing only

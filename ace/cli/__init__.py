@@ -1,7 +1,8 @@
 """The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``,
 ``ace export`` and ``ace convert`` (PACE .yace/.yaml), ``ace convert-config`` and
 ``ace convert-data`` (pacemaker's input.yaml and pickled datasets), ``ace init`` (a commented
-config with every key).
+config with every key), ``ace validate`` (physical properties), ``ace active-set``,
+``ace select`` and ``ace learn`` (extrapolation grade and active learning).
 
 Argument parsing only: each subcommand is a module of this package with
 ``add_arguments(parser)`` and ``run(args) -> exit code`` that calls the library
@@ -30,6 +31,9 @@ COMMANDS = {
     "convert-data": "ace.cli.convert_data",
     "init": "ace.cli.init",
     "validate": "ace.cli.validate",
+    "active-set": "ace.cli.active_set",
+    "select": "ace.cli.select",
+    "learn": "ace.cli.learn",
 }
 
 

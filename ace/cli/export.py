@@ -27,6 +27,9 @@ def add_arguments(parser):
                              "added to energies by PACE) instead of refusing")
     parser.add_argument("--delta-spline-bins", type=float, default=None,
                         help="PACE spline step in Å (default: the potential's, else 0.001)")
+    parser.add_argument("--active-set", default=None,
+                        help="pace-yaml: also write PACE's active set X.asi beside X.yaml from "
+                             "this (linear-mode) active-set file of `ace active-set`")
 
 
 def add_parser(subparsers):
@@ -39,6 +42,7 @@ def run(args):
     from ace.cli import fail
     from ace.cli.convert import check_e0_exportable
     from ace.io import export_format
+    from ace.uncertainty.pace_asi import asi_path
 
     try:
         potential = ace.load(args.potential)
@@ -46,11 +50,14 @@ def run(args):
         if fmt == "pace-yaml":
             check_e0_exportable(potential, args.e0_to_metadata)
         ace.export(potential, args.output, fmt, e0_to_metadata=args.e0_to_metadata,
-                   delta_spline_bins=args.delta_spline_bins)
+                   delta_spline_bins=args.delta_spline_bins, active_set=args.active_set)
     except (ValueError, OSError) as exc:
         return fail("export", str(exc))
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "
           f"{' '.join(potential.elements)})")
+    if args.active_set is not None:
+        print(f"wrote {asi_path(args.output)} (PACE active set: pyace set_active_set, LAMMPS "
+              "pair_style pace/extrapolation)")
     if fmt == "yace":
         print(f"LAMMPS: pair_style pace\n        pair_coeff * * {args.output} "
               f"{' '.join(potential.elements)}")

@@ -1,0 +1,239 @@
+"""Where a potential can be trusted: cost of the extrapolation grade, and how well gamma and the
+committee std detect out-of-domain structures and track the error.
+
+``cost``: energy+forces through ACECalculator with and without an active set (gamma in linear
+and full mode) on bench_evaluate.py's workload (bcc Mo, 2000 atoms, 600 functions, 2
+densities), positions-only changes (the MD case), calls interleaved; also the projection
+kernel and the per-element matrix product alone. The active sets come from 40 rattled 54-atom
+cells of the same potential.
+
+``detection``: for Mo and Si (mlearn), the four-key config (elements, cutoff, data, output:
+ace's default linear basis) fitted on the training set without its ``Surface`` structures,
+a linear-mode active set on that training set and a committee (K = 32) from the fit's
+posterior. Reported: the ROC AUC with which max gamma, the 90th percentile of gamma over the
+structure's atoms and the committee energy std per atom separate the held-out surfaces (train and test) from the in-domain test structures, their
+medians, and Spearman's rank correlation on the in-domain test set between each signal and
+the actual error (per structure: |energy error| per atom against committee std per atom and
+max gamma; per atom: |force error| against the committee force std and gamma).
+
+    PYTHONPATH=. python benchmarks/bench_trust.py cost [--repeats 5]
+    PYTHONPATH=. python benchmarks/bench_trust.py detection [--elements Mo Si] [--data DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+from ase.calculators.calculator import all_changes
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import format_table, interleaved_timing, machine_description, source_version  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "..", "shared", "data", "mlearn")
+HELD_OUT = "Surface"
+
+
+# ---------------------------------------------------------------------------------- cost
+
+def run_cost(args):
+    from bench_evaluate import build_ours, potential_config, workload
+
+    from ace.calculator import ACECalculator
+    from ace.evaluator import Evaluator, Structure
+    from ace.uncertainty import build_active_set
+    from ace.uncertainty.projections import structure_projections
+
+    potential = build_ours(potential_config(args.n_functions), 0)
+    atoms = workload(args.size, 0)
+    train = [workload(3, seed) for seed in range(1, 41)]
+    active = {}
+    for mode in ("linear", "full"):
+        start = time.perf_counter()
+        active[mode] = build_active_set(potential, train, mode=mode)
+        print(f"{mode} active set: {time.perf_counter() - start:.1f} s", flush=True)
+    calculators = {"energy+forces": ACECalculator(potential, num_threads=args.threads)}
+    for mode, active_set in active.items():
+        calculators[f"+ gamma ({mode})"] = ACECalculator(
+            potential, num_threads=args.threads, active_set=active_set, gamma_warning=None)
+    calls = {}
+    for name, calc in calculators.items():
+        image = atoms.copy()
+        image.calc = calc
+        calc.calculate(image, ["energy", "forces"], list(all_changes))
+
+        def call(calc=calc, image=image):
+            image.positions[0, 0] += 1e-4  # positions only: the neighbour list is reused
+            calc.calculate(image, ["energy", "forces"], ["positions"])
+
+        calls[name] = call
+    evaluator = Evaluator(potential)
+    structure = Structure.from_atoms(potential, atoms)
+    nl = evaluator.neighbours(structure, args.threads)
+    for mode, active_set in active.items():
+        rows = structure_projections(evaluator, structure, mode, nl, args.threads)
+        calls[f"kernel: projections ({mode})"] = (
+            lambda mode=mode: structure_projections(evaluator, structure, mode, nl, args.threads))
+        calls[f"matrix product ({mode})"] = (
+            lambda rows=rows, active_set=active_set: active_set.gamma(rows, structure.species))
+    timings = interleaved_timing(calls, repeats=args.repeats)
+    base = np.median(timings["energy+forces"].times)
+    rows = [[name, f"{np.median(t.times) * 1e3:.0f}", f"{min(t.times) * 1e3:.0f}",
+             f"{np.median(t.times) / base:.2f}"] for name, t in timings.items()]
+    print(f"\n{len(atoms)} atoms, {potential.n_functions} functions, 2 densities, "
+          f"{args.threads} thread(s); {machine_description()}; ace {source_version(__file__)}")
+    print(format_table(["", "median ms", "min ms", "x energy+forces"], rows))
+
+
+# ----------------------------------------------------------------------------- detection
+
+def auc(positives, negatives):
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties half."""
+    positives = np.asarray(positives, float)[:, None]
+    negatives = np.asarray(negatives, float)[None, :]
+    return float(np.mean((positives > negatives) + 0.5 * (positives == negatives)))
+
+
+def spearman(x, y):
+    from scipy.stats import spearmanr
+    return float(spearmanr(x, y).statistic)
+
+
+def fit_without_surfaces(element, data_dir, workdir, threads):
+    """The four-key config on the training set without its surfaces: (LinearFit, train)."""
+    import ase.io
+
+    from ace.cli.fit import build_potential, load_data
+    from ace.fitting.config import FitConfig
+    from ace.fitting.linear import fit_linear
+    from ace.fitting.nonlinear import linear_part
+
+    train = [a for a in ase.io.read(os.path.join(data_dir, element, "train.xyz"), ":")
+             if a.info.get("config_type") != HELD_OUT]
+    path = os.path.join(workdir, f"{element}-train.xyz")
+    ase.io.write(path, train)
+    config_path = os.path.join(workdir, f"{element}.config.yaml")
+    with open(config_path, "w") as fh:
+        fh.write(f"elements: [{element}]\ncutoff: 5.0\ndata:\n  train: {path}\n"
+                 f"output: {os.path.join(workdir, element + '.yaml')}\n")
+    config = FitConfig.load(config_path)
+    config.num_threads = threads
+    config.progress = False
+    train_set, _ = load_data(config)
+    potential, _ = build_potential(config, train_set)
+    fit = fit_linear(linear_part(potential), train_set, config.loss, num_threads=threads,
+                     chunk_rows=config.chunk_rows)
+    return fit, train_set, train
+
+
+def signals(potential, active_set, images, threads):
+    """Per structure: max gamma, committee energy std per atom, |energy error| per atom, the
+    90th percentile of gamma over the atoms; per atom: gamma, committee force std (norm),
+    |force error| (norm)."""
+    from ace.calculator import ACECalculator
+    calc = ACECalculator(potential, num_threads=threads, active_set=active_set, committee=True,
+                         gamma_warning=None)
+    per_structure, per_atom = [], []
+    for atoms in images:
+        reference_energy = atoms.get_potential_energy()
+        reference_forces = atoms.get_forces()
+        work = atoms.copy()
+        work.calc = calc
+        energy = work.get_potential_energy()
+        forces = work.get_forces()
+        n = len(atoms)
+        per_structure.append((calc.results["max_gamma"], calc.results["energy_std"] / n,
+                              abs(energy - reference_energy) / n,
+                              np.percentile(calc.results["gamma"], 90)))
+        per_atom += list(zip(calc.results["gamma"],
+                             np.linalg.norm(calc.results["forces_std"], axis=1),
+                             np.linalg.norm(forces - reference_forces, axis=1)))
+    return np.array(per_structure), np.array(per_atom)
+
+
+def run_detection(args):
+    import ase.io
+
+    from ace.fitting.bayes import fit_committee
+    from ace.uncertainty import build_active_set
+
+    results = {}
+    for element in args.elements:
+        with tempfile.TemporaryDirectory() as workdir:
+            start = time.perf_counter()
+            fit, train_set, train_images = fit_without_surfaces(element, args.data, workdir,
+                                                                args.threads)
+            fitted = time.perf_counter()
+            potential = fit_committee(fit, train_set, n_members=32, num_threads=args.threads)
+            committee_time = time.perf_counter() - fitted
+            start_active = time.perf_counter()
+            active_set = build_active_set(potential, train_images, mode="linear",
+                                          num_threads=args.threads)
+            active_time = time.perf_counter() - start_active
+        test = ase.io.read(os.path.join(args.data, element, "test.xyz"), ":")
+        surfaces = [a for a in ase.io.read(os.path.join(args.data, element, "train.xyz"), ":")
+                    + test if a.info.get("config_type") == HELD_OUT]
+        in_domain = [a for a in test if a.info.get("config_type") != HELD_OUT]
+        out_s, _ = signals(potential, active_set, surfaces, args.threads)
+        in_s, in_a = signals(potential, active_set, in_domain, args.threads)
+        results[element] = {
+            "functions": potential.n_functions,
+            "seconds": {"fit": round(fitted - start, 1), "committee": round(committee_time, 1),
+                        "active_set": round(active_time, 1)},
+            "auc_max_gamma": auc(out_s[:, 0], in_s[:, 0]),
+            "auc_committee_energy_std": auc(out_s[:, 1], in_s[:, 1]),
+            "auc_gamma_p90": auc(out_s[:, 3], in_s[:, 3]),
+            "median_max_gamma": {"surfaces": float(np.median(out_s[:, 0])),
+                                 "in_domain": float(np.median(in_s[:, 0])),
+                                 "in_domain_max": float(in_s[:, 0].max())},
+            "median_energy_std_meV": {"surfaces": 1e3 * float(np.median(out_s[:, 1])),
+                                      "in_domain": 1e3 * float(np.median(in_s[:, 1]))},
+            "median_energy_error_meV": {"surfaces": 1e3 * float(np.median(out_s[:, 2])),
+                                        "in_domain": 1e3 * float(np.median(in_s[:, 2]))},
+            "spearman_energy": {"committee_std": spearman(in_s[:, 1], in_s[:, 2]),
+                                "max_gamma": spearman(in_s[:, 0], in_s[:, 2])},
+            "spearman_forces": {"committee_std": spearman(in_a[:, 1], in_a[:, 2]),
+                                "gamma": spearman(in_a[:, 0], in_a[:, 2])},
+            "n_structures": {"surfaces": len(surfaces), "in_domain": len(in_domain)},
+        }
+        print(json.dumps({element: results[element]}, indent=1), flush=True)
+    rows = [[el, r["functions"], f"{r['auc_max_gamma']:.2f}", f"{r['auc_gamma_p90']:.2f}",
+             f"{r['auc_committee_energy_std']:.2f}",
+             f"{r['median_max_gamma']['surfaces']:.3g} / {r['median_max_gamma']['in_domain']:.3g}",
+             f"{r['spearman_energy']['committee_std']:.2f} / {r['spearman_energy']['max_gamma']:.2f}",
+             f"{r['spearman_forces']['committee_std']:.2f} / {r['spearman_forces']['gamma']:.2f}"]
+            for el, r in results.items()]
+    print(f"\n{machine_description()}; ace {source_version(__file__)}")
+    print(format_table(["", "functions", "AUC max gamma", "AUC gamma p90", "AUC committee std",
+                        "median max gamma surf / in", "Spearman E: std / gamma",
+                        "Spearman F: std / gamma"], rows))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    cost = commands.add_parser("cost")
+    cost.add_argument("--repeats", type=int, default=5)
+    cost.add_argument("--size", type=int, default=10)
+    cost.add_argument("--n-functions", type=int, default=600)
+    cost.add_argument("--threads", type=int, default=1)
+    detection = commands.add_parser("detection")
+    detection.add_argument("--elements", nargs="+", default=["Mo", "Si"])
+    detection.add_argument("--data", default=DATA)
+    detection.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "cost":
+        run_cost(args)
+    else:
+        if not os.path.isdir(args.data):
+            sys.exit(f"no mlearn data at {args.data}")
+        run_detection(args)
+
+
+if __name__ == "__main__":
+    main()
