@@ -156,13 +156,15 @@ def load(path, *, reference_energy=False):
     return load_potential(path, reference_energy=reference_energy)
 
 
-def export(potential, path, format=None, *, e0_to_metadata=False, delta_spline_bins=None):
+def export(potential, path, format=None, *, e0_to_metadata=False, delta_spline_bins=None,
+           active_set=None):
     """Write ``potential`` (an object or a file) for PACE: ``format`` "yace" (LAMMPS
     ``pair_style pace``, python-ace) or "pace-yaml" (pacemaker's B-basis), by default from the
-    suffix of ``path`` (.yace, .yaml/.yml); "ace" writes ace's own format. See
-    :func:`ace.io.export` for E0 and the spline step. Returns the format written."""
+    suffix of ``path`` (.yace, .yaml/.yml); "ace" writes ace's own format. ``active_set`` (an
+    active set or its file; pace-yaml only) also writes PACE's ``X.asi`` beside ``X.yaml``.
+    See :func:`ace.io.export` for E0 and the spline step. Returns the format written."""
     return _export(potential, path, format, e0_to_metadata=e0_to_metadata,
-                   delta_spline_bins=delta_spline_bins)
+                   delta_spline_bins=delta_spline_bins, active_set=active_set)
 
 
 def describe(potential):

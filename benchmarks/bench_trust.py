@@ -108,7 +108,7 @@ def fit_without_surfaces(element, data_dir, workdir, threads):
     """The four-key config on the training set without its surfaces: (LinearFit, train)."""
     import ase.io
 
-    from ace.cli.fit import build_potential, load_data
+    from ace.fitting.workflow import build_potential, load_data
     from ace.fitting.config import FitConfig
     from ace.fitting.linear import fit_linear
     from ace.fitting.nonlinear import linear_part
@@ -159,7 +159,7 @@ def signals(potential, active_set, images, threads):
 def run_detection(args):
     import ase.io
 
-    from ace.fitting.bayes import fit_committee
+    from ace.fitting.linear import fit_committee
     from ace.uncertainty import build_active_set
 
     results = {}

@@ -64,7 +64,20 @@ def test_fit_equals_what_the_command_writes(workdir):
     np.testing.assert_array_equal(result.potential.e0, written.e0)
     assert result.tables == metrics
     assert without_timings(result.report) == without_timings(written.metadata["fit"]["report"])
-    assert result.paths == [str(workdir / "same.yaml"), str(workdir / "same.metrics.json")]
+    assert result.paths == [str(workdir / name) for name in (
+        "same.yaml", "same.metrics.json", "same.active.yaml", "same.validation")]
+    assert os.path.exists(result.active_set) and os.path.isdir(result.validation)
+    # a linear fit carries its Bayesian committee (32 members by default) and the active set
+    # of its extrapolation grade belongs to it
+    assert result.potential.committee.coefficients.shape == (32, result.potential.n_functions)
+    from ace.calculator import ACECalculator
+    from ace.uncertainty import ActiveSet
+    atoms = ace.api.dataset(str(workdir / "train.xyz")).atoms(0)
+    atoms.calc = ACECalculator(result.potential, active_set=ActiveSet.load(result.active_set),
+                               committee=True, num_threads=1)
+    atoms.get_potential_energy()
+    assert atoms.calc.results["max_gamma"] <= 1.001  # a training structure (MaxVol tolerance)
+    assert atoms.calc.results["energy_std"] > 0
     assert result.checkpoint is None
     # the API wrote the same files again, with the tables it returned
     assert json.loads((workdir / "same.metrics.json").read_text()) == result.tables

@@ -328,7 +328,7 @@ def teacher_student():
 
 def committee_fit(basis, images, n_members=16):
     from ace.data import Dataset
-    from ace.fitting.bayes import fit_committee
+    from ace.fitting.linear import fit_committee
     from ace.fitting.linear import LossSettings, fit_linear
     from ace.potential import ACEPotential
     train = Dataset.from_atoms(images)

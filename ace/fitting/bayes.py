@@ -69,31 +69,14 @@ def posterior_committee(system, params, n_members=DEFAULT_MEMBERS, seed=0):
             "noise_precision": beta, "effective_parameters": gamma, "seed": int(seed)}
 
 
-def fit_committee(fit, train, n_members=DEFAULT_MEMBERS, seed=0, num_threads=None,
-                  progress=None):
-    """The potential of ``fit`` (an ace.fitting.linear.LinearFit) with a committee, from the
-    normal equations of its training data ``train`` rebuilt with the fit's weights."""
-    from ace.fitting.linear import (LossSettings, RidgeSystem, _tau, normal_equations,
-                                    structure_weights)
+def committee(system, params, e0, n_members=DEFAULT_MEMBERS, seed=0):
+    """The :class:`ace.potential.Committee` of the fit ``params`` of the ridge ``system``
+    (``e0``: the fit's reference energies, shared by every member when they were given)."""
     from ace.potential import Committee
 
-    report = fit.report
-    potential = fit.potential
-    settings = LossSettings(**report["settings"])
-    weights = structure_weights(train, settings, potential.elements)
-    e0_given = None if report["e0_fitted"] else potential.e0
-    neq = normal_equations(potential, train, weights, e0_given, num_threads, progress=progress)
-    tau = _tau(report["weights"]["forces"], report["weights"]["stress"])
-    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
-    params = potential.coefficients[:, 0]
-    if neq.n_e0:
-        params = np.concatenate([params, potential.e0])
     found = posterior_committee(system, params, n_members, seed)
-    e0 = found["e0"] if found["e0"] is not None else np.tile(potential.e0, (n_members, 1))
-    fitted = potential.copy()
-    fitted.committee = Committee(found["coefficients"], e0, {
+    members_e0 = found["e0"] if found["e0"] is not None else np.tile(e0, (n_members, 1))
+    return Committee(found["coefficients"], members_e0, {
         "method": "bayesian ridge, evidence-maximised prior and noise precision",
         "prior_precision": found["prior_precision"], "noise_precision": found["noise_precision"],
         "effective_parameters": found["effective_parameters"], "seed": found["seed"]})
-    fitted.validate()
-    return fitted

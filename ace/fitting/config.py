@@ -56,6 +56,10 @@ Every key (relative paths are relative to the config file)::
     fit:
       num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
+      committee: 32                   # linear fits: committee members sampled from the
+                                      #   Bayesian posterior of the coefficients (0: none)
+      active_set: linear              # write <output>.active.yaml (extrapolation grade γ):
+                                      #   linear (PACE-compatible .asi), full, or none
       progress: true                  # tqdm bars when tqdm is installed, else a plain line
                                       #   on stderr every 10 s
       method: linear                  # or nonlinear (ace.fitting.nonlinear): starts from the
@@ -124,7 +128,8 @@ DATA_KEYS = {"train", "test", "keys", "trust_pickle"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
 REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
-FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method"}
+FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method", "committee", "active_set"}
+ACTIVE_SET_MODES = ("linear", "full", "none")
 # the nonlinear fit's keys (ace.fitting.nonlinear.NonlinearSettings), allowed with method nonlinear
 NONLINEAR_KEYS = {"optimizer", "trainable", "max_iterations", "checkpoint_every", "patience",
                   "restarts", "restart_noise", "batch_size", "ladder", "radial_l2",
@@ -183,6 +188,8 @@ class FitConfig:
     num_threads: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     progress: bool = True
+    committee: int = 32  # members of the Bayesian committee of a linear fit (0: none)
+    active_set: str = "linear"  # mode of the active set written beside the potential, or none
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
     source: dict = field(default_factory=dict)  # the config as given
     base_dir: str | None = None  # relative paths in the config are relative to this
@@ -276,6 +283,8 @@ class FitConfig:
             num_threads=_optional_int(fit.get("num_threads"), "fit.num_threads"),
             chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
             progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
+            committee=_committee_size(fit.get("committee", 32)),
+            active_set=_active_set_mode(fit.get("active_set", "linear")),
             source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
         if not config.trust_pickle:
@@ -348,13 +357,30 @@ class FitConfig:
                 "output": rel(self.output), "keys": asdict(self.keys),
                 "basis": self.basis, "core_repulsion": self.core_repulsion,
                 "loss": asdict(self.loss), "num_threads": self.num_threads,
-                "chunk_rows": self.chunk_rows,
+                "chunk_rows": self.chunk_rows, "committee": self.committee,
+                "active_set": self.active_set,
                 "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
 
 
 def _flag(value, where):
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _committee_size(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == 0 or value >= 2):
+        raise ConfigError(f"fit.committee: expected 0 (none) or a number of members >= 2, "
+                          f"got {value!r}")
+    return value
+
+
+def _active_set_mode(value):
+    if value is None:
+        return "none"
+    if value not in ACTIVE_SET_MODES:
+        raise ConfigError(f"fit.active_set: expected one of {list(ACTIVE_SET_MODES)}, "
+                          f"got {value!r}")
     return value
 
 

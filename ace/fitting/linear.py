@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
+from ace.fitting import bayes
 from ace.potential import ACEPotential
 
 TERMS = ("energy", "forces", "stress")
@@ -729,9 +730,11 @@ def fold_indices(dataset, n_folds, seed=0):
 # ---------------------------------------------------------------------- the fit
 
 def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEFAULT_CHUNK_ROWS,
-               progress=None, log=None, metadata=None):
+               progress=None, log=None, metadata=None, committee=0):
     """Fit the coefficients (and E0) of ``potential`` (its current coefficients are ignored)
-    to the dataset ``train``; returns a :class:`LinearFit`."""
+    to the dataset ``train``; returns a :class:`LinearFit`. ``committee`` >= 2: the potential
+    carries that many members sampled from the Bayesian posterior of the coefficients
+    (:mod:`ace.fitting.bayes`, from the same normal equations)."""
     settings = settings or LossSettings()
     start = time.perf_counter()
     check_linear(potential)
@@ -823,8 +826,33 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
                           coefficients.reshape(-1, 1), e0=e0, basis_spec=potential.basis_spec,
                           min_distance=potential.min_distance,
                           metadata={**potential.metadata, **(metadata or {})})
+    if committee:
+        fitted.committee = bayes.committee(system, params, e0, committee)
+        report["committee"] = {"members": committee,
+                               **{k: v for k, v in fitted.committee.info.items() if k != "seed"}}
     penalty = choice["l2"] * np.where(system.active, system.diagonal, 0.0)
     return LinearFit(fitted, report, penalty)
+
+
+def fit_committee(fit, train, n_members=bayes.DEFAULT_MEMBERS, seed=0, num_threads=None,
+                  progress=None):
+    """The potential of ``fit`` (a :class:`LinearFit`) with a committee, from the
+    normal equations of its training data ``train`` rebuilt with the fit's weights."""
+    report = fit.report
+    potential = fit.potential
+    settings = LossSettings(**report["settings"])
+    weights = structure_weights(train, settings, potential.elements)
+    e0_given = None if report["e0_fitted"] else potential.e0
+    neq = normal_equations(potential, train, weights, e0_given, num_threads, progress=progress)
+    tau = _tau(report["weights"]["forces"], report["weights"]["stress"])
+    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
+    params = potential.coefficients[:, 0]
+    if neq.n_e0:
+        params = np.concatenate([params, potential.e0])
+    fitted = potential.copy()
+    fitted.committee = bayes.committee(system, params, potential.e0, n_members, seed)
+    fitted.validate()
+    return fitted
 
 
 def memory_estimate(n_params, n_terms, n_parts=1, chunk_rows=DEFAULT_CHUNK_ROWS,

@@ -66,6 +66,10 @@ fit:
   num_threads: null                 # OpenMP threads (null: OMP_NUM_THREADS)
   chunk_rows: 4096                  # rows per normal-equation update (memory vs speed)
   progress: true                    # progress bars, or a line every 10 s with time left
+  committee: 32                     # linear fits: members sampled from the Bayesian posterior
+                                    #   (0: none); ACECalculator(committee=True) gives stds
+  active_set: linear                # <output>.active.yaml for the extrapolation grade:
+                                    #   linear (PACE-compatible), full, or none
   method: linear                    # or nonlinear: the keys below, after the linear fit
   # optimizer: auto                 # varpro where it applies, else L-BFGS; BFGS;
   #                                 #   least_squares (small fits)

@@ -35,6 +35,7 @@ from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonline
                                    fit_nonlinear, linear_part, read_checkpoint_context,
                                    start_from_linear)
 from ace.potential import ACEPotential
+from ace.uncertainty import build_active_set
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,16 @@ class FitResult:
     checkpoint: str | None = None
     # the training data the fit read (for the validation that follows a fit)
     train: object = field(default=None, repr=False)
+    # <output>.active.yaml: the active set of the extrapolation grade (None: not written)
+    active_set: str | None = None
     # the directory of the quick validation report ``ace.fit`` writes after the fit
     validation: str | None = None
 
     @property
     def paths(self):
         """The files the fit wrote."""
-        return [p for p in (self.output, self.metrics_path, self.checkpoint, self.validation)
-                if p]
+        return [p for p in (self.output, self.metrics_path, self.checkpoint, self.active_set,
+                            self.validation) if p]
 
     def __repr__(self):
         return f"FitResult({self.potential!r}, splits {list(self.tables)}, output={self.output!r})"
@@ -173,7 +176,8 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
     else:
         result = fit_linear(linear_part(potential), train, config.loss,
                             num_threads=config.num_threads, chunk_rows=config.chunk_rows,
-                            progress=progress, log=log)
+                            progress=progress, log=log,
+                            committee=config.committee if config.nonlinear is None else 0)
         done = f"linear fit took {time.perf_counter() - start:.1f} s"
     log(f"{done}; E0: " + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
     if config.nonlinear is not None:
@@ -193,10 +197,34 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
     })
     fitted.save(config.output)
     to_json(tables, config.metrics_path)
+    active = write_active_set(config, fitted, train, log)
     return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
                      output=config.output, metrics_path=config.metrics_path,
                      checkpoint=checkpoint_path(config) if config.nonlinear is not None else None,
-                     train=train)
+                     train=train, active_set=active)
+
+
+def active_set_path(config):
+    return os.path.splitext(config.output)[0] + ".active.yaml"
+
+
+def write_active_set(config, potential, train, log):
+    """The active set of the extrapolation grade of ``potential`` on its training data, saved
+    beside it (``ACECalculator(potential, active_set=...)``, ``ace export --active-set``); its
+    path, or None when ``fit.active_set`` is none or the data cannot determine one (fewer
+    training atoms of an element than functions: said in the log)."""
+    if config.active_set == "none":
+        return None
+    try:
+        active = build_active_set(potential, train, mode=config.active_set,
+                                  num_threads=config.num_threads)
+    except ValueError as exc:  # too few training atoms of an element for its functions
+        log(f"no active set written: {exc}")
+        return None
+    path = active_set_path(config)
+    active.save(path)
+    log(f"active set ({config.active_set} mode) for the extrapolation grade: {path}")
+    return path
 
 
 def checkpoint_path(config):
@@ -209,7 +237,8 @@ def resumable_settings(config):
     thread count, chunk size or progress output, which do not change the result's meaning, nor
     the stopping rules, which may be raised to continue a fit that ran out of iterations."""
     settings = plain(config.to_dict())
-    for key in ("num_threads", "chunk_rows"):
+    # the committee and the active set are made after the fit and do not change it
+    for key in ("num_threads", "chunk_rows", "committee", "active_set"):
         settings.pop(key, None)
     for key in EXTENDABLE:
         (settings["nonlinear"] or {}).pop(key, None)

@@ -21,7 +21,7 @@ class CommitteeEvaluator:
     def __init__(self, potential, evaluator=None):
         if potential.committee is None:
             raise ValueError("the potential has no committee (fit it with a committee, e.g. "
-                             "ace.fitting.bayes.fit_committee)")
+                             "ace fit with fit.committee, or ace.fitting.linear.fit_committee)")
         self.potential = potential
         self.evaluator = evaluator or Evaluator(potential)
         committee = potential.committee
