@@ -295,16 +295,7 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                     idx = a_index(m, mu, n, l, mm)
                     Ad[2 * idx] += value * s.yr[y]
                     Ad[2 * idx + 1] += value * s.yi[y]
-    # negative m from A[l, -m] = (-1)^m conj(A[l, m])
-    for mu in range(m.n_elements):
-        for n in range(m.nradmax):
-            for l in range(m.lmax + 1):
-                for mm in range(1, l + 1):
-                    a = s.A[a_index(m, mu, n, l, mm)]
-                    if mm % 2:
-                        s.A[a_index(m, mu, n, l, -mm)] = -a.conjugate()
-                    else:
-                        s.A[a_index(m, mu, n, l, -mm)] = a.conjugate()
+    negative_m(m, Ad, False)
 
 
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -607,6 +598,19 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
 
 
+cdef const int* design_tree(CompiledModel compiled) except NULL:
+    """The design tree's node of each coupling row (ace.evaluator._design_tree; -1 for rank 1)."""
+    cdef cnp.ndarray comb_node = compiled._arrays.get("comb_node")
+    if comb_node is None or comb_node.shape[0] != compiled.model.comb_first[compiled.n_functions]:
+        raise ValueError("the model lacks its product tree (compile it with design=True)")
+    if comb_node.shape[0] == 0:
+        return &NO_NODE
+    return <const int*>cnp.PyArray_DATA(comb_node)
+
+
+cdef int NO_NODE = -1
+
+
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
     cdef Py_ssize_t i
     cdef cnp.int64_t best = 0
@@ -678,26 +682,25 @@ cdef inline void axpy2(Py_ssize_t n, double a, const double* x, double b, const 
         out[k] += a * x[k] + b * y[k]
 
 
-cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double blend,
-                        Py_ssize_t i, const cnp.int64_t* nb_j, const double* vectors,
-                        double* b_value, double* force_rows, double* strain_rows,
-                        Py_ssize_t n_funcs) noexcept nogil:
+cdef void function_rows(const Model* m, Scratch* s, const int* comb_node, int mu_i, int func,
+                        double blend, Py_ssize_t i, const cnp.int64_t* nb_j,
+                        const double* vectors, double* b_value, double* force_rows,
+                        double* strain_rows, Py_ssize_t n_funcs) noexcept nogil:
     """Value and position derivatives of one basis function of atom i, scattered into the rows.
 
-    Products in explicit (re, im) arithmetic (C99 complex multiplication calls __muldc3 with
-    its inf/NaN recovery); consecutive m-combinations of a function share leading factors, so
-    the prefix products are recomputed only from the first factor that changed.
+    The products come from the design tree (tree_forward once per atom, s.node_value); the
+    adjoint of coef * P_k walks the node's path to the root: at each node the factor A_f gets
+    coef * (product below it) * P_parent, in explicit (re, im) arithmetic (C99 complex
+    multiplication calls __muldc3 with its inf/NaN recovery).
     """
-    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, k, a, b
-    cdef int same = 0, nb = s.max_nb, code
+    cdef int c, idx, n_touched = 0, mu, k, a, b, t, node, parent
+    cdef int nb = s.max_nb, code
     cdef Py_ssize_t kk, n_k
-    cdef double pre[2 * (MAX_RANK + 1)]
-    cdef double suf[2 * (MAX_RANK + 1)]
-    cdef int previous[MAX_RANK]
     cdef const int* index
     cdef const double* A = <const double*>s.A
+    cdef const double* P = s.node_value
     cdef double* GA = <double*>s.GA
-    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi
+    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi, gr, gi, pr, pi
     cdef double total[3]
     cdef double si[3]
     cdef double strain[9]
@@ -707,51 +710,44 @@ cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double b
     cdef const double* d
     cdef Py_ssize_t jj
     cdef int n_group = s.species_first[m.n_elements]
-    pre[0] = 1
-    pre[1] = 0
-    for t in range(MAX_RANK):
-        previous[t] = -1
     # adjoint of this function only (reuses the energy scratch: GA, G1 stay zero between calls)
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
-        index = m.comb_index + c * MAX_RANK
         coef = m.comb_coef[c]
-        if rank == 1:
-            value += coef * s.A1[index[0]]
-            s.G1[index[0]] += coef
-            if not s.mark[m.n_a + index[0]]:
-                s.mark[m.n_a + index[0]] = 1
-                s.touched[n_touched] = m.n_a + index[0]
+        node = comb_node[c]
+        if node < 0:  # rank 1
+            idx = m.comb_index[c * MAX_RANK]
+            value += coef * s.A1[idx]
+            s.G1[idx] += coef
+            if not s.mark[m.n_a + idx]:
+                s.mark[m.n_a + idx] = 1
+                s.touched[n_touched] = m.n_a + idx
                 n_touched += 1
             continue
-        same = 0
-        while same < rank - 1 and index[same] == previous[same]:
-            same = same + 1
-        for t in range(same, rank):
-            previous[t] = index[t]
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
-            pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
-        suf[2 * rank] = coef
-        suf[2 * rank + 1] = 0
-        for t in range(rank - 1, -1, -1):
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
-            suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
-        value += coef * pre[2 * rank]
-        for t in range(rank):
-            # d/dA_t of coef * prod = prefix_t * (coef * suffix_{t+1}); negative m stays
-            # unfolded here and is folded once per touched entry below
-            idx = index[t]
-            qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
-            qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
-            GA[2 * idx] += qr
-            GA[2 * idx + 1] += qi
+        value += coef * P[2 * node]
+        # negative m stays unfolded here and is folded once per touched entry below
+        gr = coef
+        gi = 0
+        while node >= 0:
+            parent = m.node_parent[node]
+            idx = m.node_factor[node]
+            if parent >= 0:
+                pr = P[2 * parent]
+                pi = P[2 * parent + 1]
+                GA[2 * idx] += pr * gr - pi * gi
+                GA[2 * idx + 1] += pr * gi + pi * gr
+                ar = A[2 * idx]
+                ai = A[2 * idx + 1]
+                qr = gr * ar - gi * ai
+                gi = gr * ai + gi * ar
+                gr = qr
+            else:
+                GA[2 * idx] += gr
+                GA[2 * idx + 1] += gi
             if not s.mark[idx]:
                 s.mark[idx] = 1
                 s.touched[n_touched] = idx
                 n_touched += 1
+            node = parent
     b_value[0] = blend * value
     for kk in range(n_group):  # gradient per grouped neighbour, [3][max_nb]
         gx[kk] = 0
@@ -833,6 +829,7 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
     cdef double[:, ::1] force_rows = force_np
     cdef double[:, ::1] strain_rows = strain_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
+    cdef const int* comb_node = design_tree(compiled)
     cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, True)
     cdef Scratch* sp
     cdef int thread = 0, mu_i
@@ -851,8 +848,10 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
             for jj in range(n_nb):
                 sp.radial_extra[jj] = sp.grad[3 * jj]
             neighbour_derivatives(m, sp, mu_i, n_nb)
+            tree_forward(m, mu_i, <const double*>sp.A, sp.node_value, NULL, NULL, False, 0,
+                         NULL)
             for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-                function_rows(m, sp, mu_i, f, blend, i,
+                function_rows(m, sp, comb_node, mu_i, f, blend, i,
                               &pair_j[first[i]] if n_nb > 0 else NULL,
                               &vectors[first[i], 0] if n_nb > 0 else NULL,
                               &b_atoms[i, f], &force_rows[thread, f],
