@@ -256,7 +256,6 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
     cdef double* R
     cdef double* dR
     cdef const double* crad
-    cdef double complex a
     cdef double* Ad = <double*>s.A
     cdef int n_rl = m.nradmax * (m.lmax + 1)
     for k in range(m.n_a):
@@ -696,11 +695,10 @@ cdef void function_rows(const Model* m, Scratch* s, const int* comb_node, int mu
     cdef int c, idx, n_touched = 0, mu, k, a, b, t, node, parent
     cdef int nb = s.max_nb, code
     cdef Py_ssize_t kk, n_k
-    cdef const int* index
     cdef const double* A = <const double*>s.A
     cdef const double* P = s.node_value
     cdef double* GA = <double*>s.GA
-    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi, gr, gi, pr, pi
+    cdef double coef, value = 0, ar, ai, wr, wi, qr, gr, gi, pr, pi
     cdef double total[3]
     cdef double si[3]
     cdef double strain[9]

@@ -20,7 +20,9 @@ adjoint V of DA:
       lambda_p = alpha s F'_p + Ds F'_p + s F''_p D rho_p,   mu_p = s F'_p
   dPhi/dcrad_nlk = Re sum_m W_nlm At_klm + V_nlm DAt_klm
       W = sum_p lambda_p drho_p/dA + mu_p D(drho_p/dA),  V = sum_p mu_p drho_p/dA
-(s: the core blending factor, Ds its tangent). The gradient pass sums the neighbours into At
+(s: the core blending factor, Ds its tangent). The products and their tangents are the design
+tree's, through the shared passes of _product_tree.pxd (docs/kernels.md); the pair gradients
+come from the energy kernel's neighbour_gradient. The gradient pass sums the neighbours into At
 and DAt only (no R_nl per neighbour); A, DA and dPhi/dcrad are contractions once per atom.
 Gradients accumulate into a fixed number of atom blocks summed in order, so results do not
 depend on the thread count.
