@@ -117,12 +117,15 @@ cdef inline void tree_forward(const Model* m, int mu_i, const double* A, double*
             else:
                 for p in range(n_dens):
                     rho[p] += C[k * nc + p] * vr
-    # leaves come in runs of siblings: the parent's value is loaded once per run
+    # leaves come in runs of siblings: the parent's value is loaded once per run (a root leaf
+    # multiplies P = 1, DP = 0)
     k = leaf_first
     while k < last:
         parent = m.node_parent[k]
         pr = 1.0
         pi = 0.0
+        tr = 0.0
+        ti = 0.0
         if parent >= 0:
             pr = P[2 * parent]
             pi = P[2 * parent + 1]
@@ -135,10 +138,7 @@ cdef inline void tree_forward(const Model* m, int mu_i, const double* A, double*
             ai = A[2 * f + 1]
             vr = pr * ar - pi * ai
             if tangents:
-                if parent >= 0:
-                    DP[2 * k] = tr * ar - ti * ai + pr * DA[2 * f] - pi * DA[2 * f + 1]
-                else:
-                    DP[2 * k] = DA[2 * f]
+                DP[2 * k] = tr * ar - ti * ai + pr * DA[2 * f] - pi * DA[2 * f + 1]
             if n_dens > 0:
                 if n_dens == 2:
                     r0 = r0 + C[k * nc] * vr
@@ -186,6 +186,8 @@ cdef inline void tree_backward(const Model* m, int mu_i, const double* A, const 
         parent = m.node_parent[k]
         pr = 1.0
         pi = 0.0
+        tr = 0.0
+        ti = 0.0
         if parent >= 0:
             pr = P[2 * parent]
             pi = P[2 * parent + 1]
