@@ -108,6 +108,9 @@ cdef bint neighbour_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
                          const double* vectors, const int* nb_species) noexcept nogil
 cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                       const double* vectors, const int* nb_species) noexcept nogil
+cdef void neighbour_gradient(const Model* m, const Scratch* s, int mu_i, Py_ssize_t jj,
+                             const double* W, const double* W1, double* out) noexcept nogil
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                            double* blend) noexcept nogil
+cdef const int* design_tree(CompiledModel compiled) except NULL
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept

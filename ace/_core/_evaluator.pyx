@@ -1,7 +1,7 @@
 # cython: language_level=3
 """ACE energy/force/virial and design-matrix kernels (OpenMP over atoms, GIL released).
 
-Per atom i (notation of DESIGN.md):
+Per atom i (notation of docs/model.md; the kernels' structure in docs/kernels.md):
   A1[mu, k]      = sum_{j: mu_j = mu} g_k(r_ij)                       (rank-1 base, real)
   A[mu, n, l, m] = sum_{j: mu_j = mu} R_nl(r_ij) Ytilde_lm(r_ij)       (complex, m >= 0 stored,
                    A[l, -m] = (-1)^m conj(A[l, m]))
@@ -22,16 +22,10 @@ from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
+from ace._core._product_tree cimport (negative_m, tree_backward, tree_backward2, tree_forward,
+                                      tree_forward2, tree_lanes_size)
 
 
-cdef extern from "lanes.h":
-    # a pair of doubles in one SSE2 register; Cython treats it as a double and emits the C
-    ctypedef double ace_v2
-    ace_v2 ace_v2_load(const double* p) noexcept nogil
-    void ace_v2_store(double* p, ace_v2 v) noexcept nogil
-    ace_v2 ace_v2_set(double lane0, double lane1) noexcept nogil
-    ace_v2 ace_v2_splat(double x) noexcept nogil
-    double ace_v2_lane(ace_v2 v, int lane) noexcept nogil
 from ace._core._radial cimport (RADBASE_SBESSEL, core_exponential, cutoff_func_poly, embedding,
                                 radial_base_tabulated, sbessel_constants, zbl_pair)
 
@@ -262,7 +256,6 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
     cdef double* R
     cdef double* dR
     cdef const double* crad
-    cdef double complex a
     cdef double* Ad = <double*>s.A
     cdef int n_rl = m.nradmax * (m.lmax + 1)
     for k in range(m.n_a):
@@ -301,16 +294,7 @@ cdef void atomic_base(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                     idx = a_index(m, mu, n, l, mm)
                     Ad[2 * idx] += value * s.yr[y]
                     Ad[2 * idx + 1] += value * s.yi[y]
-    # negative m from A[l, -m] = (-1)^m conj(A[l, m])
-    for mu in range(m.n_elements):
-        for n in range(m.nradmax):
-            for l in range(m.lmax + 1):
-                for mm in range(1, l + 1):
-                    a = s.A[a_index(m, mu, n, l, mm)]
-                    if mm % 2:
-                        s.A[a_index(m, mu, n, l, -mm)] = -a.conjugate()
-                    else:
-                        s.A[a_index(m, mu, n, l, -mm)] = a.conjugate()
+    negative_m(m, Ad, False)
 
 
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -371,196 +355,23 @@ cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb
     return rho_core
 
 
-cdef void products(const Model* m, Scratch* s, int func, int n_coef) noexcept nogil:
-    """Accumulate rho_p and the adjoints d rho_p / dA for one product function.
-
-    Complex arithmetic is spelled out on (re, im) pairs: C99 complex multiplication carries
-    inf/NaN recovery branches (and __muldc3 calls) that cost more than the products themselves.
-    """
-    cdef int rank = m.func_rank[func], c, t, p
-    cdef double pre[MAX_RANK + 1]
-    cdef double pim[MAX_RANK + 1]
-    cdef double sre[MAX_RANK + 1]
-    cdef double sim[MAX_RANK + 1]
-    cdef double ar, ai, qr, qi, cp
-    cdef const int* index
+cdef void rank1_products(const Model* m, Scratch* s, int func, int n_coef) noexcept nogil:
+    """Add a rank-1 function's share of rho_p, sum_c coef_cp A1[k_c], and its adjoint to G1
+    (rank >= 2 products are on the product tree)."""
+    cdef int c, k, p
     cdef const double* coef
-    cdef const double* A = <const double*>s.A
-    cdef double* GA = <double*>s.GA
     cdef double value
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
-        index = m.comb_index + c * MAX_RANK
+        k = m.comb_index[c * MAX_RANK]
         coef = m.comb_coef + c * m.n_coef
-        if rank == 1:
-            value = s.A1[index[0]]
-            for p in range(n_coef):
-                s.rho[p] += coef[p] * value
-                s.G1[p * m.n_a1 + index[0]] += coef[p]
-            continue
-        pre[0] = 1
-        pim[0] = 0
-        for t in range(rank):
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            pre[t + 1] = pre[t] * ar - pim[t] * ai
-            pim[t + 1] = pre[t] * ai + pim[t] * ar
-        sre[rank] = 1
-        sim[rank] = 0
-        for t in range(rank - 1, -1, -1):
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            sre[t] = sre[t + 1] * ar - sim[t + 1] * ai
-            sim[t] = sre[t + 1] * ai + sim[t + 1] * ar
-        for t in range(rank):
-            qr = pre[t] * sre[t + 1] - pim[t] * sim[t + 1]
-            qi = pre[t] * sim[t + 1] + pim[t] * sre[t + 1]
-            for p in range(n_coef):
-                cp = coef[p]
-                GA[2 * (p * m.n_a + index[t])] += cp * qr
-                GA[2 * (p * m.n_a + index[t]) + 1] += cp * qi
+        value = s.A1[k]
         for p in range(n_coef):
-            s.rho[p] += coef[p] * pre[rank]
+            s.rho[p] += coef[p] * value
+            s.G1[p * m.n_a1 + k] += coef[p]
 
 
-cdef void tree_forward(const Model* m, Scratch* s, int mu_i, int n_dens) noexcept nogil:
-    """Values of the tree products (each node = parent * one A) and their share of rho_p.
-
-    rho is summed in local variables (s.rho may alias V for the compiler, which would force a
-    load and store per node); leaves need only Re(V) and store nothing.
-    """
-    cdef const double* A = <const double*>s.A
-    cdef double* V = s.node_value
-    cdef const double* C = m.node_coef
-    cdef int nc = m.n_coef
-    cdef int k, parent, f, p
-    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef double ar, ai, pr, pi, vr, r0 = 0, r1 = 0
-    for k in range(m.node_first[mu_i], leaf_first):
-        parent = m.node_parent[k]
-        f = m.node_factor[k]
-        ar = A[2 * f]
-        ai = A[2 * f + 1]
-        if parent < 0:
-            V[2 * k] = ar
-            V[2 * k + 1] = ai
-            vr = ar
-        else:
-            pr = V[2 * parent]
-            pi = V[2 * parent + 1]
-            vr = pr * ar - pi * ai
-            V[2 * k] = vr
-            V[2 * k + 1] = pr * ai + pi * ar
-        if m.node_terminal[k]:
-            if n_dens == 2:
-                r0 = r0 + C[k * nc] * vr
-                r1 = r1 + C[k * nc + 1] * vr
-            else:
-                for p in range(n_dens):
-                    s.rho[p] += C[k * nc + p] * vr
-    # leaves come in runs of siblings: the parent's value is loaded once per run
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = 1.0
-        pi = 0.0
-        if parent >= 0:
-            pr = V[2 * parent]
-            pi = V[2 * parent + 1]
-        while k < last and m.node_parent[k] == parent:
-            f = m.node_factor[k]
-            vr = pr * A[2 * f] - pi * A[2 * f + 1]
-            if n_dens == 2:
-                r0 = r0 + C[k * nc] * vr
-                r1 = r1 + C[k * nc + 1] * vr
-            else:
-                for p in range(n_dens):
-                    s.rho[p] += C[k * nc + p] * vr
-            k = k + 1
-    if n_dens == 2:
-        s.rho[0] += r0
-        s.rho[1] += r1
-
-
-cdef void tree_backward(const Model* m, Scratch* s, int mu_i, int n_dens,
-                        double* W) noexcept nogil:
-    """Reverse pass: W[a] += dE/dA_a (complex, before folding) from the tree products.
-
-    Each inner node's adjoint is seeded with its own c_eff = sum_p dE/drho_p c_kp (this also
-    zeroes it); leaves have no children, so their adjoint is the real c_eff and is never stored.
-    """
-    cdef const double* A = <const double*>s.A
-    cdef double* V = s.node_value
-    cdef double* G = s.node_adjoint
-    cdef const double* C = m.node_coef
-    cdef int nc = m.n_coef
-    cdef int k, parent, f
-    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef int leaf_first = m.node_leaf_first[mu_i]
-    cdef double gr, gi, pr, pi, ar, ai, sr, si
-    cdef double d0 = s.dE_drho[0], d1 = s.dE_drho[1] if n_dens > 1 else 0.0
-    for k in range(first, leaf_first):
-        gr = node_seed(s, C + k * nc, n_dens, d0, d1)
-        G[2 * k] = gr
-        G[2 * k + 1] = 0
-    # leaves, a run of siblings at a time: their share of the parent's adjoint is summed in
-    # registers (siblings have distinct factors, so the W updates are independent)
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = 1.0
-        pi = 0.0
-        if parent >= 0:
-            pr = V[2 * parent]
-            pi = V[2 * parent + 1]
-        sr = 0.0
-        si = 0.0
-        while k < last and m.node_parent[k] == parent:
-            gr = node_seed(s, C + k * nc, n_dens, d0, d1)
-            f = m.node_factor[k]
-            W[2 * f] += gr * pr
-            W[2 * f + 1] += gr * pi
-            sr = sr + gr * A[2 * f]
-            si = si + gr * A[2 * f + 1]
-            k = k + 1
-        if parent >= 0:
-            G[2 * parent] += sr
-            G[2 * parent + 1] += si
-    for k in range(leaf_first - 1, first - 1, -1):
-        gr = G[2 * k]
-        gi = G[2 * k + 1]
-        parent = m.node_parent[k]
-        f = m.node_factor[k]
-        if parent < 0:
-            W[2 * f] += gr
-            W[2 * f + 1] += gi
-            continue
-        pr = V[2 * parent]
-        pi = V[2 * parent + 1]
-        W[2 * f] += gr * pr - gi * pi
-        W[2 * f + 1] += gr * pi + gi * pr
-        ar = A[2 * f]
-        ai = A[2 * f + 1]
-        G[2 * parent] += gr * ar - gi * ai
-        G[2 * parent + 1] += gr * ai + gi * ar
-
-
-cdef void fold_adjoint(const Model* m, double complex* G) noexcept nogil:
-    """Fold the adjoint of A[l, -m] onto A[l, m]: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+)."""
-    cdef int mu, n, l, mm, neg
-    for mu in range(m.n_elements):
-        for n in range(m.nradmax):
-            for l in range(1, m.lmax + 1):
-                for mm in range(1, l + 1):
-                    neg = a_index(m, mu, n, l, -mm)
-                    if mm % 2:
-                        G[a_index(m, mu, n, l, mm)] -= G[neg].conjugate()
-                    else:
-                        G[a_index(m, mu, n, l, mm)] += G[neg].conjugate()
-                    G[neg] = 0
-
-
-cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj,
-                             const double complex* W, const double* W1, double* out) noexcept nogil:
+cdef void neighbour_gradient(const Model* m, const Scratch* s, int mu_i, Py_ssize_t jj,
+                             const double* W, const double* W1, double* out) noexcept nogil:
     """out = d/dD_ij of Re(sum W A) + sum W1 A1 for neighbour jj (W folded onto m >= 0).
 
     Contracts over n first: X_lm = sum_n W_nlm R_nl and Z_lm = sum_n W_nlm dR_nl, then
@@ -571,7 +382,7 @@ cdef void neighbour_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t jj
     cdef int n_rl = m.nradmax * n_l
     cdef double radial = s.radial_extra[jj], wre, wim, xr, xi, zr, zi, rv, drv
     cdef double gx = 0, gy = 0, gz = 0
-    cdef const double* Wd = <const double*>W
+    cdef const double* Wd = W
     cdef const double* Rj
     cdef const double* dRj
     cdef const double* yr
@@ -632,7 +443,7 @@ cdef void atom_forward(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
         s.rho[p] = 0
     for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
         if m.func_rank[f] == 1:
-            products(m, s, f, m.ndensity[mu_i])
+            rank1_products(m, s, f, m.ndensity[mu_i])
 
 
 cdef double atom_embed(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -666,9 +477,9 @@ cdef void atom_pair_gradients(const Model* m, Scratch* s, int mu_i, Py_ssize_t n
                               double* pair_gradient) noexcept nogil:
     """dE_i/dD_ij for each neighbour into pair_gradient[3 * jj], from the adjoint in s.GA."""
     cdef Py_ssize_t jj
-    fold_adjoint(m, s.GA)
+    negative_m(m, <double*>s.GA, True)
     for jj in range(n_nb):
-        neighbour_gradient(m, s, mu_i, jj, s.GA, s.G1, pair_gradient + 3 * jj)
+        neighbour_gradient(m, s, mu_i, jj, <const double*>s.GA, s.G1, pair_gradient + 3 * jj)
 
 
 cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
@@ -677,179 +488,13 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
     """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
     cdef double energy
     atom_forward(m, s, mu_i, n_nb, vectors, nb_species)
-    tree_forward(m, s, mu_i, m.ndensity[mu_i])
+    tree_forward(m, mu_i, <const double*>s.A, s.node_value, NULL, NULL, False,
+                 m.ndensity[mu_i], s.rho)
     energy = atom_embed(m, s, mu_i, n_nb, densities)
-    tree_backward(m, s, mu_i, m.ndensity[mu_i], <double*>s.GA)
+    tree_backward(m, mu_i, <const double*>s.A, s.node_value, s.node_adjoint, <double*>s.GA,
+                  NULL, NULL, NULL, NULL, False, m.ndensity[mu_i], s.dE_drho)
     atom_pair_gradients(m, s, mu_i, n_nb, pair_gradient)
     return energy
-
-
-cdef void tree_forward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
-                        double* lanes) noexcept nogil:
-    """tree_forward for two atoms of the same species at once, atom s in lane 0, t in lane 1.
-
-    A and the node values are stored as (re_s, re_t, im_s, im_t): one SSE2 operation does
-    both atoms (lanes.h). Each lane does exactly the operations of tree_forward in the same
-    order, so the results are identical to it, bit for bit.
-    """
-    cdef double* A2 = lanes
-    cdef double* V2 = lanes + 8 * m.n_a
-    cdef const double* sA = <const double*>s.A
-    cdef const double* tA = <const double*>t.A
-    cdef const double* C = m.node_coef
-    cdef int nc = m.n_coef
-    cdef int k, parent, f, p
-    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef ace_v2 ar, ai, pr, pi, vr, vi
-    cdef ace_v2 r0 = ace_v2_splat(0.0), r1 = ace_v2_splat(0.0)
-    for k in range(m.n_a):
-        A2[4 * k] = sA[2 * k]
-        A2[4 * k + 1] = tA[2 * k]
-        A2[4 * k + 2] = sA[2 * k + 1]
-        A2[4 * k + 3] = tA[2 * k + 1]
-    for k in range(m.node_first[mu_i], leaf_first):
-        parent = m.node_parent[k]
-        f = m.node_factor[k]
-        ar = ace_v2_load(A2 + 4 * f)
-        ai = ace_v2_load(A2 + 4 * f + 2)
-        if parent < 0:
-            vr = ar
-            vi = ai
-        else:
-            pr = ace_v2_load(V2 + 4 * parent)
-            pi = ace_v2_load(V2 + 4 * parent + 2)
-            vr = pr * ar - pi * ai
-            vi = pr * ai + pi * ar
-        ace_v2_store(V2 + 4 * k, vr)
-        ace_v2_store(V2 + 4 * k + 2, vi)
-        if m.node_terminal[k]:
-            if n_dens == 2:
-                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
-                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
-            else:
-                for p in range(n_dens):
-                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
-                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = ace_v2_splat(1.0)
-        pi = ace_v2_splat(0.0)
-        if parent >= 0:
-            pr = ace_v2_load(V2 + 4 * parent)
-            pi = ace_v2_load(V2 + 4 * parent + 2)
-        while k < last and m.node_parent[k] == parent:
-            f = m.node_factor[k]
-            vr = pr * ace_v2_load(A2 + 4 * f) - pi * ace_v2_load(A2 + 4 * f + 2)
-            if n_dens == 2:
-                r0 = r0 + ace_v2_splat(C[k * nc]) * vr
-                r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
-            else:
-                for p in range(n_dens):
-                    s.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 0)
-                    t.rho[p] += C[k * nc + p] * ace_v2_lane(vr, 1)
-            k = k + 1
-    if n_dens == 2:
-        s.rho[0] += ace_v2_lane(r0, 0)
-        t.rho[0] += ace_v2_lane(r0, 1)
-        s.rho[1] += ace_v2_lane(r1, 0)
-        t.rho[1] += ace_v2_lane(r1, 1)
-
-
-cdef void tree_backward2(const Model* m, Scratch* s, Scratch* t, int mu_i, int n_dens,
-                         double* lanes) noexcept nogil:
-    """tree_backward for the two atoms of tree_forward2 (same layout, the same operations per
-    lane as tree_backward); adds the adjoints to s.GA and t.GA."""
-    cdef double* A2 = lanes
-    cdef double* W2 = lanes + 4 * m.n_a
-    cdef double* V2 = lanes + 8 * m.n_a
-    cdef double* G2 = V2 + 4 * m.n_nodes
-    cdef double* sW = <double*>s.GA
-    cdef double* tW = <double*>t.GA
-    cdef const double* C = m.node_coef
-    cdef int nc = m.n_coef
-    cdef int k, parent, f
-    cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef int leaf_first = m.node_leaf_first[mu_i]
-    cdef ace_v2 gr, gi, pr, pi, ar, ai, sr, si
-    cdef ace_v2 d0 = ace_v2_set(s.dE_drho[0], t.dE_drho[0])
-    cdef ace_v2 d1 = ace_v2_set(s.dE_drho[1] if n_dens > 1 else 0.0,
-                                t.dE_drho[1] if n_dens > 1 else 0.0)
-    for k in range(4 * m.n_a):
-        W2[k] = 0
-    for k in range(first, leaf_first):
-        gr = node_seed2(s, t, C + k * nc, n_dens, d0, d1)
-        ace_v2_store(G2 + 4 * k, gr)
-        ace_v2_store(G2 + 4 * k + 2, ace_v2_splat(0.0))
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = ace_v2_splat(1.0)
-        pi = ace_v2_splat(0.0)
-        if parent >= 0:
-            pr = ace_v2_load(V2 + 4 * parent)
-            pi = ace_v2_load(V2 + 4 * parent + 2)
-        sr = ace_v2_splat(0.0)
-        si = ace_v2_splat(0.0)
-        while k < last and m.node_parent[k] == parent:
-            gr = node_seed2(s, t, C + k * nc, n_dens, d0, d1)
-            f = m.node_factor[k]
-            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr * pr)
-            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gr * pi)
-            sr = sr + gr * ace_v2_load(A2 + 4 * f)
-            si = si + gr * ace_v2_load(A2 + 4 * f + 2)
-            k = k + 1
-        if parent >= 0:
-            ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + sr)
-            ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + si)
-    for k in range(leaf_first - 1, first - 1, -1):
-        gr = ace_v2_load(G2 + 4 * k)
-        gi = ace_v2_load(G2 + 4 * k + 2)
-        parent = m.node_parent[k]
-        f = m.node_factor[k]
-        if parent < 0:
-            ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + gr)
-            ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + gi)
-            continue
-        pr = ace_v2_load(V2 + 4 * parent)
-        pi = ace_v2_load(V2 + 4 * parent + 2)
-        ace_v2_store(W2 + 4 * f, ace_v2_load(W2 + 4 * f) + (gr * pr - gi * pi))
-        ace_v2_store(W2 + 4 * f + 2, ace_v2_load(W2 + 4 * f + 2) + (gr * pi + gi * pr))
-        ar = ace_v2_load(A2 + 4 * f)
-        ai = ace_v2_load(A2 + 4 * f + 2)
-        ace_v2_store(G2 + 4 * parent, ace_v2_load(G2 + 4 * parent) + (gr * ar - gi * ai))
-        ace_v2_store(G2 + 4 * parent + 2, ace_v2_load(G2 + 4 * parent + 2) + (gr * ai + gi * ar))
-    for k in range(m.n_a):
-        sW[2 * k] += W2[4 * k]
-        tW[2 * k] += W2[4 * k + 1]
-        sW[2 * k + 1] += W2[4 * k + 2]
-        tW[2 * k + 1] += W2[4 * k + 3]
-
-
-cdef inline double node_seed(const Scratch* s, const double* c, int n_dens, double d0,
-                             double d1) noexcept nogil:
-    """A node's adjoint seed sum_p dE/drho_p c_p; (d0, d1) = dE/drho_0,1 held in registers
-    for the common two-density case."""
-    cdef double g = 0
-    cdef int p
-    if n_dens == 2:
-        return d0 * c[0] + d1 * c[1]
-    for p in range(n_dens):
-        g = g + s.dE_drho[p] * c[p]
-    return g
-
-
-cdef inline ace_v2 node_seed2(const Scratch* s, const Scratch* t, const double* c, int n_dens,
-                              ace_v2 d0, ace_v2 d1) noexcept nogil:
-    """node_seed of both atoms, in the same order per lane."""
-    cdef double g0 = 0, g1 = 0
-    cdef int p
-    if n_dens == 2:
-        return d0 * ace_v2_splat(c[0]) + d1 * ace_v2_splat(c[1])
-    for p in range(n_dens):
-        g0 = g0 + s.dE_drho[p] * c[p]
-        g1 = g1 + t.dE_drho[p] * c[p]
-    return ace_v2_set(g0, g1)
 
 
 def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
@@ -874,7 +519,7 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     # product tree (tree_forward2/tree_backward2, one SSE2 lane each); otherwise one at a time.
     n_threads = max(1, n_threads)
     cdef Scratch* scratches = thread_scratches(m, 2 * n_threads, max_nb, False)
-    cdef Py_ssize_t lane_size = 8 * m.n_a + 8 * m.n_nodes + 8
+    cdef Py_ssize_t lane_size = tree_lanes_size(m)
     cdef double* lanes = <double*>malloc(n_threads * lane_size * sizeof(double))
     if lanes == NULL:
         free_thread_scratches(scratches, 2 * n_threads)
@@ -897,12 +542,14 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                 atom_forward(m, tp, species[a1], first[a1 + 1] - first[a1],
                              &vectors[first[a1], 0] if first[a1 + 1] > first[a1] else NULL,
                              &nb_species[first[a1]] if first[a1 + 1] > first[a1] else NULL)
-                tree_forward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                tree_forward2(m, species[a0], m.ndensity[species[a0]], <const double*>sp.A,
+                              <const double*>tp.A, sp.rho, tp.rho, lp)
                 energies[a0] = atom_embed(m, sp, species[a0], first[a0 + 1] - first[a0],
                                           &densities[a0, 0])
                 energies[a1] = atom_embed(m, tp, species[a1], first[a1 + 1] - first[a1],
                                           &densities[a1, 0])
-                tree_backward2(m, sp, tp, species[a0], m.ndensity[species[a0]], lp)
+                tree_backward2(m, species[a0], m.ndensity[species[a0]], sp.dE_drho, tp.dE_drho,
+                               <double*>sp.GA, <double*>tp.GA, lp)
                 atom_pair_gradients(m, sp, species[a0], first[a0 + 1] - first[a0],
                                     &pair_gradient[first[a0], 0] if first[a0 + 1] > first[a0] else NULL)
                 atom_pair_gradients(m, tp, species[a1], first[a1 + 1] - first[a1],
@@ -948,6 +595,19 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                 for b in range(3):
                     strain[a, b] += buffers[t, 3 * n_atoms + 3 * a + b]
     return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
+
+
+cdef const int* design_tree(CompiledModel compiled) except NULL:
+    """The design tree's node of each coupling row (ace.evaluator._design_tree; -1 for rank 1)."""
+    cdef cnp.ndarray comb_node = compiled._arrays.get("comb_node")
+    if comb_node is None or comb_node.shape[0] != compiled.model.comb_first[compiled.n_functions]:
+        raise ValueError("the model lacks its product tree (compile it with design=True)")
+    if comb_node.shape[0] == 0:
+        return &NO_NODE
+    return <const int*>cnp.PyArray_DATA(comb_node)
+
+
+cdef int NO_NODE = -1
 
 
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
@@ -1021,26 +681,24 @@ cdef inline void axpy2(Py_ssize_t n, double a, const double* x, double b, const 
         out[k] += a * x[k] + b * y[k]
 
 
-cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double blend,
-                        Py_ssize_t i, const cnp.int64_t* nb_j, const double* vectors,
-                        double* b_value, double* force_rows, double* strain_rows,
-                        Py_ssize_t n_funcs) noexcept nogil:
+cdef void function_rows(const Model* m, Scratch* s, const int* comb_node, int mu_i, int func,
+                        double blend, Py_ssize_t i, const cnp.int64_t* nb_j,
+                        const double* vectors, double* b_value, double* force_rows,
+                        double* strain_rows, Py_ssize_t n_funcs) noexcept nogil:
     """Value and position derivatives of one basis function of atom i, scattered into the rows.
 
-    Products in explicit (re, im) arithmetic (C99 complex multiplication calls __muldc3 with
-    its inf/NaN recovery); consecutive m-combinations of a function share leading factors, so
-    the prefix products are recomputed only from the first factor that changed.
+    The products come from the design tree (tree_forward once per atom, s.node_value); the
+    adjoint of coef * P_k walks the node's path to the root: at each node the factor A_f gets
+    coef * (product below it) * P_parent, in explicit (re, im) arithmetic (C99 complex
+    multiplication calls __muldc3 with its inf/NaN recovery).
     """
-    cdef int rank = m.func_rank[func], c, t, idx, n_touched = 0, mu, k, a, b
-    cdef int same = 0, nb = s.max_nb, code
+    cdef int c, idx, n_touched = 0, mu, k, a, b, t, node, parent
+    cdef int nb = s.max_nb, code
     cdef Py_ssize_t kk, n_k
-    cdef double pre[2 * (MAX_RANK + 1)]
-    cdef double suf[2 * (MAX_RANK + 1)]
-    cdef int previous[MAX_RANK]
-    cdef const int* index
     cdef const double* A = <const double*>s.A
+    cdef const double* P = s.node_value
     cdef double* GA = <double*>s.GA
-    cdef double coef, value = 0, ar, ai, wr, wi, qr, qi
+    cdef double coef, value = 0, ar, ai, wr, wi, qr, gr, gi, pr, pi
     cdef double total[3]
     cdef double si[3]
     cdef double strain[9]
@@ -1050,51 +708,44 @@ cdef void function_rows(const Model* m, Scratch* s, int mu_i, int func, double b
     cdef const double* d
     cdef Py_ssize_t jj
     cdef int n_group = s.species_first[m.n_elements]
-    pre[0] = 1
-    pre[1] = 0
-    for t in range(MAX_RANK):
-        previous[t] = -1
     # adjoint of this function only (reuses the energy scratch: GA, G1 stay zero between calls)
     for c in range(m.comb_first[func], m.comb_first[func + 1]):
-        index = m.comb_index + c * MAX_RANK
         coef = m.comb_coef[c]
-        if rank == 1:
-            value += coef * s.A1[index[0]]
-            s.G1[index[0]] += coef
-            if not s.mark[m.n_a + index[0]]:
-                s.mark[m.n_a + index[0]] = 1
-                s.touched[n_touched] = m.n_a + index[0]
+        node = comb_node[c]
+        if node < 0:  # rank 1
+            idx = m.comb_index[c * MAX_RANK]
+            value += coef * s.A1[idx]
+            s.G1[idx] += coef
+            if not s.mark[m.n_a + idx]:
+                s.mark[m.n_a + idx] = 1
+                s.touched[n_touched] = m.n_a + idx
                 n_touched += 1
             continue
-        same = 0
-        while same < rank - 1 and index[same] == previous[same]:
-            same = same + 1
-        for t in range(same, rank):
-            previous[t] = index[t]
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            pre[2 * t + 2] = pre[2 * t] * ar - pre[2 * t + 1] * ai
-            pre[2 * t + 3] = pre[2 * t] * ai + pre[2 * t + 1] * ar
-        suf[2 * rank] = coef
-        suf[2 * rank + 1] = 0
-        for t in range(rank - 1, -1, -1):
-            ar = A[2 * index[t]]
-            ai = A[2 * index[t] + 1]
-            suf[2 * t] = suf[2 * t + 2] * ar - suf[2 * t + 3] * ai
-            suf[2 * t + 1] = suf[2 * t + 2] * ai + suf[2 * t + 3] * ar
-        value += coef * pre[2 * rank]
-        for t in range(rank):
-            # d/dA_t of coef * prod = prefix_t * (coef * suffix_{t+1}); negative m stays
-            # unfolded here and is folded once per touched entry below
-            idx = index[t]
-            qr = pre[2 * t] * suf[2 * t + 2] - pre[2 * t + 1] * suf[2 * t + 3]
-            qi = pre[2 * t] * suf[2 * t + 3] + pre[2 * t + 1] * suf[2 * t + 2]
-            GA[2 * idx] += qr
-            GA[2 * idx + 1] += qi
+        value += coef * P[2 * node]
+        # negative m stays unfolded here and is folded once per touched entry below
+        gr = coef
+        gi = 0
+        while node >= 0:
+            parent = m.node_parent[node]
+            idx = m.node_factor[node]
+            if parent >= 0:
+                pr = P[2 * parent]
+                pi = P[2 * parent + 1]
+                GA[2 * idx] += pr * gr - pi * gi
+                GA[2 * idx + 1] += pr * gi + pi * gr
+                ar = A[2 * idx]
+                ai = A[2 * idx + 1]
+                qr = gr * ar - gi * ai
+                gi = gr * ai + gi * ar
+                gr = qr
+            else:
+                GA[2 * idx] += gr
+                GA[2 * idx + 1] += gi
             if not s.mark[idx]:
                 s.mark[idx] = 1
                 s.touched[n_touched] = idx
                 n_touched += 1
+            node = parent
     b_value[0] = blend * value
     for kk in range(n_group):  # gradient per grouped neighbour, [3][max_nb]
         gx[kk] = 0
@@ -1176,6 +827,7 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
     cdef double[:, ::1] force_rows = force_np
     cdef double[:, ::1] strain_rows = strain_np
     cdef int[::1] nb_species = np.asarray(species)[np.asarray(pair_j)].astype(np.int32) if n_pairs else np.zeros(1, np.int32)
+    cdef const int* comb_node = design_tree(compiled)
     cdef Scratch* scratches = thread_scratches(m, n_threads, max_nb, True)
     cdef Scratch* sp
     cdef int thread = 0, mu_i
@@ -1194,8 +846,10 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
             for jj in range(n_nb):
                 sp.radial_extra[jj] = sp.grad[3 * jj]
             neighbour_derivatives(m, sp, mu_i, n_nb)
+            tree_forward(m, mu_i, <const double*>sp.A, sp.node_value, NULL, NULL, False, 0,
+                         NULL)
             for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
-                function_rows(m, sp, mu_i, f, blend, i,
+                function_rows(m, sp, comb_node, mu_i, f, blend, i,
                               &pair_j[first[i]] if n_nb > 0 else NULL,
                               &vectors[first[i], 0] if n_nb > 0 else NULL,
                               &b_atoms[i, f], &force_rows[thread, f],

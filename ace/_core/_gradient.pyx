@@ -20,7 +20,9 @@ adjoint V of DA:
       lambda_p = alpha s F'_p + Ds F'_p + s F''_p D rho_p,   mu_p = s F'_p
   dPhi/dcrad_nlk = Re sum_m W_nlm At_klm + V_nlm DAt_klm
       W = sum_p lambda_p drho_p/dA + mu_p D(drho_p/dA),  V = sum_p mu_p drho_p/dA
-(s: the core blending factor, Ds its tangent). The gradient pass sums the neighbours into At
+(s: the core blending factor, Ds its tangent). The products and their tangents are the design
+tree's, through the shared passes of _product_tree.pxd (docs/kernels.md); the pair gradients
+come from the energy kernel's neighbour_gradient. The gradient pass sums the neighbours into At
 and DAt only (no R_nl per neighbour); A, DA and dPhi/dcrad are contractions once per atom.
 Gradients accumulate into a fixed number of atom blocks summed in order, so results do not
 depend on the thread count.
@@ -32,18 +34,14 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
 from ace._core._evaluator cimport (MAX_RANK, CompiledModel, Model, Scratch, a_index,
-                                   atomic_base, core_and_blend, max_neighbour_count,
-                                   neighbour_base, scratch_alloc, scratch_free)
+                                   atomic_base, core_and_blend, design_tree,
+                                   max_neighbour_count, neighbour_base, neighbour_gradient,
+                                   scratch_alloc, scratch_free)
 from ace._core._harmonics cimport ylm_count, ylm_index
 from ace._core._openmp cimport omp_get_thread_num
+from ace._core._product_tree cimport (ace_v2, ace_v2_load, ace_v2_splat, ace_v2_store,
+                                      negative_m, tree_backward, tree_forward)
 from ace._core._radial cimport embedding
-
-cdef extern from "lanes.h":
-    # a (re, im) pair in one SSE2 register; Cython treats it as a double and emits the C
-    ctypedef double ace_v2
-    ace_v2 ace_v2_load(const double* p) noexcept nogil
-    void ace_v2_store(double* p, ace_v2 v) noexcept nogil
-    ace_v2 ace_v2_splat(double x) noexcept nogil
 
 cdef enum:
     GRADIENT_BLOCKS = 64  # fixed, so that the summation order is thread-independent
@@ -113,28 +111,6 @@ cdef void work_free(Work* w) noexcept nogil:
     scratch_free(&w.base)
     free(w.DA); free(w.DA1); free(w.W); free(w.V); free(w.W1); free(w.B); free(w.DB); free(w.rho)
     free(w.P); free(w.At); free(w.order); free(w.tangent); free(w.present)
-
-
-cdef void negative_m(const Model* m, double* A, bint adjoint) noexcept nogil:
-    """A[l, -m] = (-1)^m conj(A[l, m]) on a (re, im) array over all m; with ``adjoint`` its
-    transpose, which folds an adjoint G onto m > 0: Re(G_- dA_-) = Re((-1)^m conj(G_-) dA_+)."""
-    cdef int mu, n, l, mm, pos, neg
-    cdef double sign
-    for mu in range(m.n_elements):
-        for n in range(m.nradmax):
-            for l in range(m.lmax + 1):
-                for mm in range(1, l + 1):
-                    pos = a_index(m, mu, n, l, mm)
-                    neg = a_index(m, mu, n, l, -mm)
-                    sign = -1.0 if mm % 2 else 1.0
-                    if adjoint:
-                        A[2 * pos] += sign * A[2 * neg]
-                        A[2 * pos + 1] -= sign * A[2 * neg + 1]
-                        A[2 * neg] = 0
-                        A[2 * neg + 1] = 0
-                    else:
-                        A[2 * neg] = sign * A[2 * pos]
-                        A[2 * neg + 1] = -sign * A[2 * pos + 1]
 
 
 cdef inline void accumulate_sums(const Model* m, Work* w, int mu, int nrb, int nq,
@@ -330,54 +306,15 @@ cdef void crad_gradient(const Model* m, Work* w, int mu_i, double* grad_crad) no
 cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
                   bint tangents) noexcept nogil:
     """Tree products P (and tangents DP) of element mu_i, then B_f (and DB_f) indexed from its
-    first function: B_f = sum_combs coef Re P[node of the comb]. Leaves only need Re P, Re DP."""
-    cdef const double* A = <const double*>w.base.A
-    cdef const double* DA = w.DA
-    cdef double* P = w.P
-    cdef double* DP = w.DP
-    cdef int f, c, k, parent, fa, first = m.func_first[mu_i]
-    cdef int leaf_first = m.node_leaf_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef double coef, b, db, pr, pi, ar, ai, dr, di, tr, ti
-    for k in range(m.node_first[mu_i], leaf_first):
-        parent = m.node_parent[k]
-        fa = m.node_factor[k]
-        ar = A[2 * fa]
-        ai = A[2 * fa + 1]
-        if parent < 0:
-            P[2 * k] = ar
-            P[2 * k + 1] = ai
-            if tangents:
-                DP[2 * k] = DA[2 * fa]
-                DP[2 * k + 1] = DA[2 * fa + 1]
-            continue
-        pr = P[2 * parent]
-        pi = P[2 * parent + 1]
-        P[2 * k] = pr * ar - pi * ai
-        P[2 * k + 1] = pr * ai + pi * ar
-        if tangents:
-            # D(P_parent A) = DP_parent A + P_parent DA
-            tr = DP[2 * parent]
-            ti = DP[2 * parent + 1]
-            dr = DA[2 * fa]
-            di = DA[2 * fa + 1]
-            DP[2 * k] = tr * ar - ti * ai + pr * dr - pi * di
-            DP[2 * k + 1] = tr * ai + ti * ar + pr * di + pi * dr
-    # leaves (rank >= 2 products always have a parent), a run of siblings per parent load
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = P[2 * parent]
-        pi = P[2 * parent + 1]
-        tr = DP[2 * parent]
-        ti = DP[2 * parent + 1]
-        while k < last and m.node_parent[k] == parent:
-            fa = m.node_factor[k]
-            ar = A[2 * fa]
-            ai = A[2 * fa + 1]
-            P[2 * k] = pr * ar - pi * ai
-            if tangents:
-                DP[2 * k] = tr * ar - ti * ai + pr * DA[2 * fa] - pi * DA[2 * fa + 1]
-            k = k + 1
+    first function: B_f = sum_combs coef Re P[node of the comb]."""
+    cdef const double* P = w.P
+    cdef const double* DP = w.DP
+    cdef int f, c, k, first = m.func_first[mu_i]
+    cdef double coef, b, db
+    if tangents:
+        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, True, 0, NULL)
+    else:
+        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, False, 0, NULL)
     for f in range(first, m.func_first[mu_i + 1]):
         b = 0
         db = 0
@@ -400,21 +337,14 @@ cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, cons
                    int n_dens, bint tangents) noexcept nogil:
     """Reverse pass of Psi = Re sum_nodes (wn P + vn DP), wn = sum_p lam_p drho_p/dP and
     vn = sum_p mu_p drho_p/dP: W += dPsi/dA, V += dPsi/dDA; without tangents W1 += the rank-1
-    adjoint (with tangents rank 1 is skipped: it has no radial coefficients). The adjoints G of
-    P and H of DP are real at the leaves (no children), which are never stored complex."""
+    adjoint (with tangents rank 1 is skipped: it has no radial coefficients). The nodes are
+    seeded here (G, H), the product tree's reverse pass does the rest."""
     cdef const double* A = <const double*>w.base.A
-    cdef const double* DA = w.DA
-    cdef double* P = w.P
-    cdef double* DP = w.DP
     cdef double* G = w.GP
     cdef double* H = w.GDP
-    cdef double* W = w.W
-    cdef double* V = w.V
-    cdef int f, c, k, p, parent, fa
+    cdef int f, c, k, p
     cdef int first = m.node_first[mu_i], last = m.node_first[mu_i + 1]
-    cdef int leaf_first = m.node_leaf_first[mu_i]
-    cdef double coef, wc, vc, gr, gi, hr, hi, ar, ai, pr, pi, dr, di, tr, ti
-    cdef double sgr, sgi, shr, shi
+    cdef double coef, wc, vc
     for k in range(2 * first, 2 * last):
         G[k] = 0
         H[k] = 0
@@ -433,84 +363,10 @@ cdef void backward(const Model* m, Work* w, int mu_i, const int* comb_node, cons
                 continue
             G[2 * k] += coef * wc
             H[2 * k] += coef * vc
-    # leaves, a run of siblings at a time; their share of the parent's adjoints is summed in
-    # registers (siblings have distinct factors, so the W, V updates are independent)
-    k = leaf_first
-    while k < last:
-        parent = m.node_parent[k]
-        pr = P[2 * parent]
-        pi = P[2 * parent + 1]
-        tr = DP[2 * parent]
-        ti = DP[2 * parent + 1]
-        sgr = 0
-        sgi = 0
-        shr = 0
-        shi = 0
-        while k < last and m.node_parent[k] == parent:
-            gr = G[2 * k]
-            fa = m.node_factor[k]
-            ar = A[2 * fa]
-            ai = A[2 * fa + 1]
-            if tangents:
-                hr = H[2 * k]
-                dr = DA[2 * fa]
-                di = DA[2 * fa + 1]
-                W[2 * fa] += gr * pr + hr * tr
-                W[2 * fa + 1] += gr * pi + hr * ti
-                V[2 * fa] += hr * pr
-                V[2 * fa + 1] += hr * pi
-                sgr = sgr + gr * ar + hr * dr
-                sgi = sgi + gr * ai + hr * di
-                shr = shr + hr * ar
-                shi = shi + hr * ai
-            else:
-                W[2 * fa] += gr * pr
-                W[2 * fa + 1] += gr * pi
-                sgr = sgr + gr * ar
-                sgi = sgi + gr * ai
-            k = k + 1
-        G[2 * parent] += sgr
-        G[2 * parent + 1] += sgi
-        if tangents:
-            H[2 * parent] += shr
-            H[2 * parent + 1] += shi
-    for k in range(leaf_first - 1, first - 1, -1):
-        gr = G[2 * k]
-        gi = G[2 * k + 1]
-        hr = H[2 * k]
-        hi = H[2 * k + 1]
-        parent = m.node_parent[k]
-        fa = m.node_factor[k]
-        if parent < 0:  # P = A, DP = DA
-            W[2 * fa] += gr
-            W[2 * fa + 1] += gi
-            if tangents:
-                V[2 * fa] += hr
-                V[2 * fa + 1] += hi
-            continue
-        pr = P[2 * parent]
-        pi = P[2 * parent + 1]
-        ar = A[2 * fa]
-        ai = A[2 * fa + 1]
-        # P = P_parent A
-        W[2 * fa] += gr * pr - gi * pi
-        W[2 * fa + 1] += gr * pi + gi * pr
-        G[2 * parent] += gr * ar - gi * ai
-        G[2 * parent + 1] += gr * ai + gi * ar
-        if tangents:
-            # DP = DP_parent A + P_parent DA
-            tr = DP[2 * parent]
-            ti = DP[2 * parent + 1]
-            dr = DA[2 * fa]
-            di = DA[2 * fa + 1]
-            W[2 * fa] += hr * tr - hi * ti
-            W[2 * fa + 1] += hr * ti + hi * tr
-            H[2 * parent] += hr * ar - hi * ai
-            H[2 * parent + 1] += hr * ai + hi * ar
-            V[2 * fa] += hr * pr - hi * pi
-            V[2 * fa + 1] += hr * pi + hi * pr
-            G[2 * parent] += hr * dr - hi * di
-            G[2 * parent + 1] += hr * di + hi * dr
+    if tangents:
+        tree_backward(m, mu_i, A, w.P, G, w.W, w.DA, w.DP, H, w.V, True, 0, NULL)
+    else:
+        tree_backward(m, mu_i, A, w.P, G, w.W, w.DA, w.DP, H, w.V, False, 0, NULL)
 
 
 cdef void clear_adjoints(const Model* m, Work* w) noexcept nogil:
@@ -573,8 +429,6 @@ cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     cdef Scratch* s = &w.base
     cdef double blend = 1, core, F
     cdef Py_ssize_t jj
-    cdef int n_rl = m.nradmax * (m.lmax + 1), mu, n, l, mm, y, idx, k, bond
-    cdef double radial, gx, gy, gz, Rv, wy, wr, wi
     atomic_base(m, s, mu_i, n_nb, vectors, nb_species)
     core = core_and_blend(m, s, mu_i, n_nb, &blend)
     forward(m, w, mu_i, comb_node, False)
@@ -583,37 +437,9 @@ cdef double atom_values(const Model* m, Work* w, int mu_i, Py_ssize_t n_nb,
     backward(m, w, mu_i, comb_node, coefs, n_dens, False)
     negative_m(m, w.W, True)
     for jj in range(n_nb):
-        pair_gradient[3 * jj] = 0
-        pair_gradient[3 * jj + 1] = 0
-        pair_gradient[3 * jj + 2] = 0
-        mu = s.nb_mu[jj]
-        if mu < 0:
-            continue
-        bond = mu_i * m.n_elements + mu
-        # core energy and the blend factor multiplying F act along rhat
-        radial = s.radial_extra[jj] + F * s.grad[3 * jj]
-        for k in range(m.bond_nradbase[bond]):
-            radial += w.W1[mu * m.nradbase + k] * s.dg[jj * m.nradbase + k]
-        gx = 0
-        gy = 0
-        gz = 0
-        for n in range(m.bond_nradmax[bond]):
-            for l in range(m.bond_lmax[bond] + 1):
-                Rv = s.R[jj * n_rl + n * (m.lmax + 1) + l]
-                wy = 0
-                for mm in range(l + 1):
-                    idx = a_index(m, mu, n, l, mm)
-                    y = jj * m.n_ylm + ylm_index(l, mm)
-                    wr = w.W[2 * idx]
-                    wi = w.W[2 * idx + 1]
-                    wy += wr * s.yr[y] - wi * s.yi[y]
-                    gx += Rv * (wr * s.dyr[3 * y] - wi * s.dyi[3 * y])
-                    gy += Rv * (wr * s.dyr[3 * y + 1] - wi * s.dyi[3 * y + 1])
-                    gz += Rv * (wr * s.dyr[3 * y + 2] - wi * s.dyi[3 * y + 2])
-                radial += s.dR[jj * n_rl + n * (m.lmax + 1) + l] * wy
-        pair_gradient[3 * jj] = gx + radial * s.rhat[3 * jj]
-        pair_gradient[3 * jj + 1] = gy + radial * s.rhat[3 * jj + 1]
-        pair_gradient[3 * jj + 2] = gz + radial * s.rhat[3 * jj + 2]
+        # the blend factor multiplies F: its derivative adds F * d(blend)/dr radially
+        s.radial_extra[jj] += F * s.grad[3 * jj]
+        neighbour_gradient(m, s, mu_i, jj, w.W, w.W1, pair_gradient + 3 * jj)
     return F * blend + core
 
 
@@ -661,19 +487,6 @@ cdef Model with_parameters(CompiledModel compiled, const double[:, ::1] coefs,
     if n_crad:
         m.crad = &crad[0]
     return m
-
-
-cdef const int* design_tree(CompiledModel compiled) except NULL:
-    """The node of each combination's product (ace.evaluator._design_tree)."""
-    cdef cnp.ndarray comb_node = compiled._arrays.get("comb_node")
-    if comb_node is None or comb_node.shape[0] != compiled.model.comb_first[compiled.n_functions]:
-        raise ValueError("the model lacks its product tree (compile it with design=True)")
-    if comb_node.shape[0] == 0:
-        return <const int*>&EMPTY_NODE
-    return <const int*>cnp.PyArray_DATA(comb_node)
-
-
-cdef int EMPTY_NODE = -1
 
 
 cdef int max_functions(const Model* m) noexcept:
