@@ -21,6 +21,7 @@ from ase import Atoms
 from ace.data import Dataset, DataKeys, read_dataset
 from ace.fitting import progress_bar
 from ace.fitting.config import FitConfig
+from ace.fitting.linear import E0_SOURCES
 from ace.fitting.metrics import evaluate as _error_table
 from ace.fitting.workflow import FitEstimate, FitResult, estimate_fit as _estimate_fit, run_fit
 from ace.fitting.workflow import logger as workflow_logger
@@ -191,9 +192,13 @@ def describe(potential):
                            **{k: report[k] for k in ("l2", "weights", "method", "rank",
                                                      "condition", "n_train_structures")
                               if k in report}})
+    linear_report = report.get("linear", report)  # a nonlinear fit started from a linear one
+    e0_source = linear_report.get("e0_source") or (
+        E0_SOURCES["auto"] if linear_report.get("e0_fitted") else None)
     return {"elements": el, "n_functions": potential.n_functions, "cutoff": potential.cutoff,
             "functions_per_order": {e: dict(sorted(c.items()))
                                     for e, c in potential.counts().items()},
-            "e0": dict(zip(el, map(float, potential.e0))), "bonds": bonds,
+            "e0": dict(zip(el, map(float, potential.e0))), "e0_source": e0_source,
+            "bonds": bonds,
             "embeddings": embeddings, "core_repulsion": potential.has_core_repulsion,
             "provenance": provenance, "metrics": meta.get("metrics") or {}}

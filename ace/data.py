@@ -240,6 +240,46 @@ class Dataset:
         held = np.sort(np.array(held, dtype=np.int64))
         return np.setdiff1d(np.arange(len(self)), held), held
 
+    # ------------------------------------------------------------------ reference energies
+    def isolated_atom_energies(self, elements, cutoff, config_type=None):
+        """{element: eV} from the isolated-atom structures of the data: a structure whose
+        config_type is ``config_type`` (when given), else any single-atom structure whose
+        periodic images (if any) are all farther than ``cutoff`` (an atom alone in a large
+        cell, as DFT codes compute free atoms). Several structures of one element are
+        averaged; raises DataError naming the missing elements and how they were looked for."""
+        found = {}
+        for s in range(len(self)):
+            if config_type is not None:
+                if str(self.config_type[s]) != config_type:
+                    continue
+                if self.n_atoms[s] != 1:
+                    raise DataError(f"{self.names[s]}: config_type {config_type!r} marks "
+                                    f"isolated atoms, but this structure has "
+                                    f"{self.n_atoms[s]} atoms")
+            elif self.n_atoms[s] != 1 or not _alone_in_cell(self.cells[s], self.pbc[s], cutoff):
+                continue
+            z = int(self.numbers[self.offsets[s]])
+            found.setdefault(chemical_symbols[z], []).append((float(self.energy[s]), s))
+        missing = [e for e in elements if e not in found]
+        if missing:
+            how = (f"structures of config_type {config_type!r}" if config_type is not None
+                   else f"single-atom structures with no periodic image within the cutoff "
+                        f"({cutoff:g} Å)")
+            raise DataError(f"e0: isolated: no isolated-atom energy for {missing} among the "
+                            f"{len(self)} training structures: looked for {how}; add "
+                            f"free-atom calculations to the data or give e0 as "
+                            f"{{element: eV}}")
+        energies = {}
+        for element in elements:
+            values = np.array([e for e, _ in found[element]])
+            if np.ptp(values) > 1e-3:
+                names = [self.names[s] for _, s in found[element]]
+                warnings.warn(f"e0: isolated: the free-atom energies of {element} differ by "
+                              f"{np.ptp(values) * 1000:.1f} meV ({names}); using their mean",
+                              stacklevel=2)
+            energies[element] = float(values.mean())
+        return energies
+
     # ------------------------------------------------------------------ checks
     def check_elements(self, elements):
         """Raise DataError naming the first structure with an element outside ``elements``."""
@@ -279,6 +319,23 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- reading
+
+def _alone_in_cell(cell, pbc, cutoff):
+    """True if no periodic image of an atom in ``cell`` lies within ``cutoff``: along every
+    periodic direction the cell's height (volume / area of the opposite face) exceeds it."""
+    cell = np.asarray(cell, dtype=float)
+    if not np.any(pbc):
+        return True
+    volume = abs(np.linalg.det(cell))
+    if volume == 0:
+        return False
+    for k in range(3):
+        if pbc[k]:
+            area = np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+            if volume / area <= cutoff:
+                return False
+    return True
+
 
 def expand_sources(sources):
     """File names from a name, a glob pattern or a list of them (``file@slice`` kept)."""

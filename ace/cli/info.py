@@ -49,6 +49,8 @@ def run(args):
         print(f"  {element}: {sum(counts.values())} functions ({orders}); E0 "
               f"{summary['e0'][element]:.6g} eV; embedding {summary['embeddings'][element]['npot']}"
               f" x{summary['embeddings'][element]['ndensity']}")
+    if summary["e0_source"]:
+        print(f"  E0: {summary['e0_source']}")
     for pair, b in summary["bonds"].items():
         inner = "" if b["inner_cutoff_type"] == "distance" and b["r_in"] == 0 else \
             f", inner {b['inner_cutoff_type']} r_in {b['r_in']:g} Å (width {b['delta_in']:g})"

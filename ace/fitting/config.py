@@ -39,7 +39,10 @@ Every key (relative paths are relative to the config file)::
       embeddings: {ALL: {npot: FinnisSinclairShiftedScaled, ndensity: 1, fs_parameters: [1, 1]}}
     core_repulsion: auto              # auto: ZBL below the shortest training distance;
                                       # none; or {r_in: Å, delta_in: Å}
-    e0: auto                          # or {A: eV, ...}
+    e0: auto                          # auto: fitted (a free constant: cohesive energies
+                                      #   then mean nothing); {A: eV, ...} free-atom
+                                      #   energies; isolated: from single-atom structures
+                                      #   in the data; {isolated: config_type}
     weights:
       forces: auto                    # tau_F (ace.fitting.linear), or a number
       stress: auto                    # tau_S, or a number
@@ -101,6 +104,7 @@ from __future__ import annotations
 
 import copy
 import os
+import dataclasses
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -263,15 +267,27 @@ class FitConfig:
         weights = {k: float_or_same(v) for k, v in weights.items()}
         regularisation = {k: float_or_same(v) for k, v in regularisation.items()}
         e0 = raw.get("e0", "auto")
-        if isinstance(e0, dict):
+        if isinstance(e0, dict) and "isolated" not in e0:
             e0 = {k: float_or_same(v) for k, v in e0.items()}
-        if e0 != "auto" and not (isinstance(e0, dict) and
-                                 all(isinstance(v, (int, float)) for v in e0.values())):
-            raise ConfigError(f"e0: expected 'auto' or a mapping element -> eV, got {e0!r}")
         try:
             loss = LossSettings(e0=e0, **weights, **regularisation)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"weights/regularisation: {exc}") from exc
+            where = "" if str(exc).startswith("e0:") else "weights/regularisation: "
+            raise ConfigError(f"{where}{exc}") from exc
+        if isinstance(e0, dict) and "isolated" not in e0:
+            unknown = sorted(set(e0) - set(elements))
+            missing = sorted(set(elements) - set(e0))
+            if unknown or missing:
+                raise ConfigError(f"e0: give one reference energy per element {sorted(elements)}"
+                                  + (f"; missing {missing}" if missing else "")
+                                  + (f"; not in elements: {unknown}" if unknown else ""))
+        if nonlinear is not None and e0 != "auto" and "e0" in nonlinear.trainable:
+            if "trainable" in fit:
+                raise ConfigError("fit.trainable: e0 is given (e0: ...), so it cannot also be "
+                                  "trained; remove e0 from fit.trainable or set e0: auto")
+            # reference energies that mean something stay what they are
+            nonlinear = dataclasses.replace(
+                nonlinear, trainable=tuple(t for t in nonlinear.trainable if t != "e0"))
         config = cls(
             elements=sorted(elements), cutoff=float(cutoff),
             train=_paths(data.get("train"), "data.train", base_dir, True),

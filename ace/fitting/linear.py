@@ -63,7 +63,11 @@ class LossSettings:
     method: how "auto" values are chosen: "cv" (``folds``-fold cross-validation, the default),
         "validation" (one held-out split of ``validation_fraction``) or "gcv" (lambda by
         generalised cross-validation; tau_F, tau_S fixed, "auto" meaning the defaults).
-    e0: "auto" (fitted with the coefficients) or {element: eV}.
+    e0: "auto" (fitted with the coefficients: a free constant per element, so absolute and
+        cohesive energies mean nothing), {element: eV} (e.g. pacemaker's free-atom reference
+        energies), "isolated" (the energies of isolated-atom structures in the training data:
+        single atoms with no periodic image within the cutoff) or {isolated: config_type}
+        (the structures of that config_type).
     """
 
     forces: float | str = "auto"
@@ -87,8 +91,19 @@ class LossSettings:
             raise ValueError(f"method: expected one of {list(METHODS)}, got {self.method!r}")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ValueError(f"folds: expected an integer >= 2, got {self.folds!r}")
-        if self.e0 != "auto" and not isinstance(self.e0, dict):
-            raise ValueError(f"e0: expected 'auto' or a mapping element -> eV, got {self.e0!r}")
+        if not (self.e0 in ("auto", "isolated") or isinstance(self.e0, dict)):
+            raise ValueError(f"e0: expected 'auto', 'isolated', {{isolated: config_type}} or a "
+                             f"mapping element -> eV, got {self.e0!r}")
+        if isinstance(self.e0, dict) and "isolated" in self.e0:
+            if set(self.e0) != {"isolated"} or not isinstance(self.e0["isolated"], str):
+                raise ValueError(f"e0: expected {{isolated: <config_type of the isolated-atom "
+                                 f"structures>}}, got {self.e0!r}")
+        elif isinstance(self.e0, dict):
+            bad = {k: v for k, v in self.e0.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not np.isfinite(v)}
+            if bad:
+                raise ValueError(f"e0: reference energies must be finite numbers (eV), got {bad}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), "
                              f"got {self.validation_fraction}")
@@ -713,6 +728,24 @@ def select_by_gcv(neq, settings, log=None):
              for l2, g in zip(L2_GRID, scores)])
 
 
+E0_SOURCES = {
+    "auto": "fitted as a free constant per element: absolute and cohesive energies of this "
+            "potential are not physically meaningful (give e0 or use e0: isolated for that)",
+    "given": "given in the config (free-atom reference energies)",
+    "isolated": "the energies of the isolated-atom structures of the training data",
+}
+
+
+def resolve_e0(setting, dataset, elements, cutoff):
+    """{element: eV} for an ``e0`` setting, or None when E0 is to be fitted ("auto")."""
+    if setting == "auto":
+        return None
+    if setting == "isolated" or (isinstance(setting, dict) and "isolated" in setting):
+        config_type = None if setting == "isolated" else setting["isolated"]
+        return dataset.isolated_atom_energies(elements, cutoff, config_type)
+    return dict(setting)
+
+
 def fold_indices(dataset, n_folds, seed=0):
     """[n_s] fold of each structure: within each config_type a random permutation dealt out
     round-robin, so every fold has its share of every config_type."""
@@ -741,14 +774,15 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     train.check_elements(potential.elements)
     elements = potential.elements
     e0_given = None
-    if settings.e0 != "auto":
-        missing = sorted(set(elements) - set(settings.e0))
-        extra = sorted(set(settings.e0) - set(elements))
+    reference = resolve_e0(settings.e0, train, elements, potential.cutoff)
+    if reference is not None:
+        missing = sorted(set(elements) - set(reference))
+        extra = sorted(set(reference) - set(elements))
         if missing or extra:
             raise ValueError(f"e0: give exactly one reference energy per element {elements}"
                              + (f"; missing {missing}" if missing else "")
                              + (f"; unknown {extra}" if extra else ""))
-        e0_given = np.array([float(settings.e0[e]) for e in elements])
+        e0_given = np.array([float(reference[e]) for e in elements])
     weights = structure_weights(train, settings, elements)
 
     n_parts = settings.n_parts(len(train))
@@ -801,6 +835,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         "rows": {t: int(neq.terms[t]["rows"]) for t in neq.present},
         "e0": {el: float(v) for el, v in zip(elements, e0)},
         "e0_fitted": e0_given is None,
+        "e0_source": E0_SOURCES[settings.e0 if isinstance(settings.e0, str) else
+                                "isolated" if "isolated" in settings.e0 else "given"],
         "settings": asdict(settings),
         "seconds": round(time.perf_counter() - start, 2),
         # where the time goes: the design rows (the data), the selection (the basis size and

@@ -49,7 +49,9 @@ basis:                              # pacemaker's potential sections
   # deltaSplineBins: 0.001          # spline step (Å) of exported PACE files
 core_repulsion: auto                # auto: ZBL below the shortest training distance; none;
                                     #   or {{r_in: Å, delta_in: Å}}
-e0: auto                            # fitted; or {{Cu: -0.25, ...}} (eV, fixed)
+e0: auto                            # fitted (a free constant: cohesive energies then mean
+                                    #   nothing); {{Cu: -0.25, ...}} free-atom energies (eV);
+                                    #   isolated: from single-atom structures in the data
 weights:
   forces: auto                      # tau_F, by cross-validation; or a number
   stress: auto                      # tau_S; or a number

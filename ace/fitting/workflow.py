@@ -179,7 +179,8 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
                             progress=progress, log=log,
                             committee=config.committee if config.nonlinear is None else 0)
         done = f"linear fit took {time.perf_counter() - start:.1f} s"
-    log(f"{done}; E0: " + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items()))
+    log(f"{done}; E0: " + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items())
+        + (f" ({result.report['e0_source']})" if "e0_source" in result.report else ""))
     if config.nonlinear is not None:
         result = fit_nonlinear_from_linear(config, train, potential, result, resume, log)
         log(f"nonlinear fit took {result.report['seconds']:.1f} s")
