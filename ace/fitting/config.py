@@ -56,6 +56,9 @@ Every key (relative paths are relative to the config file)::
       folds: 5                        # for cv
       validation_fraction: 0.1        # for validation
       seed: 0                         # of the random folds / split
+      smoothness: 2                   # smoothness prior: the ridge penalty of a function grows
+                                      #   as (1 + its n + l)^smoothness; null: the scale-free
+                                      #   ridge (columns standardised by the data)
     fit:
       num_threads: null               # OpenMP threads (null: OMP_NUM_THREADS)
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
@@ -131,7 +134,7 @@ TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "
 DATA_KEYS = {"train", "test", "keys", "trust_pickle"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
-REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
+REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed", "smoothness"}
 FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method", "committee", "active_set"}
 ACTIVE_SET_MODES = ("linear", "full", "none")
 # the nonlinear fit's keys (ace.fitting.nonlinear.NonlinearSettings), allowed with method nonlinear

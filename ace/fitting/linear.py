@@ -46,6 +46,10 @@ L2_GRID = tuple(10.0 ** k for k in range(-12, 1))  # relative ridge strengths tr
 DEFAULT_FORCES_WEIGHT = 0.01  # used when tau_F is not chosen by (cross-)validation
 DEFAULT_STRESS_WEIGHT = 0.1
 DEFAULT_CHUNK_ROWS = 4096
+# exponent of the smoothness prior of the ridge (smoothness_prior); None: the scale-free ridge.
+# 2 lowers the 5-fold CV error of both energies and forces on the mlearn Mo and Si training sets
+# and, trained without the surfaces, their energy error by 23x on Mo (potentials/README.md)
+DEFAULT_SMOOTHNESS = 2.0
 METHODS = ("cv", "validation", "gcv")
 RANK_TOLERANCE = 1e-12  # eigenvalues of the standardised Gram below this x the largest: rank loss
 
@@ -63,6 +67,9 @@ class LossSettings:
     method: how "auto" values are chosen: "cv" (``folds``-fold cross-validation, the default),
         "validation" (one held-out split of ``validation_fraction``) or "gcv" (lambda by
         generalised cross-validation; tau_F, tau_S fixed, "auto" meaning the defaults).
+    smoothness: exponent p of the ridge's smoothness prior (:func:`smoothness_prior`): the
+        penalty of a function grows as (1 + its degree)^p; None: the scale-free ridge (each
+        column standardised by the data).
     e0: "auto" (fitted with the coefficients: a free constant per element, so absolute and
         cohesive energies mean nothing), {element: eV} (e.g. pacemaker's free-atom reference
         energies), "isolated" (the energies of isolated-atom structures in the training data:
@@ -81,6 +88,7 @@ class LossSettings:
     validation_fraction: float = 0.1
     seed: int = 0
     e0: str | dict = "auto"
+    smoothness: float | None = DEFAULT_SMOOTHNESS
 
     def __post_init__(self):
         for name in ("forces", "stress", "l2"):
@@ -112,6 +120,11 @@ class LossSettings:
                 for w in self.config_type.values()):
             raise ValueError(f"config_type weights: expected a mapping config_type -> weight "
                              f">= 0, got {self.config_type!r}")
+        if self.smoothness is not None and (
+                isinstance(self.smoothness, bool) or not isinstance(self.smoothness, (int, float))
+                or not 0 <= self.smoothness <= 8):
+            raise ValueError(f"smoothness: expected null (scale-free ridge) or a prior exponent "
+                             f"between 0 and 8, got {self.smoothness!r}")
         if self.energy_kT is not None and not self.energy_kT > 0:
             raise ValueError(f"energy_kT must be positive, got {self.energy_kT}")
 
@@ -411,9 +424,14 @@ class RidgeSystem:
     column is zero on the data ("unused") get coefficient 0.
     """
 
-    def __init__(self, G, b, yy, rows, n_functions, n_e0):
+    def __init__(self, G, b, yy, rows, n_functions, n_e0, prior=None):
         """``G`` is used as work space (it is modified): pass a matrix of your own, such as
-        the one :meth:`NormalEquations.combined` returns."""
+        the one :meth:`NormalEquations.combined` returns. ``prior``: None for the scale-free
+        ridge (each coefficient penalised by its column's own weight in the data, i.e. a
+        uniform ridge on standardised columns), else [n_functions] relative prior weights
+        (:func:`smoothness_prior`): coefficient k is penalised by prior[k] times the mean
+        diagonal of the data, so functions the data barely see are held small rather than
+        set free."""
         nf, ne = n_functions, n_e0
         self.nf, self.ne, self.rows = nf, ne, rows
         Gcc, bc = G[:nf, :nf], b[:nf]
@@ -431,8 +449,11 @@ class RidgeSystem:
         else:
             br = bc
         diag = np.diag(Gcc).copy()
-        self.diagonal = diag
         self.active = diag > RANK_TOLERANCE * max(diag.max(initial=0.0), 1e-300)
+        if prior is not None:
+            diag = np.mean(diag[self.active]) * np.asarray(prior, dtype=float)
+        # the penalty of coefficient k is l2 * diagonal[k] (in the units of the loss)
+        self.diagonal = np.where(self.active, diag, 0.0)
         self.scale = 1.0 / np.sqrt(diag[self.active])
         # standardised Gram, contiguous (the factorisations copy it as one block); built in
         # place where possible, as it is the largest work matrix
@@ -551,7 +572,7 @@ class CrossValidation:
     design rows are needed again. The RMSE of each term is pooled over the held-out folds.
     """
 
-    def __init__(self, folds, validate, num_threads=None):
+    def __init__(self, folds, validate, num_threads=None, prior=None):
         self.folds = folds
         self.validate = list(validate)
         self.total = folds[0]
@@ -561,6 +582,7 @@ class CrossValidation:
                       if all(t in folds[k].present for k in self.validate)]
         self.results = {}  # (forces, stress, l2) -> {term: rmse}
         self.num_threads = num_threads
+        self.prior = prior  # relative prior weights of the ridge (RidgeSystem), or None
 
     def evaluate(self, candidates):
         """Validation RMSE per term of each (forces, stress, l2) candidate (cached)."""
@@ -583,7 +605,7 @@ class CrossValidation:
     def _held_out(self, k, forces, stress, l2_values):
         """Weighted squared error of each term on fold k for each l2, solved without fold k."""
         system = RidgeSystem(*self.total.combined(_tau(forces, stress), self.folds[k]),
-                             self.total.n_functions, self.total.n_e0)
+                             self.total.n_functions, self.total.n_e0, self.prior)
         params = np.array([system.solve(l2) for l2 in l2_values])
         return {t: self.folds[k].mse(t, params) * self.folds[k].terms[t]["weight"]
                 for t in self.terms}
@@ -712,13 +734,13 @@ def select_hyperparameters(cv, settings, has_stress, log=None):
     return best, cv.scored()
 
 
-def select_by_gcv(neq, settings, log=None):
+def select_by_gcv(neq, settings, log=None, prior=None):
     """tau_F, tau_S fixed (defaults for "auto"); lambda minimising generalised cross-validation."""
     forces = DEFAULT_FORCES_WEIGHT if settings.forces == "auto" else float(settings.forces)
     stress = DEFAULT_STRESS_WEIGHT if settings.stress == "auto" else float(settings.stress)
     if settings.l2 != "auto":
         return {"forces": forces, "stress": stress, "l2": float(settings.l2)}, []
-    system = RidgeSystem(*neq.combined(_tau(forces, stress)), neq.n_functions, neq.n_e0)
+    system = RidgeSystem(*neq.combined(_tau(forces, stress)), neq.n_functions, neq.n_e0, prior)
     scores = system.gcv(L2_GRID)
     k = int(np.argmin(scores))
     if log:
@@ -744,6 +766,22 @@ def resolve_e0(setting, dataset, elements, cutoff):
         config_type = None if setting == "isolated" else setting["isolated"]
         return dataset.isolated_atom_energies(elements, cutoff, config_type)
     return dict(setting)
+
+
+def smoothness_prior(potential, power):
+    """[n_functions] relative prior weights of the ridge: ((1 + d_k) / (1 + mean d))^power
+    with d_k = sum of n + l over the factors of function k (its radial and angular degree),
+    or None for ``power`` None (the scale-free ridge of :class:`RidgeSystem`).
+
+    Rough functions (high radial or angular degree) get a stronger penalty, so where the data
+    say little they stay small instead of being fitted to the noise, and the potential stays
+    smooth where no data were (the smoothness priors of ACEpotentials.jl play this part)."""
+    if power is None:
+        return None
+    degree = np.array([sum(f.ns) + sum(f.ls) for f in potential.functions], dtype=float)
+    if not len(degree):
+        return None
+    return ((1.0 + degree) / (1.0 + degree.mean())) ** float(power)
 
 
 def fold_indices(dataset, n_folds, seed=0):
@@ -784,6 +822,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
                              + (f"; unknown {extra}" if extra else ""))
         e0_given = np.array([float(reference[e]) for e in elements])
     weights = structure_weights(train, settings, elements)
+    prior = smoothness_prior(potential, settings.smoothness)
 
     n_parts = settings.n_parts(len(train))
     if n_parts > 1:
@@ -797,7 +836,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         folds = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
                                  progress, parts=parts)
         rows_done = time.perf_counter()
-        cv = CrossValidation(folds, validate, num_threads)
+        cv = CrossValidation(folds, validate, num_threads, prior)
         del folds
         choice, table = select_hyperparameters(cv, settings, train.has_stress.any(), log)
         neq = cv.total
@@ -806,11 +845,11 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         neq = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
                                progress)
         rows_done = time.perf_counter()
-        choice, table = select_by_gcv(neq, settings, log)
+        choice, table = select_by_gcv(neq, settings, log, prior)
         validation_size = 0
     selected = time.perf_counter()
     tau = _tau(choice["forces"], choice["stress"])
-    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
+    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0, prior)
     params = system.solve(choice["l2"])
     rank, condition = system.spectrum()
     nf = potential.n_functions
@@ -866,7 +905,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         fitted.committee = bayes.committee(system, params, e0, committee)
         report["committee"] = {"members": committee,
                                **{k: v for k, v in fitted.committee.info.items() if k != "seed"}}
-    penalty = choice["l2"] * np.where(system.active, system.diagonal, 0.0)
+    penalty = choice["l2"] * system.diagonal
     return LinearFit(fitted, report, penalty)
 
 
@@ -877,11 +916,12 @@ def fit_committee(fit, train, n_members=bayes.DEFAULT_MEMBERS, seed=0, num_threa
     report = fit.report
     potential = fit.potential
     settings = LossSettings(**report["settings"])
+    prior = smoothness_prior(potential, settings.smoothness)
     weights = structure_weights(train, settings, potential.elements)
     e0_given = None if report["e0_fitted"] else potential.e0
     neq = normal_equations(potential, train, weights, e0_given, num_threads, progress=progress)
     tau = _tau(report["weights"]["forces"], report["weights"]["stress"])
-    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0)
+    system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0, prior)
     params = potential.coefficients[:, 0]
     if neq.n_e0:
         params = np.concatenate([params, potential.e0])

@@ -64,6 +64,7 @@ regularisation:
   folds: 5
   validation_fraction: 0.1
   seed: 0
+  smoothness: 2                     # prior: penalty grows as (1 + n + l)^2; null: scale-free
 fit:
   num_threads: null                 # OpenMP threads (null: OMP_NUM_THREADS)
   chunk_rows: 4096                  # rows per normal-equation update (memory vs speed)
