@@ -201,6 +201,34 @@ def test_ridge_is_scale_free_and_leaves_e0_unpenalised():
     np.testing.assert_allclose(params[neq.n_functions:], e0, rtol=1e-8)
 
 
+def test_smoothness_prior_penalises_rough_functions_and_is_the_stated_minimum(basis):
+    """With a prior the solve minimises the loss + l2 * sum_k prior_k * mean(g) * c_k^2 (E0
+    free): checked against the penalised normal equations solved directly; the prior's weights
+    grow with the degree sum(n) + sum(l) and are 1 at the mean degree."""
+    from ace.fitting.linear import smoothness_prior
+
+    weights = smoothness_prior(ACEPotential.from_basis(basis), 2.0)
+    degree = np.array([sum(f.ns) + sum(f.ls) for f in basis.functions], dtype=float)
+    np.testing.assert_allclose(weights, ((1 + degree) / (1 + degree.mean())) ** 2)
+    assert smoothness_prior(ACEPotential.from_basis(basis), None) is None
+
+    neq, A, y = random_problem(seed=2)
+    nf, ne = neq.n_functions, neq.n_e0
+    prior = np.linspace(0.2, 5.0, nf)
+    l2 = 0.05
+    params = RidgeSystem(*neq.combined({}), nf, ne, prior).solve(l2)
+    # the reference: E0 projected out, then (G + l2 * mean(diag) * prior) c = b
+    G, b = A.T @ A / len(y), A.T @ y / len(y)
+    K = np.linalg.solve(G[nf:, nf:], G[nf:, :nf])
+    schur = G[:nf, :nf] - G[:nf, nf:] @ K
+    rhs = b[:nf] - G[:nf, nf:] @ np.linalg.solve(G[nf:, nf:], b[nf:])
+    c = np.linalg.solve(schur + l2 * np.mean(np.diag(schur)) * np.diag(prior), rhs)
+    np.testing.assert_allclose(params[:nf], c, rtol=1e-8, atol=1e-12)
+    # a rougher function (larger prior weight) is shrunk more than with the scale-free ridge
+    plain = RidgeSystem(*neq.combined({}), nf, ne).solve(l2)
+    assert abs(params[nf - 1]) < abs(plain[nf - 1])
+
+
 def test_cross_validation_errors_match_explicit_refits():
     """The held-out RMSE from fold normal equations equals refitting on the other folds and
     predicting the held-out rows explicitly."""
