@@ -40,6 +40,8 @@ from ace.basis.coupling import MAX_RANK, generalized_cg, independent_couplings
 from ace.basis.ctilde import bfunction_ms_coefficients, equal_groups, to_ctilde
 from ace.basis.model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_FAMILIES, BFunction, Bond,
                              Embedding)
+from ace.limits import (BOND_INTEGER_LIMITS, MAX_FUNCTIONS, check_integer, read_text_file,
+                        yaml_load_bounded)
 from ace.potential import ACEPotential, PotentialFileError, write_atomic
 
 __all__ = ["PaceFormatError", "PaceExportError", "PaceCompatibilityWarning", "export_pace_yaml",
@@ -53,6 +55,8 @@ PACE_MAX_MS_COMBS = 32767
 # Radial-basis names PACE files may carry, mapped to ours; TEST_SBessel is PACE's alias.
 RADIAL_NAMES = {"SBessel": "SBessel", "TEST_SBessel": "SBessel", "ChebExpCos": "ChebExpCos",
                 "ChebPow": "ChebPow"}
+# Largest integer any field of a PACE file holds (indices, counts, m's); beyond, int() overflows.
+INTEGER_FIELD_LIMIT = 2**31 - 1
 # Relative residual above which C-tilde coefficients are not a combination of B-functions.
 CTILDE_RESIDUAL_TOLERANCE = 1e-9
 # Bond of an element pair a .yaml file does not define (no function uses it): PACE evaluates
@@ -518,6 +522,8 @@ class _Reader:
         if integer:
             if isinstance(value, float) and not value.is_integer():
                 raise self.error(where, f"expected an integer, got {value!r}")
+            if abs(value) > INTEGER_FIELD_LIMIT:  # no field holds more; huge ones overflow
+                raise self.error(where, f"integer {value:.3g} is out of range")
             return int(value)
         value = float(value)
         if not math.isfinite(value):
@@ -535,6 +541,8 @@ class _Reader:
                 raise self.error(where, "contains NaN or inf")
         else:
             out = [self.number(v, f"{where}[{i}]", integer) for i, v in enumerate(value)]
+        if integer and out and max(abs(min(out)), abs(max(out))) > INTEGER_FIELD_LIMIT:
+            raise self.error(where, "holds an integer out of range")
         if length is not None and len(out) != length:
             raise self.error(where, f"expected {length} values, got {len(out)}")
         return out
@@ -552,6 +560,15 @@ class _Reader:
             raise self.error(where, "contains NaN or inf")
         return arr
 
+    def sizes(self, where, **values):
+        """Bond sizes (lmax, nradmax, nradbase) within ace.limits, before anything is sized by
+        them."""
+        for key, value in values.items():
+            check_integer(value, BOND_INTEGER_LIMITS[key], f"{where}: {key}", error=self.error_in)
+
+    def error_in(self, message):
+        return PaceFormatError(f"{self.path}: {message}")
+
     def word(self, value, where):
         if not isinstance(value, str):
             raise self.error(where, f"expected a string, got {value!r}")
@@ -560,24 +577,24 @@ class _Reader:
 
 def _sniff(path):
     """('yaml' or 'yace', parsed data) from the content; the old text .ace format is refused."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PaceFormatError(f"{path}: not a text file") from None
+    text = read_text_file(path, PaceFormatError)
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     if first.startswith("nelements"):
         raise PaceFormatError(f"{path}: the old PACE text format (.ace) is not supported; convert "
                               f"it to .yace with python-ace (ACECTildeBasisSet(path)"
                               f".save_yaml(...)) or use the pacemaker .yaml")
     try:
-        data = yaml.load(text, Loader=_PaceLoader)
-    except yaml.YAMLError as exc:
-        raise PaceFormatError(f"{path}: invalid YAML (truncated or hand-broken file?): "
-                              f"{exc}") from None
+        data = yaml_load_bounded(text, _PaceLoader, path, PaceFormatError)
+    except PaceFormatError as exc:
+        if "invalid YAML" in str(exc):
+            raise PaceFormatError(f"{exc} (truncated or hand-broken file?)") from None
+        raise
     if not isinstance(data, dict):
         raise PaceFormatError(f"{path}: not a PACE potential (the file does not hold a mapping)")
+    if "format_version" in data or (isinstance(data.get("bonds"), list) and "e0" in data):
+        raise PaceFormatError(f"{path}: an ace potential file without its first line "
+                              f"'# ace-potential sha256=...' and its 'format: ace-potential' "
+                              f"line: it was edited or damaged; save it again from ace")
     if "species" in data or "global" in data:
         return "yaml", data
     if {"elements", "E0", "bonds", "embeddings", "functions"} & set(data):
@@ -704,6 +721,7 @@ def _read_block_bond(rd, block, where):
     if lmax < 0 or nradmax < 0 or nradbase < 1:
         raise rd.error(where, f"needs lmaxi >= 0, nradmaxi >= 0, nradbaseij >= 1, got "
                               f"{lmax}, {nradmax}, {nradbase}")
+    rd.sizes(where, lmax=lmax, nradmax=nradmax, nradbase=nradbase)
     radbase = _radial_name(rd, rd.get(block, "radbase", where), f"{where}: radbase")
     lam = rd.numbers(rd.get(block, "radparameters", where), f"{where}: radparameters")
     if not lam:
@@ -1000,6 +1018,7 @@ def _potential_from_yace(data, path):
                              integer=True)
         if lmax < 0 or nradmax < 0 or nradbase < 1:
             raise rd.error(where, "needs lmax >= 0, nradmax >= 0, nradbasemax >= 1")
+        rd.sizes(where, lmax=lmax, nradmax=nradmax, nradbase=nradbase)
         lam = rd.numbers(rd.get(bond, "radparameters", where), f"{where}: radparameters")
         if not lam:
             raise rd.error(where, "radparameters is empty (PACE reads lambda from it)")
