@@ -28,20 +28,33 @@ def add_arguments(parser):
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
                              "to continue a finished fit)")
+    parser.add_argument("--strict", action="store_true",
+                        help="flagged training data (energy outliers, conflicting duplicates, "
+                             "implausible distances) stop the fit; an absurd training error "
+                             "gives exit status 3 (see ace/fitting/sanity.py)")
 
 
 def run(args):
     from ace.cli import fail
     from ace.data import DataError
+    from ace.fitting import sanity
     from ace.fitting.config import ConfigError, FitConfig
 
+    strict = getattr(args, "strict", False)
     try:
         config = FitConfig.load(args.config)
         if args.num_threads is not None:
             config.num_threads = args.num_threads
         if args.no_progress:
             config.progress = False
+        sanity.check_threads(config)
+        sanity.check_outputs(config)  # before any work, not after the fit
         train, test = load_data(config)
+        findings = sanity.check_training_set(config, train, config.num_threads)
+        sanity.report(findings)
+        if strict and findings:
+            raise ConfigError(f"--strict: {len(findings)} problem(s) in the training data "
+                              "(warnings above); not fitting")
         potential, basis_info = build_potential(config, train)
         if args.dry_run:
             print_dry_run(config, train, potential, basis_info)
@@ -50,6 +63,8 @@ def run(args):
             raise ConfigError("--resume applies to fit.method nonlinear only")
         potential, tables = fit_config(config, train, test, potential, basis_info,
                                        resume=args.resume)
+        after = sanity.check_fit_errors(tables, train)
+        sanity.report(after)
     except KeyboardInterrupt:
         return fail("fit", "interrupted" + (
             f"; the best potential so far is in {config.output}; continue with --resume"
@@ -57,6 +72,9 @@ def run(args):
     except (ConfigError, DataError, ValueError, OSError) as exc:
         return fail("fit", str(exc))
     print(f"wrote {config.output} and {config.metrics_path}")
+    if strict and after:
+        return fail("fit", f"--strict: the fit was flagged ({len(after)} warning(s) above)",
+                    status=sanity.STRICT_EXIT_STATUS)
     return 0
 
 

@@ -88,12 +88,16 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import yaml
 
 from ace.data import DataKeys
+from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
+                        LimitError, check_cutoff, check_integer)
+from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
@@ -103,6 +107,9 @@ OBSERVATIONS_PER_FUNCTION = 12
 MIN_FUNCTIONS, MAX_FUNCTIONS = 16, 2000
 ZBL_MARGIN = 0.1  # Å below the shortest training distance where the ZBL blend ends
 ZBL_WIDTH = 0.5  # Å: width of the blend
+# Shortest plausible distance of two atoms, as a fraction of the sum of their covalent radii
+# (Si-Si: 1.11 Å): closer pairs are broken data, and the automatic ZBL r_in stays above it.
+COVALENT_FLOOR_FRACTION = 0.5
 
 TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
             "regularisation", "fit"}
@@ -202,6 +209,7 @@ class FitConfig:
         cutoff = raw["cutoff"]
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
             raise ConfigError(f"cutoff: expected a positive number (Å), got {cutoff!r}")
+        check_cutoff(cutoff, "cutoff", error=ConfigError)
         data = _check_keys(raw["data"], DATA_KEYS, "data")
         try:
             keys = DataKeys.from_dict(data.get("keys"))
@@ -232,6 +240,10 @@ class FitConfig:
         if e0 != "auto" and not (isinstance(e0, dict) and
                                  all(isinstance(v, (int, float)) for v in e0.values())):
             raise ConfigError(f"e0: expected 'auto' or a mapping element -> eV, got {e0!r}")
+        if isinstance(e0, dict):
+            bad = {k: v for k, v in e0.items() if not np.isfinite(v) or abs(v) > MAX_ABS_PARAMETER}
+            if bad:
+                raise ConfigError(f"e0: the values must be finite numbers (eV), got {bad}")
         try:
             loss = LossSettings(e0=e0, **weights, **regularisation)
         except (TypeError, ValueError) as exc:
@@ -247,6 +259,7 @@ class FitConfig:
             progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
             source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
+        config.check_core_repulsion()
         return config
 
     # ------------------------------------------------------------------ derived settings
@@ -255,9 +268,19 @@ class FitConfig:
         root, _ = os.path.splitext(self.output)
         return root + ".metrics.json"
 
+    def check_core_repulsion(self):
+        """A given ZBL inner cutoff must lie inside the cutoff (beyond it, ZBL replaces the
+        whole fitted potential)."""
+        core = self.core_repulsion
+        if isinstance(core, dict) and core["r_in"] >= self.cutoff:
+            raise ConfigError(f"core_repulsion: r_in = {core['r_in']:g} Å is not inside the "
+                              f"cutoff {self.cutoff:g} Å: the ZBL core would replace the fitted "
+                              "potential everywhere")
+
     def check_basis(self):
         """Validate the basis section now (with a placeholder size), for early errors."""
         from ace.basis import BasisSpec
+        _check_basis_limits(self.basis)
         try:
             spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
         except ValueError as exc:
@@ -311,6 +334,34 @@ class FitConfig:
                 "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
 
 
+def _check_basis_limits(basis):
+    """Sizes in the basis section within ace.limits, before any basis is built from them."""
+    try:
+        for name, bond in (basis.get("bonds") or {}).items():
+            if not isinstance(bond, dict):
+                continue
+            for key, limit in BOND_INTEGER_LIMITS.items():
+                if key in bond:
+                    check_integer(bond[key], limit, f"basis.bonds.{name}.{key}")
+            if "rcut" in bond:
+                check_cutoff(bond["rcut"], f"basis.bonds.{name}.rcut")
+        functions = basis.get("functions") or {}
+        count = functions.get("number_of_functions_per_element", "auto")
+        if count != "auto":
+            check_integer(count, MAX_FUNCTIONS_LIMIT, "basis.functions.number_of_functions_per_element",
+                          minimum=1)
+        for name, block in functions.items():
+            if not isinstance(block, dict):
+                continue
+            for key, limit in (("nradmax_by_orders", MAX_NRADMAX), ("lmax_by_orders", MAX_LMAX)):
+                values = block.get(key)
+                if isinstance(values, list):
+                    for k, value in enumerate(values):
+                        check_integer(value, limit, f"basis.functions.{name}.{key}[{k}]")
+    except LimitError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _optional_int(value, where):
     if value is None:
         return None
@@ -346,33 +397,104 @@ def default_basis_size(dataset, n_elements):
     return int(np.clip(round(per_element), MIN_FUNCTIONS, MAX_FUNCTIONS))
 
 
-def shortest_distance(dataset, cutoff, num_threads=None):
-    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
+@dataclass
+class ShortestPairs:
+    """Per structure of a dataset: the shortest pair within the cutoff (inf, 0, 0 without one),
+    the atomic numbers of its two atoms, and the number of pairs within the cutoff."""
+
+    distance: np.ndarray  # [n_s] Å
+    z: np.ndarray  # [n_s, 2]
+    n_pairs: np.ndarray  # [n_s]
+
+
+def shortest_pairs(dataset, cutoff, num_threads=None):
+    """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff)."""
     from ace.neighbours import build_neighbour_list
 
-    best = np.inf
-    for s in range(len(dataset)):
+    cached = getattr(dataset, "_shortest_pairs", None)
+    if cached is not None and cached[0] == cutoff:
+        return cached[1]
+    n = len(dataset)
+    out = ShortestPairs(np.full(n, np.inf), np.zeros((n, 2), dtype=int), np.zeros(n, dtype=int))
+    for s in range(n):
         sl = dataset.atom_slice(s)
-        nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
-                                  cutoff, num_threads)
+        try:
+            nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
+                                      cutoff, num_threads)
+        except ValueError as exc:
+            raise ValueError(f"{dataset.names[s]}: {exc}") from None
+        out.n_pairs[s] = len(nl)
         if len(nl):
-            best = min(best, float(np.sqrt((nl.vectors ** 2).sum(axis=1)).min()))
-    return best
+            k, d = nl.shortest()
+            numbers = dataset.numbers[sl]
+            out.distance[s] = d
+            out.z[s] = numbers[nl.i[k]], numbers[nl.j[k]]
+    dataset._shortest_pairs = (cutoff, out)
+    return out
+
+
+def shortest_distance(dataset, cutoff, num_threads=None):
+    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
+    return float(shortest_pairs(dataset, cutoff, num_threads).distance.min(initial=np.inf))
+
+
+def covalent_floor(z_i, z_j):
+    """The shortest plausible distance of two atoms: a fraction of their covalent radii's sum."""
+    from ase.data import covalent_radii
+    return COVALENT_FLOOR_FRACTION * (covalent_radii[z_i] + covalent_radii[z_j])
+
+
+def implausible_distances(dataset, pairs):
+    """Structures whose shortest pair is closer than :func:`covalent_floor`: [(s, d, floor)]."""
+    out = []
+    for s in np.flatnonzero(np.isfinite(pairs.distance)):
+        floor = covalent_floor(*pairs.z[s])
+        if pairs.distance[s] < floor:
+            out.append((int(s), float(pairs.distance[s]), float(floor)))
+    return out
 
 
 def apply_core_repulsion(basis_dict, setting, dataset, cutoff, num_threads=None):
-    """Fill the bonds' inner cutoff: ZBL blended in below the shortest training distance."""
+    """Fill the bonds' inner cutoff: ZBL blended in below the shortest training distance.
+
+    ``auto``: the shortest distance is a trimmed minimum: structures whose shortest pair is
+    closer than half the sum of the two elements' covalent radii (physically implausible: a
+    broken structure) are reported by name and left out, and r_in never falls below that
+    floor for the potential's elements, so one bad structure cannot move the ZBL blend to
+    where atoms collapse.
+    """
     if setting == "none":
         return basis_dict, None
+    outliers = []
     if setting == "auto":
-        d_min = shortest_distance(dataset, cutoff, num_threads)
+        pairs = shortest_pairs(dataset, cutoff, num_threads)
+        bad = implausible_distances(dataset, pairs)
+        kept = np.ones(len(dataset), dtype=bool)
+        for s, d, floor in bad:
+            kept[s] = False
+            outliers.append({"structure": dataset.names[s], "distance": d, "floor": floor})
+        if outliers:
+            warnings.warn(
+                f"{len(outliers)} training structure(s) have atoms closer than half the sum of "
+                "their covalent radii, left out of the automatic ZBL inner cutoff: "
+                + "; ".join(f"{o['structure']} ({o['distance']:.3f} Å < {o['floor']:.3f} Å)"
+                            for o in outliers[:10])
+                + (f" (and {len(outliers) - 10} more)" if len(outliers) > 10 else ""),
+                stacklevel=2)
+        d_min = float(pairs.distance[kept].min(initial=np.inf))
         if not np.isfinite(d_min):
             return basis_dict, None
-        r_in, delta_in = max(d_min - ZBL_MARGIN, 0.1), ZBL_WIDTH
+        from ase.data import atomic_numbers
+        zs = [atomic_numbers[e] for e in basis_dict["elements"]]
+        floor = min(covalent_floor(a, b) for a in zs for b in zs)
+        r_in, delta_in = max(d_min - ZBL_MARGIN, floor), ZBL_WIDTH
     else:
         r_in, delta_in = setting["r_in"], setting["delta_in"]
     out = copy.deepcopy(basis_dict)
     out["bonds"]["ALL"] = {**out["bonds"]["ALL"], "inner_cutoff_type": "zbl",
                            "core-repulsion": [1.0, 1.0], "r_in": float(r_in),
                            "delta_in": float(delta_in)}
-    return out, {"type": "zbl", "r_in": float(r_in), "delta_in": float(delta_in)}
+    core = {"type": "zbl", "r_in": float(r_in), "delta_in": float(delta_in)}
+    if outliers:
+        core["outliers"] = outliers
+    return out, core
