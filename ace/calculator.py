@@ -22,14 +22,29 @@ from ace.neighbours import build_neighbour_list, check_geometry, update_vectors
 NEIGHBOUR_SKIN = 0.5  # Å
 
 
+def read_head(path, size=4096):
+    """The first bytes of a potential file as text, refusing what is not a regular file (a
+    directory, /dev/zero) with a PotentialFileError naming it."""
+    import stat
+
+    from ace.potential import PotentialFileError
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PotentialFileError(f"{path}: not a regular file (a potential file must be one)")
+        with open(path, "rb") as fh:
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise PotentialFileError(f"{path}: cannot read the potential file: "
+                                 f"{exc.strerror or exc}") from None
+
+
 def load_potential(source):
     """An ACEPotential from a potential object or a file path (ours, or PACE .yaml/.yace)."""
     from ace.potential import ACEPotential
     if isinstance(source, ACEPotential):
         return source
     path = os.fspath(source)
-    with open(path, errors="replace") as fh:
-        head = fh.read(4096)
+    head = read_head(path)
     if head.startswith("# ace-potential") or "format: ace-potential" in head:
         return ACEPotential.load(path)
     try:

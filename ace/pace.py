@@ -523,7 +523,9 @@ class _Reader:
             if isinstance(value, float) and not value.is_integer():
                 raise self.error(where, f"expected an integer, got {value!r}")
             if abs(value) > INTEGER_FIELD_LIMIT:  # no field holds more; huge ones overflow
-                raise self.error(where, f"integer {value:.3g} is out of range")
+                digits = str(int(value))
+                shown = digits if len(digits) <= 24 else f"of {len(digits)} digits"
+                raise self.error(where, f"integer {shown} is out of range")
             return int(value)
         value = float(value)
         if not math.isfinite(value):

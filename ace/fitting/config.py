@@ -481,13 +481,14 @@ def apply_core_repulsion(basis_dict, setting, dataset, cutoff, num_threads=None)
                             for o in outliers[:10])
                 + (f" (and {len(outliers) - 10} more)" if len(outliers) > 10 else ""),
                 stacklevel=2)
-        d_min = float(pairs.distance[kept].min(initial=np.inf))
-        if not np.isfinite(d_min):
+        if not np.isfinite(pairs.distance).any():
             return basis_dict, None
         from ase.data import atomic_numbers
         zs = [atomic_numbers[e] for e in basis_dict["elements"]]
         floor = min(covalent_floor(a, b) for a in zs for b in zs)
-        r_in, delta_in = max(d_min - ZBL_MARGIN, floor), ZBL_WIDTH
+        d_min = float(pairs.distance[kept].min(initial=np.inf))  # inf: only the floor is left
+        r_in = max(d_min - ZBL_MARGIN, floor) if np.isfinite(d_min) else floor
+        delta_in = ZBL_WIDTH
     else:
         r_in, delta_in = setting["r_in"], setting["delta_in"]
     out = copy.deepcopy(basis_dict)
