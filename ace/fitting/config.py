@@ -28,8 +28,11 @@ Every key (relative paths are relative to the config file)::
         number_of_functions_per_element: auto   # or an integer; auto: data size / 12, 16..2000
         ALL: {nradmax_by_orders: [16, 8, 6, 4, 3], lmax_by_orders: [0, 6, 4, 3, 2]}
       embeddings: {ALL: {npot: FinnisSinclairShiftedScaled, ndensity: 1, fs_parameters: [1, 1]}}
-    core_repulsion: auto              # auto: ZBL below the shortest training distance;
-                                      # none; or {r_in: Å, delta_in: Å}
+    core_repulsion: auto              # auto: ZBL below the shortest training distance
+                                      # (structures with atoms closer than half their
+                                      # covalent radii's sum are reported and left out, and
+                                      # r_in stays above that floor); none; or
+                                      # {r_in: Å, delta_in: Å} with r_in < cutoff
     e0: auto                          # or {A: eV, ...}
     weights:
       forces: auto                    # tau_F (ace.fitting.linear), or a number
