@@ -111,7 +111,8 @@ class Evaluator:
             raise FloatingPointError("the potential produced NaN or inf (is the structure far "
                                      "outside its domain, e.g. a negative density with a "
                                      "fractional-power embedding?)")
-        energy = float(energies.sum())
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            energy = float(energies.sum())
         if not (np.isfinite(energy) and np.isfinite(strain).all()):
             raise FloatingPointError(f"the total energy or the stress is not finite (energy "
                                      f"{energy}): the per-atom energies (largest "

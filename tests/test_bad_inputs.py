@@ -442,7 +442,8 @@ def test_conflicting_duplicates_are_flagged(fitdir, capsys):
     twin.calc = SinglePointCalculator(twin, energy=images[2].get_potential_energy() + 1.0,
                                       forces=images[2].get_forces())
     images.append(twin)
-    status, err, _ = run_fit(fit_config(fitdir, "twins", images), capsys, "--strict")
+    with pytest.warns(UserWarning, match="1 duplicate structure"):
+        status, err, _ = run_fit(fit_config(fitdir, "twins", images), capsys, "--strict")
     assert status == 1 and "duplicated structure(s) whose energies disagree" in err
     assert re.search(r"twins.xyz:6 vs \S*twins.xyz:2 \(0.25 eV/atom\)", err)
 
@@ -497,3 +498,26 @@ def test_zbl_inner_cutoff_never_falls_below_the_covalent_floor(fitdir):
     with pytest.warns(UserWarning, match="3 training structure"):
         _, core = apply_core_repulsion(config.basis_dict(16), "auto", data, 4.5, 1)
     assert core["r_in"] == pytest.approx(covalent_floor(29, 29))
+
+
+def test_strict_exit_status_after_an_absurd_fit(fitdir, capsys, monkeypatch):
+    import ace.cli.fit
+
+    def absurd_fit(config, train, test, potential, info, resume=False):
+        tables = {"train": {"overall": {"energy_rmse": 2.9e6, "forces_rmse": 0.5}}}
+        return potential, tables
+
+    monkeypatch.setattr(ace.cli.fit, "fit_config", absurd_fit)
+    config = fit_config(fitdir, "absurd")
+    status, err, _ = run_fit(config, capsys)
+    assert status == 0 and "warning: the training energy RMSE is 2.9e+06 meV/atom" in err
+    status, err, _ = run_fit(config, capsys, "--strict")
+    assert status == sanity.STRICT_EXIT_STATUS and "--strict: the fit was flagged" in err
+
+
+def test_fit_config_file_bombs_are_refused(tmp_path):
+    refused(ConfigError, "/dev/zero: not a regular file", FitConfig.load, "/dev/zero")
+    bomb, alias = billion_laughs()
+    path = tmp_path / "fit.yaml"
+    path.write_text(bomb + f"elements: {alias}\n")
+    refused(ConfigError, f"{path}: YAML aliases expand the document", FitConfig.load, path)

@@ -99,7 +99,8 @@ import yaml
 
 from ace.data import DataKeys
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
-                        LimitError, check_cutoff, check_integer)
+                        LimitError, check_cutoff, check_integer, read_text_file,
+                        yaml_load_bounded)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
 
@@ -185,13 +186,9 @@ class FitConfig:
     @classmethod
     def load(cls, path):
         path = os.fspath(path)
-        try:
-            with open(path) as fh:
-                raw = yaml.safe_load(fh)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        # bounded like a potential file: a regular UTF-8 file, no alias bombs
+        text = read_text_file(path, ConfigError, what="fit configuration")
+        raw = yaml_load_bounded(text, yaml.SafeLoader, path, ConfigError)
         try:
             return cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)))
         except ConfigError as exc:
