@@ -521,3 +521,16 @@ def test_fit_config_file_bombs_are_refused(tmp_path):
     path = tmp_path / "fit.yaml"
     path.write_text(bomb + f"elements: {alias}\n")
     refused(ConfigError, f"{path}: YAML aliases expand the document", FitConfig.load, path)
+
+
+def test_a_failed_atomic_write_names_the_file_not_the_temporary_one(tmp_path, monkeypatch):
+    import ace.potential
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ace.potential.os, "fsync", full)
+    path = tmp_path / "pot.yaml"
+    with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
+        ace.potential.write_atomic(path, "text")
+    assert os.listdir(tmp_path) == []
