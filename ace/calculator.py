@@ -6,52 +6,19 @@ xx, yy, zz, yz, xz, xy).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
+from ace.io import load_potential
 from ace.limits import check_skin
 from ace.neighbours import build_neighbour_list, check_geometry, update_vectors
 
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
 # vectors, until some atom has moved by more than half of it.
 NEIGHBOUR_SKIN = 0.5  # Å
-
-
-def read_head(path, size=4096):
-    """The first bytes of a potential file as text, refusing what is not a regular file (a
-    directory, /dev/zero) with a PotentialFileError naming it."""
-    import stat
-
-    from ace.potential import PotentialFileError
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise PotentialFileError(f"{path}: not a regular file (a potential file must be one)")
-        with open(path, "rb") as fh:
-            return fh.read(size).decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise PotentialFileError(f"{path}: cannot read the potential file: "
-                                 f"{exc.strerror or exc}") from None
-
-
-def load_potential(source):
-    """An ACEPotential from a potential object or a file path (ours, or PACE .yaml/.yace)."""
-    from ace.potential import ACEPotential
-    if isinstance(source, ACEPotential):
-        return source
-    path = os.fspath(source)
-    head = read_head(path)
-    if head.startswith("# ace-potential") or "format: ace-potential" in head:
-        return ACEPotential.load(path)
-    try:
-        from ace import pace
-    except ImportError as exc:  # pragma: no cover - PACE import not available
-        raise ValueError(f"{path}: not an ace potential file") from exc
-    return pace.load_pace(path)
 
 
 def private_copy(potential, source):

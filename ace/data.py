@@ -323,7 +323,7 @@ def read_dataset(sources, keys=None, warn_duplicates=True, **key_overrides):
 
 def _read_images(path):
     """Yield (name, atoms) of one source; names are ``file:index``."""
-    import ase.io
+    import ase.io  # here, not at the top: it loads every ASE format (about a second)
 
     base, _, index = path.partition("@")
     if base.endswith(DB_SUFFIXES):
@@ -343,7 +343,7 @@ def _read_images(path):
 
 def _read_db(path, selection):
     """Rows of an ASE database with key-value pairs copied into ``info``."""
-    import ase.db
+    import ase.db  # here, not at the top: about a second, and only databases need it
 
     with ase.db.connect(path) as db:
         rows = db.select(selection) if selection and not selection.startswith(":") else db.select()

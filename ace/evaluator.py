@@ -9,17 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, chemical_symbols
 
 from ace._core import effective_n_threads
 from ace._core._evaluator import CompiledModel, design_rows, energy_forces
+from ace._core._radial import NPOT_IDS, RADBASE_IDS
 from ace.basis.ctilde import bfunction_ms_coefficients, to_ctilde
 from ace.neighbours import build_neighbour_list
 
-MAX_RANK = 8  # columns of comb_index, as in ace/_core/_evaluator.pyx
-INNER_TYPE_IDS = {"density": 0, "distance": 1, "zbl": 2}
-RADBASE_IDS = {"SBessel": 0, "ChebExpCos": 1, "ChebPow": 2}
-NPOT_IDS = {"FinnisSinclair": 0, "FinnisSinclairShiftedScaled": 1}
+# columns of comb_index, one per factor of a product: the core's fixed row width (MAX_RANK in
+# ace/_core/_evaluator.pxd), at least the highest rank of a function (ace.basis.coupling.MAX_RANK)
+COMB_INDEX_COLUMNS = 8
+INNER_TYPE_IDS = {"density": 0, "distance": 1, "zbl": 2}  # the INNER_* of _evaluator.pxd
 COINCIDENT_DISTANCE = 1e-6  # Å: two atoms this close are the same point
 
 
@@ -50,7 +51,6 @@ class Structure:
         numbers = np.asarray(numbers)
         unknown = sorted(set(numbers.tolist()) - set(index))
         if unknown:
-            from ase.data import chemical_symbols
             raise ValueError(f"element(s) {[chemical_symbols[z] for z in unknown]} not in the "
                              f"potential (it has {potential.elements})")
         self.species = np.array([index[z] for z in numbers], dtype=np.int32)
@@ -200,7 +200,7 @@ def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
     for mu0, mus, ns, ls, ms, coef in entries:
         ms = np.asarray(ms, dtype=np.int64).reshape(-1, len(mus))
         coef = np.asarray(coef, dtype=float).reshape(len(ms), -1)
-        index = np.zeros((len(ms), MAX_RANK), dtype=np.int64)
+        index = np.zeros((len(ms), COMB_INDEX_COLUMNS), dtype=np.int64)
         if len(mus) == 1:  # rank 1 reads the real base A1[mu, k]
             index[:, 0] = mus[0] * nradbase + ns[0]
         else:
@@ -224,7 +224,8 @@ def _product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax):
         "func_first": func_first,
         "func_rank": np.array(func_rank, dtype=np.int64),
         "comb_first": comb_first,
-        "comb_index": np.concatenate(comb_index) if comb_index else np.zeros((0, MAX_RANK), np.int64),
+        "comb_index": (np.concatenate(comb_index) if comb_index
+                       else np.zeros((0, COMB_INDEX_COLUMNS), np.int64)),
         "comb_coef": np.concatenate(comb_coef) if comb_coef else np.zeros((0, n_coef)),
     }
 

@@ -29,6 +29,9 @@ import math
 import os
 import stat
 
+import numpy as np
+import yaml
+
 MAX_LMAX = 20
 MAX_NRADMAX = 100
 MAX_NRADBASE = 100
@@ -87,7 +90,6 @@ def check_cutoff(value, field="cutoff", error=LimitError):
 
 def largest_magnitude(values):
     """max |x| over a (nested) sequence or array of numbers; 0 when empty."""
-    import numpy as np
     array = np.asarray(values, dtype=float)
     return float(np.abs(array).max(initial=0.0))
 
@@ -182,8 +184,6 @@ def yaml_load_bounded(text, loader_class, path, error):
     that aliases would grow by more than ``MAX_YAML_EXPANSION`` nodes, or that refers to
     itself, is refused before anything is constructed.
     """
-    import yaml
-
     loader = loader_class(text)
     try:
         try:
@@ -211,8 +211,6 @@ def yaml_load_bounded(text, loader_class, path, error):
 
 def _node_counts(root, path, error):
     """(distinct nodes, nodes with aliases expanded) of a composed YAML node graph."""
-    import yaml
-
     expanded_size = {}  # id(node) -> size of its expanded subtree
     on_path = set()
     stack = [(root, False)]

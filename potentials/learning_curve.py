@@ -15,8 +15,6 @@ A fit takes 5-30 s on one thread for the mlearn sets.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import statistics
@@ -26,17 +24,17 @@ DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "d
 
 
 def fit_subset(config, train, test, num_threads):
-    """Linear fit of ``config``'s defaults on ``train``: the overall rows of its train and
-    test error tables, and its number of functions."""
-    from ace.cli.fit import build_potential
+    """Linear fit of ``config``'s defaults on ``train`` (the basis ``ace.fit`` would build for
+    it, without writing files): the overall rows of its train and test error tables, and its
+    number of functions."""
+    import ace
     from ace.fitting.linear import fit_linear
-    from ace.fitting.metrics import evaluate
+    from ace.fitting.workflow import build_potential
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the basis and ZBL lines of ace fit
-        potential, _ = build_potential(config, train)
+    potential, _ = build_potential(config, train)  # its messages go to logging, unshown
     fitted = fit_linear(potential, train, config.loss, num_threads=num_threads).potential
-    return (evaluate(fitted, train, num_threads)["overall"],
-            evaluate(fitted, test, num_threads)["overall"], fitted.n_functions)
+    return (ace.evaluate(fitted, train, num_threads=num_threads)["overall"],
+            ace.evaluate(fitted, test, num_threads=num_threads)["overall"], fitted.n_functions)
 
 
 def main(argv=None):

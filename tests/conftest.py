@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.build import bulk
 from threadpoolctl import threadpool_limits
 
+from ace._core import openmp_enabled
 from ace.basis import build_basis
 from ace.calculator import ACECalculator
 from ace.evaluator import Evaluator, Structure
@@ -43,6 +44,13 @@ INNER = {
 
 # exponents m_p of the extra densities p >= 1 (the first density is linear, m = 1)
 EXTRA_EXPONENTS = (0.5, 0.75)
+
+# thread-agreement tests compare 1 and 2 OpenMP threads: without OpenMP both run the same serial
+# code and would pass without testing anything, so they skip and say why
+requires_openmp = pytest.mark.skipif(
+    not openmp_enabled(),
+    reason="the core was built without OpenMP (ace._core.openmp_enabled() is False): "
+           "1 and 2 threads would run the same serial code")
 
 LATTICE = 3.6  # fcc lattice constant (Å) of all test structures; nearest neighbours at 2.55 Å
 

@@ -1,4 +1,4 @@
-"""A slow pure-numpy ACE evaluator written from the formulas (DESIGN.md §1, PACE_FORMAT.md §1).
+"""A slow pure-numpy ACE evaluator written from the formulas (docs/model.md, sections 1-6).
 
 Independent of the compiled core in every piece that matters: ASE's neighbour list, scipy's
 spherical harmonics for all m (no conjugation trick), the full m-space generalized
@@ -65,7 +65,7 @@ def b_value(f, a1, a):
 
 
 def core_terms(pot, mu_i, species_j, vectors):
-    """(rho_core, blend factor) per PACE_FORMAT §1.6."""
+    """(rho_core, blend factor) per docs/model.md, "Core repulsion and the blend"."""
     kind = pot.inner_cutoff_type
     r = np.linalg.norm(vectors, axis=1)
     rho_core, nearest_key, nearest = 0.0, np.inf, None

@@ -1,7 +1,7 @@
 """Plain-numpy reference implementations of PACE's analytic building blocks.
 
-Written directly from /work/shared/PACE_FORMAT.md sections 1.4-1.6 (radial bases, inner cutoff,
-core repulsion, embeddings). They favour obviousness over speed: every function takes numpy
+Written directly from the formulas in docs/model.md, sections 2 and 6 (radial bases, inner
+cutoff, core repulsion, embeddings). They favour obviousness over speed: every function takes numpy
 arrays and returns values together with their analytic derivatives. The Cython kernels in
 ace._core._radial are tested against these, and the pure-numpy reference evaluator reuses them.
 """
@@ -160,7 +160,7 @@ def zbl_screened_coulomb(r, a):
 
 
 def zbl_reference(r, z_i, z_j, prehc, rcut, dcut):
-    """PACE's ZBL pair term V(r) and dV/dr (PACE_FORMAT.md 1.6)."""
+    """PACE's ZBL pair term V(r) and dV/dr (docs/model.md, "Core repulsion and the blend")."""
     r = np.asarray(r, dtype=float)
     a = 0.46850 / (z_i**0.23 + z_j**0.23)
     e, de, _ = zbl_screened_coulomb(r, a)

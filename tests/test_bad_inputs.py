@@ -389,10 +389,12 @@ def fit_config(fitdir, name, images=None, **changes):
 
 
 def run_fit(config, capsys, *options):
+    """(exit status, everything printed, seconds) of ``ace fit``."""
     start = time.perf_counter()
     status = main(["fit", str(config), *options])
     seconds = time.perf_counter() - start
-    return status, capsys.readouterr().err, seconds
+    printed = capsys.readouterr()
+    return status, printed.out + printed.err, seconds
 
 
 @pytest.mark.parametrize("output, words", [
@@ -432,7 +434,7 @@ def test_energy_outlier_is_flagged_by_file_and_index_and_strict_stops(fitdir, ca
     config = fit_config(fitdir, "outlier", images)
     status, err, seconds = run_fit(config, capsys, "--strict")
     assert status == 1 and "warning: 1 training structure(s) with per-atom energies far" in err
-    assert "outlier.xyz:5" in err and "--strict" in err and seconds < FAST
+    assert "outlier.xyz:5" in err and "strict: 1 problem(s)" in err and seconds < FAST
     assert not (fitdir / "outlier.yaml").exists()
 
 
@@ -501,18 +503,21 @@ def test_zbl_inner_cutoff_never_falls_below_the_covalent_floor(fitdir):
 
 
 def test_strict_exit_status_after_an_absurd_fit(fitdir, capsys, monkeypatch):
-    import ace.cli.fit
+    import ace.fitting.workflow as workflow
+    from ace.cli.fit import STRICT_EXIT_STATUS
 
-    def absurd_fit(config, train, test, potential, info, resume=False):
-        tables = {"train": {"overall": {"energy_rmse": 2.9e6, "forces_rmse": 0.5}}}
-        return potential, tables
+    def absurd_fit(config, train, test, potential, info, resume=False, log=None):
+        row = {"n_structures": len(train), "n_atoms": train.total_atoms,
+               "energy_rmse": 2.9e6, "energy_mae": 2.9e6, "forces_rmse": 0.5, "forces_mae": 0.4}
+        tables = {"train": {"overall": row, "by_config_type": {}}}
+        return workflow.FitResult(potential, tables, {}, config.output, config.metrics_path)
 
-    monkeypatch.setattr(ace.cli.fit, "fit_config", absurd_fit)
+    monkeypatch.setattr(workflow, "fit_config", absurd_fit)
     config = fit_config(fitdir, "absurd")
     status, err, _ = run_fit(config, capsys)
     assert status == 0 and "warning: the training energy RMSE is 2.9e+06 meV/atom" in err
     status, err, _ = run_fit(config, capsys, "--strict")
-    assert status == sanity.STRICT_EXIT_STATUS and "--strict: the fit was flagged" in err
+    assert status == STRICT_EXIT_STATUS and "--strict: the fit was flagged" in err
 
 
 def test_fit_config_file_bombs_are_refused(tmp_path):

@@ -21,7 +21,7 @@ import reference_evaluator as ref
 from ace.calculator import ACECalculator
 from ace.evaluator import Evaluator, Structure
 from ace.testing import check_forces, check_invariance, check_stress
-from conftest import (make_structure, mixed_potential, random_potential,
+from conftest import (make_structure, mixed_potential, random_potential, requires_openmp,
                       shift_densities_positive, with_calculator)
 
 pytestmark = pytest.mark.usefixtures("single_threaded_blas")
@@ -277,6 +277,7 @@ def thread_setup():
     return shift_densities_positive(pot, [atoms]), atoms
 
 
+@requires_openmp
 def test_one_and_two_threads_agree(thread_setup):
     pot, atoms = thread_setup
     results = []

@@ -16,7 +16,7 @@ from ace.fitting.nonlinear import (CheckpointError, LinearProjection, NonlinearL
                                make_batches, resolve_optimizer)
 
 from conftest import (make_structure, mixed_potential, potential_dict, random_cu_ni,
-                      random_potential, shift_densities_positive)
+                      random_potential, requires_openmp, shift_densities_positive)
 
 KINDS = ("bulk", "small_cell", "triclinic")
 
@@ -126,6 +126,7 @@ def test_loss_gradient_matches_finite_differences(problem, tau):
                                         abs=1e-7 * np.abs(gradient).max()), k
 
 
+@requires_openmp
 def test_gradient_is_independent_of_the_thread_count(problem):
     potential, data = problem
     tau = {"forces": 1.0, "stress": 0.5}
@@ -223,8 +224,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
                                  validation_fraction=0)
     whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0},
                           checkpoint=tmp_path / "whole.json")
-    checkpoint = tmp_path / "cut.json"
     saved = []
+    resumed = fit_interrupted_and_resumed(start, train, settings, tmp_path / "cut.json",
+                                          saved.append)
+    assert saved, "the best potential so far was handed out before the interruption"
+    assert_same_fit(resumed, whole)
+
+
+def fit_interrupted_and_resumed(start, train, settings, checkpoint, save_best=None):
+    """The fit interrupted (Ctrl-C) after its first segment, then resumed from the checkpoint."""
     calls = []
 
     def interrupt_on_second_segment(message):
@@ -234,13 +242,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_fit(teacher, tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                      save_best=saved.append, log=interrupt_on_second_segment)
-    assert saved, "the best potential so far was handed out before the interruption"
+                      save_best=save_best, log=interrupt_on_second_segment)
     state = json.loads(checkpoint.read_text())["state"]
-    assert state["iteration"] == 10
-    resumed = fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
-                            resume=True)
-    assert_same_fit(resumed, whole)
+    assert (state["segment"], state["iteration"]) == (1, settings.checkpoint_every)
+    return fit_nonlinear(start, train, settings, tau={"forces": 1.0}, checkpoint=checkpoint,
+                         resume=True)
 
 
 def assert_same_parameters(potential, other):
@@ -266,6 +272,58 @@ def test_checkpoint_segments_do_not_change_the_path(teacher, optimizer):
         tau={"forces": 1.0}) for every in (30, 10)]
     assert [h["iteration"] for h in fits[1].report["history"]] == [10, 20, 30]
     assert_same_parameters(fits[1].potential, fits[0].potential)
+
+
+@pytest.mark.parametrize("optimizer, batch_size", [("BFGS", None), ("L-BFGS", 6)],
+                         ids=["BFGS", "mini-batch"])
+def test_resume_repeats_fits_whose_memory_restarts_at_checkpoints(teacher, tmp_path,
+                                                                  optimizer, batch_size):
+    """scipy's BFGS, and any optimiser on mini-batches (a new batch each segment), start their
+    memory afresh at every checkpoint. A resumed fit still repeats the
+    uninterrupted one bit for bit (every segment starts from the checkpointed state, the
+    batches are drawn from the segment's seed); what differs from L-BFGS is that the path
+    depends on checkpoint_every."""
+    potential, train, _ = teacher
+    start = perturbed_start(potential, seed=2)
+    settings = NonlinearSettings(optimizer=optimizer, batch_size=batch_size, max_iterations=24,
+                                 checkpoint_every=8, validation_fraction=0)
+    whole = fit_nonlinear(start, train, settings, tau={"forces": 1.0})
+    assert whole.report["checkpoint_memory"] == "restarted"
+    assert [h["iteration"] for h in whole.report["history"]] == [8, 16, 24]
+    resumed = fit_interrupted_and_resumed(start, train, settings, tmp_path / "state.json")
+    assert_same_fit(resumed, whole)
+    one_segment = fit_nonlinear(start, train, replace(settings, checkpoint_every=24),
+                                tau={"forces": 1.0})
+    assert not np.array_equal(one_segment.potential.coefficients, whole.potential.coefficients)
+
+
+def test_lbfgs_carries_its_memory_and_says_so(teacher):
+    potential, train, _ = teacher
+    settings = NonlinearSettings(optimizer="L-BFGS", max_iterations=4, checkpoint_every=2,
+                                 validation_fraction=0)
+    fit = fit_nonlinear(perturbed_start(potential, seed=2), train, settings)
+    assert fit.report["checkpoint_memory"] == "carried"
+    assert fit.report["runs"] == [{"restart": 0, "step": 0, "iterations": 4,
+                                   "end": "max_iterations"}]
+    assert fit.report["converged"] is False
+
+
+def test_a_failed_line_search_ends_the_run_as_not_converged(teacher, monkeypatch):
+    """A line search that finds no lower point ends the run (more iterations would repeat it),
+    and the log and the report say the fit did not converge."""
+    import ace.fitting.lbfgs as lbfgs
+
+    potential, train, _ = teacher
+    monkeypatch.setattr(lbfgs, "_line_search", lambda *args: None)
+    messages = []
+    settings = NonlinearSettings(optimizer="L-BFGS", max_iterations=20, checkpoint_every=5,
+                                 restarts=2, validation_fraction=0)
+    fit = fit_nonlinear(perturbed_start(potential, seed=2), train, settings, log=messages.append)
+    assert fit.report["converged"] is False
+    assert [run["end"] for run in fit.report["runs"]] == ["line search failed"] * 2
+    assert [run["iterations"] for run in fit.report["runs"]] == [1, 1]  # one segment each
+    ended = [m for m in messages if "ended" in m]
+    assert len(ended) == 2 and all("not converged" in m and "line search" in m for m in ended)
 
 
 def test_a_finished_fit_continues_with_more_iterations(teacher, tmp_path):
@@ -357,7 +415,7 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_least_squares_refuses_a_huge_jacobian(teacher, monkeypatch):
-    import ace.fitting.nonlinear as nonlinear
+    import ace.fitting.nonlinear.driver as nonlinear
     potential, train, _ = teacher
     monkeypatch.setattr(nonlinear, "MAX_JACOBIAN_ENTRIES", 10)
     settings = NonlinearSettings(optimizer="least_squares", max_iterations=1,

@@ -449,7 +449,7 @@ requires_pyace = pytest.mark.skipif(pyace is None, reason="python-ace (pyace) is
 
 def pyace_radial_functions(radbase, lam, rcut, dcut, nradbase, inner_cutoff_type="density",
                            core_repulsion=(0.0, 1.0), elements=("Al",)):
-    """ACERadialFunctions of a small potential built as in PACE_FORMAT.md section 2."""
+    """ACERadialFunctions of a small potential built by pyace.create_multispecies_basis_config."""
     config = {
         "deltaSplineBins": 0.001,
         "elements": list(elements),

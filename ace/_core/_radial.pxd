@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Inline kernels for PACE's analytic pair functions (PACE_FORMAT.md sections 1.4-1.6).
+"""Inline kernels for PACE's analytic pair functions (docs/model.md, sections 2 and 6).
 
 Radial bases g_k(r), the inner cutoff polynomial, the exponential and ZBL core repulsion and the
 Finnis-Sinclair embeddings, each with analytic derivatives. Everything here is `noexcept nogil`,
@@ -210,7 +210,7 @@ cdef inline void _simplified_bessel(double rcut, int nradbase, double r,
 
 cdef inline void radial_base(int family, double lam, double rcut, double dcut, int nradbase,
                              double r, double* g, double* dg) noexcept nogil:
-    """g_k(r) and dg_k/dr, k = 0..nradbase-1 (PACE_FORMAT 1.4); zero for r >= rcut.
+    """g_k(r) and dg_k/dr, k = 0..nradbase-1 (docs/model.md, section 2); zero for r >= rcut.
 
     The inner cutoff is not applied here. lam and dcut are ignored by SBessel, dcut by ChebPow;
     ChebExpCos needs lam != 0 (0/0 otherwise, as in PACE). An unknown family gives NaN, so it
@@ -426,7 +426,7 @@ cdef inline void _finnis_sinclair_shifted_scaled(double m, double rho, double* F
 
 cdef inline void embedding(int npot, double w, double m, double rho,
                            double* F, double* dF, double* d2F) noexcept nogil:
-    """One embedding term w * F_m(rho) with dF/drho and d2F/drho2 (PACE_FORMAT 1.5).
+    """One embedding term w * F_m(rho) with dF/drho and d2F/drho2 (docs/model.md, section 6).
 
     npot: NPOT_FINNIS_SINCLAIR (0) or NPOT_FINNIS_SINCLAIR_SHIFTED_SCALED (1); anything else
     gives NaN.

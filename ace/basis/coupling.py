@@ -2,14 +2,15 @@
 
 A product of K factors with angular momenta ``ls`` is coupled to total angular momentum 0
 through PACE's fixed binary tree: leaves are paired (12)(34)..., the resulting intermediates
-are paired in order, and an odd leftover leaf is coupled last (PACE_FORMAT.md, section 1.3).
+are paired in order, and an odd leftover leaf is coupled last (docs/model.md, section 5).
 The intermediate values ``LS`` (in order of creation: L12, L34, ..., L1234, ...) label one
 coupling; its generalized Clebsch-Gordan coefficient is the product of the ordinary CGs of the
 tree's nodes.
 
 When factors are identical (same species, n and l) the product is symmetric under swapping
 them, so different couplings may give equal or linearly dependent functions;
-:func:`independent_couplings` keeps a maximal independent subset (DESIGN.md, section 7).
+:func:`independent_couplings` keeps a maximal independent subset (docs/model.md, "Choosing
+independent couplings").
 
 ``equal_groups`` below is a sequence with one label per factor; factors with the same label
 are identical. Example: ``(0, 0, 1)`` for A_x A_x A_y.
@@ -22,6 +23,8 @@ import numpy as np
 
 from ace.basis.clebsch_gordan import CG_JMAX, clebsch_gordan_array
 
+# The highest rank (number of factors) of a B-function: PACE's coupling trees, and so its files,
+# stop here; the basis, the PACE readers and writers all mean this.
 MAX_RANK = 6
 # Relative size below which a symmetrised coupling is taken as linearly dependent on the
 # couplings kept before it (independent ones differ from the span by O(0.01) or more).
@@ -151,7 +154,7 @@ def _generalized_cg_cached(ls: tuple, LS: tuple):
     a, b = final
     ms, _, coef = _couple(nodes[a], nodes[b], values[a], values[b], 0, final=True)
     ms = ms[:, np.argsort(leaves_of[a] + leaves_of[b])]  # back to the order of ls
-    order = np.argsort(_row_codes(ms), kind="stable")
+    order = np.argsort(row_codes(ms), kind="stable")
     ms, coef = ms[order], coef[order]
     ms.setflags(write=False)
     coef.setflags(write=False)
@@ -195,7 +198,7 @@ def _group_columns(groups) -> list:
     return [cols for cols in columns.values() if len(cols) > 1]
 
 
-def _canonical_rows(ms, groups) -> np.ndarray:
+def canonical_rows(ms, groups) -> np.ndarray:
     """Representatives of m-tuples under permutations of identical factors.
 
     The m's of each group are sorted in descending order, which keeps a tuple whose first
@@ -207,12 +210,13 @@ def _canonical_rows(ms, groups) -> np.ndarray:
     return ms
 
 
-def _row_codes(ms) -> np.ndarray:
-    """One integer per m-tuple, increasing with the tuple's lexicographic order."""
-    base = 2 * CG_JMAX + 1
+def row_codes(ms, lmax=CG_JMAX) -> np.ndarray:
+    """One integer per m-tuple (rows of ``ms``, every |m| <= lmax), increasing with the tuple's
+    lexicographic order: m-tuples compared, merged and matched as numbers."""
+    base = 2 * lmax + 1
     codes = np.zeros(len(ms), dtype=np.int64)
     for column in np.asarray(ms, dtype=np.int64).T:
-        codes = codes * base + (column + CG_JMAX)
+        codes = codes * base + (column + lmax)
     return codes
 
 
@@ -220,11 +224,11 @@ def merge_equivalent(ms, coef, equal_groups):
     """Sum coefficients of m-tuples that are permutations of each other within identical factors.
 
     Valid because the product of identical factors does not depend on their order. Returns
-    the representatives (see :func:`_canonical_rows`) in lexicographic order with summed
+    the representatives (see :func:`canonical_rows`) in lexicographic order with summed
     coefficients; rows whose sum cancels are kept (callers decide on tolerances).
     """
-    ms = _canonical_rows(ms, canonical_groups(equal_groups))
-    _, first, inverse = np.unique(_row_codes(ms), return_index=True, return_inverse=True)
+    ms = canonical_rows(ms, canonical_groups(equal_groups))
+    _, first, inverse = np.unique(row_codes(ms), return_index=True, return_inverse=True)
     summed = np.bincount(inverse.ravel(), weights=coef, minlength=len(first))
     return ms[first], summed
 
@@ -284,7 +288,7 @@ def _multiset_weights(l: int, size: int) -> np.ndarray:
 def _symmetrised_piece(ls, LS, groups) -> tuple:
     """(codes, coef) of one coupling over representatives of permutation-equivalent m's."""
     ms, coef = generalized_cg(ls, LS)
-    return _row_codes(_canonical_rows(ms, groups)), coef
+    return row_codes(canonical_rows(ms, groups)), coef
 
 
 def _stack(pieces) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Folding B-functions and their coefficients into PACE's C-tilde form (PACE_FORMAT.md, 1.3).
+"""Folding B-functions and their coefficients into PACE's C-tilde form (docs/model.md, section 5).
 
 A B-function is B = Σ_m C_m Π_t A_{μ_t n_t l_t m_t} over the full m-space. Because
 C_{-m} = C_m (Σl is even) and A_{l,-m} = (-1)^m conj(A_{lm}), it equals

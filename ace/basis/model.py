@@ -1,6 +1,6 @@
 """The concrete pieces of an ACE model: radial bonds, embeddings and coupled B-functions.
 
-These mirror the PACE B-basis (see PACE_FORMAT.md) so that import and export are exact, with
+These mirror the PACE B-basis (docs/file-formats.md) so that import and export are exact, with
 one difference: radial indices ``ns`` are 0-based here (PACE files are 1-based).
 
 For a rank-1 function, ``ns[0]`` indexes the radial *base* function g_k; for rank > 1, ``ns``
@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-RADIAL_FAMILIES = ("SBessel", "ChebExpCos", "ChebPow")
-EMBEDDINGS = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
+from ace._core._radial import NPOT_IDS, RADBASE_IDS
+
+# the families and embeddings the core evaluates, named as in PACE (ids: the core's tables)
+RADIAL_FAMILIES = tuple(RADBASE_IDS)
+EMBEDDINGS = tuple(NPOT_IDS)
 INNER_CUTOFF_TYPES = ("density", "distance", "zbl")
 
 

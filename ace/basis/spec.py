@@ -1,6 +1,6 @@
 """The basis specification (pacemaker's ``potential:`` dict) and the enumeration of B-functions.
 
-Input format (PACE_FORMAT.md, section 3.2)::
+Input format (pacemaker's ``potential:`` section; docs/model.md, section 5)::
 
     {"deltaSplineBins": 0.001,                       # optional
      "elements": ["Al", "Ni"],                        # sorted alphabetically: species index

@@ -1,34 +1,49 @@
 """The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``,
 ``ace export`` and ``ace convert`` (PACE .yace/.yaml).
 
-``main()`` only parses; each subcommand lives in its own module with ``add_arguments(parser)``
-and ``run(args) -> exit code``. Expected failures (bad config, bad data, bad potential file)
-print one line ``ace <command>: error: ...`` and exit with status 1.
+Argument parsing only: each subcommand is a module of this package with
+``add_arguments(parser)`` and ``run(args) -> exit code`` that calls the library
+(:mod:`ace.api`) and prints. A new command is one module and one line of ``COMMANDS``.
+Expected failures (bad config, bad data, bad potential file) print one line
+``ace <command>: error: ...`` and exit with status 1.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from ace import __version__
 
-COMMANDS = ("fit", "evaluate", "info", "demo", "export", "convert")
+# command name -> module implementing it (imported when the parser is built)
+COMMANDS = {
+    "fit": "ace.cli.fit",
+    "evaluate": "ace.cli.evaluate",
+    "info": "ace.cli.info",
+    "demo": "ace.cli.demo",
+    "export": "ace.cli.export",
+    "convert": "ace.cli.convert",
+}
+
+
+def add_command(subparsers, name, module):
+    """Register ``module`` (add_arguments, run; its docstring is the help) as ``name``."""
+    doc = (module.__doc__ or "").strip()
+    sub = subparsers.add_parser(name, help=doc.splitlines()[0] if doc else None,
+                                description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(sub)
+    sub.set_defaults(run=module.run)
+    return sub
 
 
 def build_parser():
-    from ace.cli import convert, demo, evaluate, export, fit, info
-
     parser = argparse.ArgumentParser(
         prog="ace", description="Atomic Cluster Expansion potentials: fit, evaluate, inspect.")
     parser.add_argument("--version", action="version", version=f"ace {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in zip(COMMANDS, (fit, evaluate, info, demo, export, convert)):
-        doc = (module.__doc__ or "").strip()
-        sub = commands.add_parser(name, help=doc.splitlines()[0] if doc else None,
-                                  description=doc,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        add_command(subparsers, name, importlib.import_module(module))
     return parser
 
 
@@ -45,3 +60,8 @@ def fail(command, message, status=1):
     """Report an expected failure on stderr; the exit status."""
     print(f"ace {command}: error: {message}", file=sys.stderr)
     return status
+
+
+def say(message):
+    """Print a library message as it comes (the ``log`` the commands pass to the library)."""
+    print(message, flush=True)

@@ -7,11 +7,14 @@ our checksummed YAML). --format pace-yaml writes pacemaker's B-basis file.
 A pacemaker .yaml is read with E0 = 0, as pyace evaluates it; --reference-energy sets E0 from
 its metadata reference_energy (per-element single-atom energies minus 'shift'), so that the
 converted potential predicts total instead of reference-corrected energies.
+From Python: ace.export(ace.load(input, reference_energy=...), output, format).
 """
 from __future__ import annotations
 
+import os
+import sys
+
 FORMATS = ("ace", "yace", "pace-yaml")
-SUFFIXES = {".yace": "yace"}
 
 
 def add_arguments(parser):
@@ -29,35 +32,26 @@ def add_arguments(parser):
 
 
 def add_parser(subparsers):
-    doc = __doc__.strip()
-    sub = subparsers.add_parser("convert", help=doc.splitlines()[0], description=doc)
-    add_arguments(sub)
-    sub.set_defaults(run=run)
-    return sub
+    from ace.cli import add_command
+    return add_command(subparsers, "convert", sys.modules[__name__])
+
+
+def output_format(path, explicit):
+    """``explicit``, else yace for a .yace file and ace for anything else."""
+    if explicit is not None:
+        return explicit
+    return "yace" if os.path.splitext(path)[1].lower() == ".yace" else "ace"
 
 
 def run(args):
-    import os
-
-    from ace.calculator import load_potential
+    import ace
     from ace.cli import fail
-    from ace.pace import export_pace_yaml, export_yace, load_pace
 
-    fmt = args.format
-    if fmt is None:
-        fmt = SUFFIXES.get(os.path.splitext(args.output)[1].lower(), "ace")
+    fmt = output_format(args.output, args.format)
     try:
-        if args.reference_energy:
-            potential = load_pace(args.input, reference_energy=True)
-        else:
-            potential = load_potential(args.input)
-        if fmt == "yace":
-            export_yace(potential, args.output, delta_spline_bins=args.delta_spline_bins)
-        elif fmt == "pace-yaml":
-            export_pace_yaml(potential, args.output, e0_to_metadata=args.e0_to_metadata,
-                             delta_spline_bins=args.delta_spline_bins)
-        else:
-            potential.save(args.output)
+        potential = ace.load(args.input, reference_energy=args.reference_energy)
+        ace.export(potential, args.output, fmt, e0_to_metadata=args.e0_to_metadata,
+                   delta_spline_bins=args.delta_spline_bins)
     except (ValueError, OSError) as exc:
         return fail("convert", str(exc))
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "

@@ -2,8 +2,8 @@
 
 1. Generates a small Cu dataset with ASE's EMT calculator: strained and rattled bulk cells,
    cells with a vacancy, (001) surface slabs and snapshots of a hot MD run.
-2. Fits a linear ACE potential to it with `ace fit` and a config naming only elements,
-   cutoff, data and output (all other settings are the defaults).
+2. Fits a linear ACE potential to it with `ace.fit` (what `ace fit` runs) and a config
+   naming only elements, cutoff, data and output (all other settings are the defaults).
 3. Prints the train/test error tables.
 4. Runs a short NVE molecular dynamics with the fitted potential and prints the energy drift
    and the potential's errors against EMT along the trajectory.
@@ -144,15 +144,14 @@ def write_data(directory, size, seed):
 # ---------------------------------------------------------------------- 2. fit
 
 def fit(config_path, num_threads):
-    from ace.cli.fit import build_potential, fit_config, load_data
-    from ace.fitting.config import FitConfig
+    """``ace.fit`` of the config, printing its messages and error tables as ``ace fit``."""
+    import ace
+    from ace.cli import say
+    from ace.cli.fit import print_tables
 
-    config = FitConfig.load(config_path)
-    config.num_threads = num_threads
-    train, test = load_data(config)
-    potential, info = build_potential(config, train)
-    fitted, _ = fit_config(config, train, test, potential, info)
-    return fitted
+    result = ace.fit(config_path, num_threads=num_threads, log=say)
+    print_tables(result.tables)
+    return result.potential
 
 
 # ---------------------------------------------------------------------- 3. MD

@@ -2,9 +2,11 @@
 
 Energies in meV/atom, forces in eV/Å, stresses in GPa; overall and per config_type.
 DATA are files ASE can read (extended XYZ, ASE db, ...), glob patterns or file@slice.
-`--json` prints the table as JSON instead.
+`--json` prints the table as JSON instead. From Python: ace.evaluate(potential, data).
 """
 from __future__ import annotations
+
+KEYS = ("energy", "forces", "stress", "config_type")
 
 
 def add_arguments(parser):
@@ -12,30 +14,26 @@ def add_arguments(parser):
     parser.add_argument("data", nargs="+", help="data files, glob patterns or file@slice")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--num-threads", type=int, default=None, help="OpenMP threads")
-    for key in ("energy", "forces", "stress", "config_type"):
+    for key in KEYS:
         parser.add_argument(f"--{key.replace('_', '-')}-key", default=None,
                             help=f"info/arrays key of the {key.replace('_', ' ')} "
                                  "(default: the stored calculator result / the ASE default key)")
 
 
 def run(args):
-    from ace.calculator import load_potential
+    import ace
     from ace.cli import fail
-    from ace.data import DataError, DataKeys, read_dataset
-    from ace.fitting import progress_bar
-    from ace.fitting.metrics import evaluate, format_table, to_json
+    from ace.fitting.metrics import format_table, to_json
 
-    keys = {k: getattr(args, f"{k}_key") for k in ("energy", "forces", "stress", "config_type")}
-    keys = DataKeys(**{k: v for k, v in keys.items() if v is not None})
+    keys = {k: getattr(args, f"{k}_key") for k in KEYS if getattr(args, f"{k}_key") is not None}
     try:
-        potential = load_potential(args.potential)
-        data = read_dataset(args.data, keys)
-        data.check_elements(potential.elements)
-        table = evaluate(potential, data, args.num_threads, progress_bar(not args.json))
-    except (DataError, ValueError, OSError) as exc:
+        table = ace.evaluate(args.potential, args.data, num_threads=args.num_threads, keys=keys,
+                             progress=not args.json)
+    except (ValueError, OSError) as exc:  # DataError, PotentialFileError, ...
         return fail("evaluate", str(exc))
     if args.json:
         print(to_json(table))
     else:
-        print(format_table(table, f"{args.potential} on {len(data)} structures"))
+        print(format_table(table, f"{args.potential} on {table['overall']['n_structures']} "
+                                  "structures"))
     return 0

@@ -4,16 +4,16 @@ The format follows --format, or the suffix of -o (.yace -> yace, .yaml/.yml -> p
 A .yace carries the per-element E0; a PACE .yaml cannot add E0 to the energy, so a potential
 with nonzero E0 is refused unless --e0-to-metadata (pacemaker's metadata reference_energy; pyace
 then predicts E - sum E0). Anything PACE cannot represent fails with a message naming it.
+From Python: ace.export(potential, path).
 
 LAMMPS:  pair_style pace
          pair_coeff * * out.yace Al Ni
 """
 from __future__ import annotations
 
-import os
+import sys
 
 FORMATS = ("yace", "pace-yaml")
-SUFFIXES = {".yace": "yace", ".yaml": "pace-yaml", ".yml": "pace-yaml"}
 
 
 def add_arguments(parser):
@@ -30,37 +30,19 @@ def add_arguments(parser):
 
 
 def add_parser(subparsers):
-    doc = __doc__.strip()
-    sub = subparsers.add_parser("export", help=doc.splitlines()[0], description=doc)
-    add_arguments(sub)
-    sub.set_defaults(run=run)
-    return sub
-
-
-def output_format(path, explicit, formats=FORMATS, suffixes=SUFFIXES):
-    """The format named by ``explicit`` or by the suffix of ``path``; ValueError if neither."""
-    if explicit is not None:
-        return explicit
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix not in suffixes:
-        raise ValueError(f"cannot tell the format from '{path}'; give --format "
-                         f"({', '.join(formats)})")
-    return suffixes[suffix]
+    from ace.cli import add_command
+    return add_command(subparsers, "export", sys.modules[__name__])
 
 
 def run(args):
-    from ace.calculator import load_potential
+    import ace
     from ace.cli import fail
-    from ace.pace import export_pace_yaml, export_yace
 
     try:
-        fmt = output_format(args.output, args.format)
-        potential = load_potential(args.potential)
-        if fmt == "yace":
-            export_yace(potential, args.output, delta_spline_bins=args.delta_spline_bins)
-        else:
-            export_pace_yaml(potential, args.output, e0_to_metadata=args.e0_to_metadata,
-                             delta_spline_bins=args.delta_spline_bins)
+        potential = ace.load(args.potential)
+        fmt = ace.export(potential, args.output, args.format,
+                         e0_to_metadata=args.e0_to_metadata,
+                         delta_spline_bins=args.delta_spline_bins)
     except (ValueError, OSError) as exc:
         return fail("export", str(exc))
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "

@@ -1,7 +1,16 @@
 """Describe a potential: elements, cutoffs, radial basis, functions per order, E0,
 core repulsion, provenance (how it was fitted) and its stored error metrics.
+From Python: ace.describe(potential).
 """
 from __future__ import annotations
+
+
+
+def describe(potential):
+    """The summary this command prints: :func:`ace.describe` (imported when first needed, so
+    that building the command's parser stays cheap)."""
+    from ace.api import describe as summary
+    return summary(potential)
 
 
 def add_arguments(parser):
@@ -9,47 +18,16 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def describe(potential):
-    """A JSON-friendly summary of ``potential``."""
-    el = potential.elements
-    bonds = {f"{el[i]}-{el[j]}": {"radbase": b.radbase, "rcut": b.rcut, "nradbase": b.nradbase,
-                                   "nradmax": b.nradmax, "lmax": b.lmax,
-                                   "inner_cutoff_type": b.inner_cutoff_type, "r_in": b.r_in,
-                                   "delta_in": b.delta_in}
-             for (i, j), b in sorted(potential.bonds.items()) if i <= j}
-    embeddings = {el[i]: {"npot": e.npot, "ndensity": e.ndensity,
-                          "fs_parameters": list(e.fs_parameters)}
-                  for i, e in sorted(potential.embeddings.items())}
-    meta = potential.metadata or {}
-    fit = meta.get("fit") or {}
-    report = fit.get("report") or {}
-    provenance = {k: meta[k] for k in ("created", "ace_version") if k in meta}
-    if fit:
-        config = fit.get("config") or {}
-        provenance.update({"train": config.get("train"), "test": config.get("test"),
-                           **{k: report[k] for k in ("l2", "weights", "method", "rank",
-                                                     "condition", "n_train_structures")
-                              if k in report}})
-    return {"elements": el, "n_functions": potential.n_functions, "cutoff": potential.cutoff,
-            "functions_per_order": {e: dict(sorted(c.items()))
-                                    for e, c in potential.counts().items()},
-            "e0": dict(zip(el, map(float, potential.e0))), "bonds": bonds,
-            "embeddings": embeddings, "core_repulsion": potential.has_core_repulsion,
-            "provenance": provenance, "metrics": meta.get("metrics") or {}}
-
-
 def run(args):
     import json
 
-    from ace.calculator import load_potential
     from ace.cli import fail
     from ace.fitting.metrics import format_table
 
     try:
-        potential = load_potential(args.potential)
+        summary = describe(args.potential)
     except (ValueError, OSError) as exc:
         return fail("info", str(exc))
-    summary = describe(potential)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0

@@ -1,6 +1,9 @@
 """Fitting ACE potentials: the loss and linear solver, error tables, the fit configuration."""
 from __future__ import annotations
 
+import sys
+import time
+
 __all__ = ["fit_linear", "LossSettings", "LinearFit", "error_table", "evaluate", "format_table",
            "progress_bar"]
 
@@ -15,7 +18,7 @@ def progress_bar(enabled=True, stream=None, interval=10.0, use_tqdm=True):
     if not enabled:
         return None
     if use_tqdm:
-        try:
+        try:  # an optional dependency, so imported where it is asked for
             from tqdm.auto import tqdm
         except ImportError:
             pass
@@ -32,9 +35,6 @@ def progress_bar(enabled=True, stream=None, interval=10.0, use_tqdm=True):
 
 
 def _plain_progress(iterable, description, stream, interval):
-    import sys
-    import time
-
     stream = sys.stderr if stream is None else stream
     try:
         total = len(iterable)

@@ -96,13 +96,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import yaml
+from ase.data import atomic_numbers, covalent_radii
 
+from ace.basis import BasisSpec
 from ace.data import DataKeys
+from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
+from ace.fitting.nonlinear import NonlinearSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
                         LimitError, check_cutoff, check_integer, read_text_file,
                         yaml_load_bounded)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
-from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
+from ace.neighbours import build_neighbour_list
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
@@ -230,7 +234,6 @@ class FitConfig:
                           "fit")
         nonlinear = None
         if method == "nonlinear":
-            from ace.fitting.nonlinear import NonlinearSettings
             try:
                 nonlinear = NonlinearSettings(**{k: v for k, v in fit.items()
                                                  if k in NONLINEAR_KEYS})
@@ -279,7 +282,6 @@ class FitConfig:
 
     def check_basis(self):
         """Validate the basis section now (with a placeholder size), for early errors."""
-        from ace.basis import BasisSpec
         _check_basis_limits(self.basis)
         try:
             spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
@@ -409,8 +411,6 @@ class ShortestPairs:
 
 def shortest_pairs(dataset, cutoff, num_threads=None):
     """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff)."""
-    from ace.neighbours import build_neighbour_list
-
     cached = getattr(dataset, "_shortest_pairs", None)
     if cached is not None and cached[0] == cutoff:
         return cached[1]
@@ -440,7 +440,6 @@ def shortest_distance(dataset, cutoff, num_threads=None):
 
 def covalent_floor(z_i, z_j):
     """The shortest plausible distance of two atoms: a fraction of their covalent radii's sum."""
-    from ase.data import covalent_radii
     return COVALENT_FLOOR_FRACTION * (covalent_radii[z_i] + covalent_radii[z_j])
 
 
@@ -483,7 +482,6 @@ def apply_core_repulsion(basis_dict, setting, dataset, cutoff, num_threads=None)
                 stacklevel=2)
         if not np.isfinite(pairs.distance).any():
             return basis_dict, None
-        from ase.data import atomic_numbers
         zs = [atomic_numbers[e] for e in basis_dict["elements"]]
         floor = min(covalent_floor(a, b) for a in zs for b in zs)
         d_min = float(pairs.distance[kept].min(initial=np.inf))  # inf: only the floor is left

@@ -25,6 +25,9 @@ MEMORY_PAIRS = 30  # curvature pairs kept (scipy's maxcor, as the fits used befo
 # positive definiteness)
 CURVATURE_FLOOR = 1e-12
 BACKTRACKING_DECADES = 30
+# result.status, as scipy's minimize reports it (2: its BFGS's "precision loss", a failed line
+# search); only CONVERGED is success
+CONVERGED, ITERATION_LIMIT, LINE_SEARCH_FAILED = 0, 1, 2
 
 
 def minimise(fun, x0, n_iter, gtol, memory=None):
@@ -33,7 +36,9 @@ def minimise(fun, x0, n_iter, gtol, memory=None):
     ``memory``: the ``result.memory`` of an earlier call on the same function, to continue
     from its point with its curvature pairs (``x0`` is then ignored). Returns a
     scipy OptimizeResult with x, fun, jac, nit, nfev, success (the gradient fell to ``gtol``
-    in max-norm, or no step along the search direction lowers the loss), message, and memory.
+    in max-norm), status (CONVERGED, ITERATION_LIMIT, or LINE_SEARCH_FAILED: no step along
+    the search direction, nor along the gradient, lowers the loss; not converged), message,
+    and memory.
     """
     evaluations = _Evaluations(fun)
     if memory is None:
@@ -44,10 +49,10 @@ def minimise(fun, x0, n_iter, gtol, memory=None):
         x = np.array(memory["x"], dtype=float)
         f, g = float(memory["f"]), np.array(memory["g"], dtype=float)
         pairs = ([np.array(s) for s in memory["s"]], [np.array(y) for y in memory["y"]])
-    nit, success, message = 0, False, "iteration limit"
+    nit, status, message = 0, ITERATION_LIMIT, "iteration limit"
     while True:
         if np.max(np.abs(g), initial=0.0) <= gtol:
-            success, message = True, "gradient below gtol"
+            status, message = CONVERGED, "gradient below gtol"
             break
         if nit >= n_iter:
             break
@@ -57,7 +62,7 @@ def minimise(fun, x0, n_iter, gtol, memory=None):
             pairs = ([], [])
             step = _line_search(evaluations, x, f, g, pairs)
         if step is None:
-            success, message = True, "no step lowers the loss (line search failed)"
+            status, message = LINE_SEARCH_FAILED, "no step lowers the loss (line search failed)"
             break
         x_new, f_new, g_new = step
         s, y = x_new - x, g_new - g
@@ -70,7 +75,8 @@ def minimise(fun, x0, n_iter, gtol, memory=None):
     memory = {"x": x.tolist(), "f": float(f), "g": g.tolist(),
               "s": [s.tolist() for s in pairs[0]], "y": [y.tolist() for y in pairs[1]]}
     return scipy.optimize.OptimizeResult(x=x, fun=float(f), jac=g, nit=nit,
-                                         nfev=evaluations.count, success=success,
+                                         nfev=evaluations.count,
+                                         success=status == CONVERGED, status=status,
                                          message=message, memory=memory)
 
 

@@ -28,10 +28,17 @@ coefficients are then solved on all the training data.
 from __future__ import annotations
 
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
+
+from ace._core import effective_n_threads
+from ace.evaluator import Evaluator, Structure
+from ace.potential import ACEPotential
 
 TERMS = ("energy", "forces", "stress")
 L2_GRID = tuple(10.0 ** k for k in range(-12, 1))  # relative ridge strengths tried by GCV
@@ -125,7 +132,6 @@ def structure_weights(dataset, settings, elements):
     """[n_s] weight of each structure: config_type weight x data weight x energy factor."""
     unknown = sorted(set(settings.config_type) - set(dataset.config_type.tolist()))
     if unknown:
-        import warnings
         warnings.warn(f"config_type weights name types absent from the data: {unknown}",
                       stacklevel=2)
     weights = np.array([float(settings.config_type.get(t, 1.0)) for t in dataset.config_type])
@@ -274,7 +280,6 @@ class NormalEquations:
 def zero_potential(potential):
     """The fixed part of the model: the same bonds and core repulsion without functions (the
     functions, with zero coefficients, would add nothing but their cost) and zero E0."""
-    from ace.potential import ACEPotential
     return ACEPotential(potential.elements, potential.bonds, potential.embeddings, [],
                         np.zeros((0, potential.coefficients.shape[1])),
                         e0=np.zeros(len(potential.elements)), basis_spec=potential.basis_spec,
@@ -304,8 +309,6 @@ def normal_equations(potential, dataset, weights, e0=None, num_threads=None,
     ``parts`` [n_s] (optional): an integer part per structure; then a list of NormalEquations,
     one per part (0..max), is returned (the row buffers are shared, parts are done in turn).
     """
-    from ace.evaluator import Evaluator
-
     check_linear(potential)
     dataset.check_elements(potential.elements)
     nf, n_el = potential.n_functions, len(potential.elements)
@@ -352,8 +355,6 @@ def _finish(acc, nf, ne):
 
 def _add_structure(ctx, acc, s, w):
     """Add the energy, force and stress rows of structure ``s`` with weight ``w``."""
-    from ace.evaluator import Structure
-
     data, potential = ctx["dataset"], ctx["potential"]
     sl = data.atom_slice(s)
     n = sl.stop - sl.start
@@ -443,8 +444,6 @@ class RidgeSystem:
         out). The rank counts singular values above 1e-6 of the largest; the condition number
         is that of the part within the rank (the rest is fixed by the ridge)."""
         if self._eig is None:
-            from threadpoolctl import threadpool_limits
-
             # one BLAS thread: the reduction to tridiagonal form is mostly matrix-vector work,
             # where OpenBLAS's threads synchronise more than they compute (2501 parameters on
             # the shared 2-core machine at load 5: 1.5 s on one thread, 5 s on two)
@@ -461,15 +460,8 @@ class RidgeSystem:
         """Full parameter vector [c, E0] for the relative ridge strength ``l2``."""
         # Gs is symmetric, so its transpose (a Fortran-ordered view) is the same matrix and
         # LAPACK factorises the copy in place instead of transposing it once more
-        A = self.Gs.T.copy(order="F")
-        A[np.diag_indices_from(A)] += l2
-        try:
-            factor = scipy.linalg.cho_factor(A, check_finite=False, overwrite_a=True)
-            cs = scipy.linalg.cho_solve(factor, self.bs, check_finite=False)
-        except np.linalg.LinAlgError:
-            values, vectors = self.eig()
-            cs = vectors @ ((vectors.T @ self.bs) / np.maximum(values + l2, 1e-300))
-        return self._params(cs)
+        return self._params(solve_symmetric(self.Gs.T, self.bs, shift=l2, eigen=self.eig,
+                                            standardised=True))
 
     def _params(self, cs):
         c = np.zeros(self.nf)
@@ -489,6 +481,44 @@ class RidgeSystem:
             dof = np.sum(values / (values + l2)) + self.e0_rank
             scores.append(self.rows * max(rss, 0.0) / max(self.rows - dof, 1.0) ** 2)
         return np.array(scores)
+
+
+def solve_symmetric(A, b, shift=0.0, eigen=None, standardised=False):
+    """x with (A + shift D) x = b for a symmetric positive semi-definite A (not modified), D
+    its diagonal: ``shift`` is a relative ridge.
+
+    The system is solved scaled to a unit diagonal (columns whose diagonal is zero get x = 0),
+    so that parameters of very different sizes solve alike; ``standardised``: A has been
+    scaled so already (D = I, zero columns removed). Cholesky; where it fails (the matrix is
+    singular to working precision) the eigenvectors of the scaled A, ``eigen() -> (values,
+    vectors)`` when given (a cache), give the solution: with ``shift`` > 0 the same unique
+    one, without it the least-squares solution of least norm (eigenvalues below
+    RANK_TOLERANCE x the largest dropped). The linear fit's ridge solves and the variable
+    projection of the nonlinear fit both solve here.
+    """
+    A = np.asarray(A)
+    if not standardised:
+        diagonal = np.diag(A).copy()
+        active = diagonal > 0
+        scale = 1.0 / np.sqrt(diagonal[active])
+        x = np.zeros_like(b)
+        x[active] = scale * solve_symmetric(
+            A[np.ix_(active, active)] * scale[:, None] * scale[None, :], b[active] * scale,
+            shift, standardised=True)
+        return x
+    M = np.array(A, order="F")
+    M[np.diag_indices_from(M)] += shift
+    try:
+        factor = scipy.linalg.cho_factor(M, check_finite=False, overwrite_a=True)
+        return scipy.linalg.cho_solve(factor, b, check_finite=False)
+    except np.linalg.LinAlgError:
+        values, vectors = eigen() if eigen is not None else scipy.linalg.eigh(A)
+    shifted = values + shift
+    floor = RANK_TOLERANCE * max(values.max(initial=0.0), 1e-300) if shift == 0 else 0.0
+    keep = shifted > floor
+    if not keep.all():
+        values, vectors, shifted = values[keep], vectors[:, keep], shifted[keep]
+    return vectors @ ((vectors.T @ b) / shifted)
 
 
 def _tau(forces, stress):
@@ -551,14 +581,9 @@ class CrossValidation:
         shared 2-core machine), while folds in parallel lose nothing to it. Memory: one fold
         system (2-3 matrices of the basis size squared) per thread.
         """
-        from ace._core import effective_n_threads
-
         workers = min(len(self.validate), effective_n_threads(self.num_threads))
         if workers < 2:
             return [work(k) for k in self.validate]
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             return list(pool.map(work, self.validate))
 
@@ -707,8 +732,6 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
                progress=None, log=None, metadata=None):
     """Fit the coefficients (and E0) of ``potential`` (its current coefficients are ignored)
     to the dataset ``train``; returns a :class:`LinearFit`."""
-    from ace.potential import ACEPotential
-
     settings = settings or LossSettings()
     start = time.perf_counter()
     check_linear(potential)
@@ -757,7 +780,6 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     coefficients = params[:nf]
     e0 = params[nf:] if e0_given is None else e0_given
     if e0_given is None and system.e0_rank < len(elements):
-        import warnings
         warnings.warn("the reference energies E0 are not determined by the data (the element "
                       "ratios do not vary); give e0 explicitly", stacklevel=2)
     report = {

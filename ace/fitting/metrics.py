@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase.units import GPa
 
+from ace.evaluator import Evaluator, Structure
+
 QUANTITIES = (  # (key, unit, scale from ASE units)
     ("energy", "meV/atom", 1000.0),
     ("forces", "eV/Å", 1.0),
@@ -31,8 +33,6 @@ class Predictions:
 
 def predict(potential, dataset, num_threads=None, progress=None):
     """Energies, forces and stresses of ``potential`` on every structure of ``dataset``."""
-    from ace.evaluator import Evaluator, Structure
-
     evaluator = Evaluator(potential)
     energy = np.zeros(len(dataset))
     forces = np.zeros((dataset.total_atoms, 3))

@@ -16,8 +16,9 @@ After the fit (:func:`check_fit_errors`): flagged when the training energy error
 ``ABSURD_ENERGY_RMSE``, or twice that of per-element reference energies alone) or the force
 error is above ``ABSURD_FORCE_RMSE``.
 
-Flagged findings are printed as warnings; with ``ace fit --strict`` the ones found before the fit
-stop it (exit status 1) and the ones found after it give exit status ``STRICT_EXIT_STATUS``.
+The fit workflow (:mod:`ace.fitting.workflow`) logs the findings as warnings; with ``strict``
+(``ace fit --strict``) the ones found before the fit stop it, and the ones found after it give
+``ace fit --strict`` exit status 3 (the potential is written).
 """
 from __future__ import annotations
 
@@ -27,12 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ace._core import effective_n_threads
+from ace.fitting.config import ConfigError, implausible_distances, shortest_pairs
+
 OUTLIER_Z = 10.0  # robust z-score (|r - median| / (1.4826 MAD)) of a flagged energy
 OUTLIER_MIN_DEVIATION = 0.5  # eV/atom: smaller deviations are never flagged (tight data)
 DUPLICATE_ENERGY_TOLERANCE = 1e-3  # eV/atom: duplicates disagreeing by more are flagged
 ABSURD_ENERGY_RMSE = 1000.0  # meV/atom
 ABSURD_FORCE_RMSE = 10.0  # eV/Å
-STRICT_EXIT_STATUS = 3  # --strict: the potential was written, but its fit was flagged
 SHOWN = 10  # structures listed per finding
 
 
@@ -56,8 +59,6 @@ class Finding:
 
 def check_outputs(config):
     """Raise ConfigError if the potential, metrics or checkpoint file could not be written."""
-    from ace.fitting.config import ConfigError
-
     paths = [("output", config.output), ("metrics", config.metrics_path)]
     if config.nonlinear is not None:
         paths.append(("checkpoint", os.path.splitext(config.output)[0] + ".checkpoint.json"))
@@ -88,8 +89,6 @@ def _unwritable(path):
 
 def check_threads(config):
     """A bad thread count fails now, not after the data is read."""
-    from ace._core import effective_n_threads
-    from ace.fitting.config import ConfigError
     try:
         effective_n_threads(config.num_threads)
     except ValueError as exc:
@@ -100,8 +99,6 @@ def check_threads(config):
 
 def check_training_set(config, train, num_threads=None):
     """Refuse an unfittable training set (ConfigError); return the flagged findings."""
-    from ace.fitting.config import ConfigError, implausible_distances, shortest_pairs
-
     n_el = len(config.elements)
     needed = 2 if config.loss.e0 != "auto" else max(2, n_el + 1)
     if len(train) < needed:
@@ -202,9 +199,3 @@ def check_fit_errors(tables, train):
                                 f"(above {ABSURD_FORCE_RMSE:g})"))
     return findings
 
-
-def report(findings, command="fit"):
-    """Print the findings as warnings on stderr, one line each."""
-    import sys
-    for finding in findings:
-        print(f"ace {command}: warning: {finding}", file=sys.stderr)

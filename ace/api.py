@@ -1,0 +1,160 @@
+"""The library's functions, one per job of the ``ace`` command (re-exported as ``ace.fit``,
+``ace.evaluate``, ...; the command line only parses arguments and calls these):
+
+* :func:`fit` -- fit a config (``ace fit``), :func:`estimate_fit` -- its basis size and memory
+  without fitting (``ace fit --dry-run``);
+* :func:`evaluate` -- error tables of a potential on data (``ace evaluate``);
+* :func:`load` -- a potential from any supported file, :func:`export` -- write it to PACE
+  (``ace export``, ``ace convert``; ``potential.save(path)`` writes ace's own format);
+* :func:`describe` -- a summary of a potential (``ace info``).
+
+Errors are exceptions: :class:`ace.fitting.config.ConfigError`, :class:`ace.data.DataError`
+and other ``ValueError``\\ s for bad input, ``OSError`` for files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ase import Atoms
+
+from ace.data import Dataset, DataKeys, read_dataset
+from ace.fitting import progress_bar
+from ace.fitting.config import FitConfig
+from ace.fitting.metrics import evaluate as _error_table
+from ace.fitting.workflow import FitEstimate, FitResult, estimate_fit as _estimate_fit, run_fit
+from ace.io import export as _export
+from ace.io import load_potential
+
+__all__ = ["fit", "estimate_fit", "evaluate", "load", "export", "describe", "FitConfig",
+           "FitResult", "FitEstimate"]
+
+
+def _config(config, num_threads=None, progress=None):
+    """A FitConfig from a FitConfig (copied), a dict (relative paths relative to the working
+    directory) or a YAML file (relative to the file), with the overrides applied."""
+    if isinstance(config, FitConfig):
+        config = dataclasses.replace(config)
+    elif isinstance(config, dict):
+        config = FitConfig.from_dict(config)
+    elif isinstance(config, (str, os.PathLike)):
+        config = FitConfig.load(config)
+    else:
+        raise TypeError(f"config: expected a FitConfig, a dict or a file name, got "
+                        f"{type(config).__name__}")
+    if num_threads is not None:
+        config.num_threads = num_threads
+    if progress is not None:
+        config.progress = bool(progress)
+    return config
+
+
+def fit(config, *, resume=False, num_threads=None, progress=None, log=None, strict=False):
+    """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
+
+    ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
+    relative paths are relative to the working directory) or a YAML file name. Writes the
+    potential to the config's ``output`` (its metadata holds the settings, the fit report and
+    the error tables), the tables to ``<output>.metrics.json`` and, for a nonlinear fit, its
+    state to ``<output>.checkpoint.json``, updating ``output`` with the best potential so far
+    as it goes. ``resume=True`` continues a nonlinear fit from that checkpoint.
+    ``num_threads`` and ``progress`` (bars on stderr) override the config's ``fit`` section;
+    ``log`` receives the fit's messages (default: the ``logging`` logger
+    ``ace.fitting.workflow`` at INFO; ``log=print`` shows them). Before any work the output
+    paths are checked and an unfittable training set is refused; doubtful data (energy
+    outliers, conflicting duplicates, implausible distances) are flagged as warnings, which
+    ``strict=True`` turns into a ConfigError before the fit (:mod:`ace.fitting.sanity`).
+
+    Returns a :class:`FitResult`: ``.potential``, ``.tables`` (error tables by split),
+    ``.report`` (the fit report), the paths written, and ``.findings`` / ``.flagged`` (the
+    warnings before and after the fit).
+    """
+    return run_fit(_config(config, num_threads, progress), resume=resume, log=log,
+                   strict=strict)
+
+
+def estimate_fit(config, *, num_threads=None, log=None):
+    """What ``ace fit --dry-run`` reports, without fitting: a :class:`FitEstimate` with the
+    basis size (``.n_functions``, ``.counts`` per element and order) and the memory the fit
+    needs (``.memory``, bytes). ``config`` as for :func:`fit`."""
+    return _estimate_fit(_config(config, num_threads, progress=False), log=log)
+
+
+def dataset(data, keys=None):
+    """A :class:`Dataset` from a Dataset, an ASE Atoms or a list of them, or file names
+    (a file, a glob pattern, ``file@slice`` or a list of them). ``keys``: where the labels are
+    (a :class:`DataKeys` or a dict of its fields; default: the stored calculator results)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(keys, dict):
+        keys = DataKeys(**keys)
+    if isinstance(data, Atoms):
+        data = [data]
+    if isinstance(data, (str, os.PathLike)):
+        return read_dataset(data, keys)
+    items = list(data) if isinstance(data, (list, tuple)) else None
+    if items and all(isinstance(item, Atoms) for item in items):
+        return Dataset.from_atoms(items, keys=keys)
+    if items and all(isinstance(item, (str, os.PathLike)) for item in items):
+        return read_dataset(items, keys)
+    raise TypeError(f"data: expected a Dataset, ASE Atoms, a list of Atoms or file names, got "
+                    f"{type(data).__name__}")
+
+
+def evaluate(potential, data, *, num_threads=None, keys=None, progress=False):
+    """The error table of ``potential`` (an object or any potential file) on ``data``
+    (see :func:`dataset`): {"units", "overall": row, "by_config_type": {type: row}}, a row
+    holding n_structures, n_atoms and <energy|forces|stress>_<rmse|mae> in meV/atom, eV/Å and
+    GPa (None where the data have no such labels). ``progress``: a bar on stderr."""
+    potential = load_potential(potential)
+    data = dataset(data, keys)
+    data.check_elements(potential.elements)
+    return _error_table(potential, data, num_threads, progress_bar(progress))
+
+
+def load(path, *, reference_energy=False):
+    """The :class:`ACEPotential` in ``path``: ace's YAML, PACE's .yace or pacemaker's .yaml
+    (recognised from the content). ``reference_energy`` (pacemaker .yaml only): E0 from the
+    file's metadata reference_energy, so that energies are totals as in training."""
+    return load_potential(path, reference_energy=reference_energy)
+
+
+def export(potential, path, format=None, *, e0_to_metadata=False, delta_spline_bins=None):
+    """Write ``potential`` (an object or a file) for PACE: ``format`` "yace" (LAMMPS
+    ``pair_style pace``, python-ace) or "pace-yaml" (pacemaker's B-basis), by default from the
+    suffix of ``path`` (.yace, .yaml/.yml); "ace" writes ace's own format. See
+    :func:`ace.io.export` for E0 and the spline step. Returns the format written."""
+    return _export(potential, path, format, e0_to_metadata=e0_to_metadata,
+                   delta_spline_bins=delta_spline_bins)
+
+
+def describe(potential):
+    """A JSON-friendly summary of ``potential`` (an object or a file): elements, cutoff,
+    functions per element and order, E0, bonds, embeddings, core repulsion, provenance (how it
+    was fitted) and the error tables stored with it (what ``ace info`` prints)."""
+    potential = load_potential(potential)
+    el = potential.elements
+    bonds = {f"{el[i]}-{el[j]}": {"radbase": b.radbase, "rcut": b.rcut, "nradbase": b.nradbase,
+                                   "nradmax": b.nradmax, "lmax": b.lmax,
+                                   "inner_cutoff_type": b.inner_cutoff_type, "r_in": b.r_in,
+                                   "delta_in": b.delta_in}
+             for (i, j), b in sorted(potential.bonds.items()) if i <= j}
+    embeddings = {el[i]: {"npot": e.npot, "ndensity": e.ndensity,
+                          "fs_parameters": list(e.fs_parameters)}
+                  for i, e in sorted(potential.embeddings.items())}
+    meta = potential.metadata or {}
+    fit_section = meta.get("fit") or {}
+    report = fit_section.get("report") or {}
+    provenance = {k: meta[k] for k in ("created", "ace_version") if k in meta}
+    if fit_section:
+        config = fit_section.get("config") or {}
+        provenance.update({"train": config.get("train"), "test": config.get("test"),
+                           **{k: report[k] for k in ("l2", "weights", "method", "rank",
+                                                     "condition", "n_train_structures")
+                              if k in report}})
+    return {"elements": el, "n_functions": potential.n_functions, "cutoff": potential.cutoff,
+            "functions_per_order": {e: dict(sorted(c.items()))
+                                    for e, c in potential.counts().items()},
+            "e0": dict(zip(el, map(float, potential.e0))), "bonds": bonds,
+            "embeddings": embeddings, "core_repulsion": potential.has_core_repulsion,
+            "provenance": provenance, "metrics": meta.get("metrics") or {}}

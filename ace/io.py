@@ -1,0 +1,83 @@
+"""Potential files in every supported format: load any of them, export to PACE.
+
+Reading recognises the format from the content, not the suffix: ace's checksummed YAML
+(:meth:`ACEPotential.save`), PACE's C-tilde ``.yace`` (LAMMPS ``pair_style pace``) and
+pacemaker's B-basis ``.yaml`` (the PACE readers and writers are in :mod:`ace.pace`).
+:func:`export` writes the two PACE formats, and ace's own (the same as
+:meth:`ACEPotential.save`) when asked for by name.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from ace.pace import export_pace_yaml, export_yace, load_pace
+from ace.potential import ACEPotential, PotentialFileError
+
+EXPORT_FORMATS = ("yace", "pace-yaml", "ace")
+# the suffixes that name an export format when none is given
+EXPORT_SUFFIXES = {".yace": "yace", ".yaml": "pace-yaml", ".yml": "pace-yaml"}
+
+
+def load_potential(source, reference_energy=False):
+    """An :class:`ACEPotential` from a potential object or a file path (ace YAML, PACE .yace,
+    pacemaker .yaml). ``reference_energy`` (pacemaker .yaml only): E0 from the file's metadata
+    ``reference_energy``, so that energies are totals rather than reference-corrected."""
+    if isinstance(source, ACEPotential):
+        return source
+    path = os.fspath(source)
+    head = read_head(path)
+    if head.startswith("# ace-potential") or "format: ace-potential" in head:
+        if reference_energy:
+            raise ValueError(f"{path}: reference_energy applies to pacemaker .yaml files only")
+        return ACEPotential.load(path)
+    return load_pace(path, reference_energy=reference_energy)
+
+
+def read_head(path, size=4096):
+    """The first bytes of a potential file as text, refusing what is not a regular file (a
+    directory, /dev/zero) with a PotentialFileError naming it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PotentialFileError(f"{path}: not a regular file (a potential file must be one)")
+        with open(path, "rb") as fh:
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise PotentialFileError(f"{path}: cannot read the potential file: "
+                                 f"{exc.strerror or exc}") from None
+
+
+def export_format(path, format=None, formats=EXPORT_FORMATS, suffixes=EXPORT_SUFFIXES):
+    """``format`` if given (checked against ``formats``), else the one the suffix of ``path``
+    names; ValueError if neither says."""
+    if format is not None:
+        if format not in formats:
+            raise ValueError(f"unknown format {format!r}; expected one of {', '.join(formats)}")
+        return format
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in suffixes:
+        raise ValueError(f"cannot tell the format from '{path}'; give the format "
+                         f"({', '.join(formats)})")
+    return suffixes[suffix]
+
+
+def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins=None):
+    """Write ``potential`` (an object or a file) to ``path`` in a PACE format: ``yace``
+    (C-tilde, LAMMPS and python-ace) or ``pace-yaml`` (pacemaker's B-basis); by default the
+    suffix decides (.yace -> yace, .yaml/.yml -> pace-yaml). ``format="ace"`` writes ace's own
+    checksummed YAML (:meth:`ACEPotential.save`; the PACE options do not apply).
+
+    A .yace carries E0; a pace-yaml file cannot, so nonzero E0 is refused unless
+    ``e0_to_metadata`` (stored as pacemaker's metadata ``reference_energy``; ignored for yace).
+    ``delta_spline_bins``: PACE's radial spline step in Å (default: the potential's, else
+    0.001). Returns the format written."""
+    fmt = export_format(path, format)
+    potential = load_potential(potential)
+    if fmt == "yace":
+        export_yace(potential, path, delta_spline_bins=delta_spline_bins)
+    elif fmt == "pace-yaml":
+        export_pace_yaml(potential, path, e0_to_metadata=e0_to_metadata,
+                         delta_spline_bins=delta_spline_bins)
+    else:
+        potential.save(path)
+    return fmt
