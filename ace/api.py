@@ -30,15 +30,17 @@ __all__ = ["fit", "estimate_fit", "evaluate", "load", "export", "describe", "Fit
            "FitResult", "FitEstimate"]
 
 
-def _config(config, num_threads=None, progress=None):
+def _config(config, num_threads=None, progress=None, trust_pickle=False, log=None):
     """A FitConfig from a FitConfig (copied), a dict (relative paths relative to the working
-    directory) or a YAML file (relative to the file), with the overrides applied."""
+    directory) or a YAML file (relative to the file; ace's config or pacemaker's input.yaml),
+    with the overrides applied."""
     if isinstance(config, FitConfig):
         config = dataclasses.replace(config)
+        config.trust_pickle = config.trust_pickle or trust_pickle
     elif isinstance(config, dict):
-        config = FitConfig.from_dict(config)
+        config = FitConfig.from_dict(config, trust_pickle=trust_pickle)
     elif isinstance(config, (str, os.PathLike)):
-        config = FitConfig.load(config)
+        config = FitConfig.load(config, log=log, trust_pickle=trust_pickle)
     else:
         raise TypeError(f"config: expected a FitConfig, a dict or a file name, got "
                         f"{type(config).__name__}")
@@ -49,7 +51,8 @@ def _config(config, num_threads=None, progress=None):
     return config
 
 
-def fit(config, *, resume=False, num_threads=None, progress=None, log=None, strict=False):
+def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=False, log=None,
+        strict=False):
     """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
 
     ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
@@ -58,8 +61,10 @@ def fit(config, *, resume=False, num_threads=None, progress=None, log=None, stri
     the error tables), the tables to ``<output>.metrics.json`` and, for a nonlinear fit, its
     state to ``<output>.checkpoint.json``, updating ``output`` with the best potential so far
     as it goes. ``resume=True`` continues a nonlinear fit from that checkpoint.
-    ``num_threads`` and ``progress`` (bars on stderr) override the config's ``fit`` section;
-    ``log`` receives the fit's messages (default: the ``logging`` logger
+    ``num_threads`` and ``progress`` (bars on stderr, and the nonlinear fit's lines at least
+    every 10 s through ``log``) override the config's ``fit`` section; ``trust_pickle=True``
+    reads pacemaker's pickled datasets (``*.pckl.gzip``; a pickle can run code when loaded, so
+    only for files you trust), as ``data: {trust_pickle: true}`` does; ``log`` receives the fit's messages (default: the ``logging`` logger
     ``ace.fitting.workflow`` at INFO; ``log=print`` shows them). Before any work the output
     paths are checked and an unfittable training set is refused; doubtful data (energy
     outliers, conflicting duplicates, implausible distances) are flagged as warnings, which
@@ -69,15 +74,17 @@ def fit(config, *, resume=False, num_threads=None, progress=None, log=None, stri
     ``.report`` (the fit report), the paths written, and ``.findings`` / ``.flagged`` (the
     warnings before and after the fit).
     """
-    return run_fit(_config(config, num_threads, progress), resume=resume, log=log,
-                   strict=strict)
+    return run_fit(_config(config, num_threads, progress, trust_pickle, log), resume=resume,
+                   log=log, strict=strict)
 
 
-def estimate_fit(config, *, num_threads=None, log=None):
+def estimate_fit(config, *, num_threads=None, trust_pickle=False, log=None):
     """What ``ace fit --dry-run`` reports, without fitting: a :class:`FitEstimate` with the
-    basis size (``.n_functions``, ``.counts`` per element and order) and the memory the fit
-    needs (``.memory``, bytes). ``config`` as for :func:`fit`."""
-    return _estimate_fit(_config(config, num_threads, progress=False), log=log)
+    basis size (``.n_functions``, ``.counts`` per element and order), the memory the fit
+    needs (``.memory``, bytes) and, for a nonlinear fit, its time (``.nonlinear_seconds``, an
+    upper estimate, and ``.nonlinear_seconds_per_evaluation``). ``config`` as for
+    :func:`fit`."""
+    return _estimate_fit(_config(config, num_threads, False, trust_pickle, log), log=log)
 
 
 def dataset(data, keys=None):

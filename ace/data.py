@@ -1,7 +1,8 @@
 """Datasets of labelled structures in a compact form: flat arrays plus per-structure offsets.
 
 Read with :func:`read_dataset` from any file ASE can read (extended XYZ first, ASE databases,
-lists of files, glob patterns, ``file@slice`` as in ASE) or build with
+lists of files, glob patterns, ``file@slice`` as in ASE), from pacemaker's pickled DataFrames
+(``*.pckl.gzip``, :mod:`ace.pacemaker_data`, only with ``trust_pickle=True``) or build with
 :meth:`Dataset.from_atoms`. Labels come from the stored calculator results (what ASE's extxyz
 reader makes of ``energy=...`` and a ``forces`` column) or from named ``info``/``arrays`` keys.
 
@@ -301,17 +302,35 @@ def expand_sources(sources):
     return paths
 
 
-def read_dataset(sources, keys=None, warn_duplicates=True, **key_overrides):
+def check_pickle_trust(source, trust_pickle):
+    """DataError if ``source`` (a file, ``file@slice`` or glob pattern) names a pickle and
+    ``trust_pickle`` is false: loading a pickle can run code, so it needs the user's word."""
+    from ace.pacemaker_data import PickleTrustError, check_trust
+
+    base = os.fspath(source).partition("@")[0]
+    paths = sorted(glob.glob(base)) if any(ch in base for ch in "*?[") else [base]
+    try:
+        for path in paths:
+            check_trust(path, trust_pickle)
+    except PickleTrustError as exc:
+        raise DataError(str(exc)) from None
+
+
+def read_dataset(sources, keys=None, warn_duplicates=True, trust_pickle=False, **key_overrides):
     """Read structures from files ASE can read into one :class:`Dataset`.
 
     ``sources``: a file, a glob pattern or a list of them; ``file@slice`` selects frames as in
     ASE (``data.xyz@:100``); ``.db`` files are read with their key-value pairs. ``keys`` (a
     :class:`DataKeys`, or its fields as keyword arguments) names where the labels are.
+    pacemaker's pickled DataFrames are read only with ``trust_pickle=True`` (a pickle can run
+    code when loaded), else a DataError says how to proceed.
     """
     keys = keys or DataKeys(**key_overrides)
     datasets = []
     for path in expand_sources(sources):
-        records = [_record(atoms, name, keys) for name, atoms in _read_images(path)]
+        check_pickle_trust(path, trust_pickle)
+        records = [_record(atoms, name, keys)
+                   for name, atoms in _read_images(path, trust_pickle)]
         if not records:
             raise DataError(f"{path}: no structures")
         datasets.append(Dataset._from_records(records, path))
@@ -321,13 +340,21 @@ def read_dataset(sources, keys=None, warn_duplicates=True, **key_overrides):
     return dataset
 
 
-def _read_images(path):
+def _read_images(path, trust_pickle=False):
     """Yield (name, atoms) of one source; names are ``file:index``."""
     import ase.io  # here, not at the top: it loads every ASE format (about a second)
+
+    from ace import pacemaker_data
 
     base, _, index = path.partition("@")
     if base.endswith(DB_SUFFIXES):
         yield from _read_db(base, index)
+        return
+    if pacemaker_data.is_pickle(base):
+        try:
+            yield from pacemaker_data.read_images(base, index, trust_pickle)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
         return
     if os.path.isfile(base) and os.path.getsize(base) == 0:
         return  # an empty file holds no structures

@@ -11,7 +11,11 @@ from __future__ import annotations
 import os
 import stat
 
-from ace.pace import export_pace_yaml, export_yace, load_pace
+import yaml
+
+from ace.limits import read_text_file, yaml_load_bounded
+from ace.pace import (PACE_METADATA_KEY, REFERENCE_ENERGY_KEY, export_pace_yaml, export_yace,
+                      load_pace)
 from ace.potential import ACEPotential, PotentialFileError
 
 EXPORT_FORMATS = ("yace", "pace-yaml", "ace")
@@ -31,7 +35,46 @@ def load_potential(source, reference_energy=False):
         if reference_energy:
             raise ValueError(f"{path}: reference_energy applies to pacemaker .yaml files only")
         return ACEPotential.load(path)
-    return load_pace(path, reference_energy=reference_energy)
+    try:
+        return load_pace(path, reference_energy=reference_energy)
+    except ValueError:
+        kind = fit_config_kind(path)
+        if kind:
+            raise ValueError(f"{path}: this looks like {kind}, not a potential; fit it with "
+                             f"`ace fit {path}` and give the potential file the fit writes "
+                             "(its `output`)") from None
+        raise
+
+
+# top-level keys of a fit config that no potential file has
+FIT_CONFIG_KEYS = {"ace": {"data", "output", "cutoff"}, "pacemaker": {"potential", "fit", "data"}}
+
+
+def fit_config_kind(path):
+    """'an ace fit config' / "pacemaker's input file" when ``path`` reads as one, else None."""
+    try:  # bounded like a potential file (this runs on files no loader accepted)
+        raw = yaml_load_bounded(read_text_file(path, ValueError), yaml.SafeLoader, path,
+                                ValueError)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if len(FIT_CONFIG_KEYS["pacemaker"] & set(raw)) >= 2:
+        return "pacemaker's fit input file"
+    if len(FIT_CONFIG_KEYS["ace"] & set(raw)) >= 2:
+        return "an ace fit config"
+    return None
+
+
+def unapplied_reference_energy(potential):
+    """The metadata ``reference_energy`` of the pacemaker .yaml ``potential`` was read from when
+    it was read with E0 = 0 (as pyace evaluates it), else None: such a potential predicts
+    energies minus the reference energies, not total energies."""
+    pace = (potential.metadata or {}).get(PACE_METADATA_KEY) or {}
+    reference = (pace.get("metadata") or {}).get(REFERENCE_ENERGY_KEY)
+    if pace.get("format") == "yaml" and reference is not None and not potential.e0.any():
+        return reference
+    return None
 
 
 def read_head(path, size=4096):

@@ -129,7 +129,13 @@ def test_recorded_metrics_match_the_files(shipped):
     assert test["energy_mae"] <= energy_target and test["forces_mae"] <= force_target
 
 
-@pytest.mark.skipif(not os.path.isdir(DATA), reason="mlearn data not present")
+MLEARN_MISSING = (f"mlearn data not found at {DATA}: the public mlearn benchmark (Zuo et al., "
+                  "J. Phys. Chem. A 124, 731 (2020); repository materialsvirtuallab/mlearn on "
+                  "GitHub) converted to extended XYZ as <that directory>/<Mo|Si>/{train,test}.xyz"
+                  "; potentials/README.md says how")
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=MLEARN_MISSING)
 def test_test_set_errors_are_reproduced(shipped):
     from ace.data import read_dataset
     from ace.fitting.metrics import evaluate

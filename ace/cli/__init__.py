@@ -1,5 +1,7 @@
 """The ``ace`` command line: ``ace fit``, ``ace evaluate``, ``ace info``, ``ace demo``,
-``ace export`` and ``ace convert`` (PACE .yace/.yaml).
+``ace export`` and ``ace convert`` (PACE .yace/.yaml), ``ace convert-config`` and
+``ace convert-data`` (pacemaker's input.yaml and pickled datasets), ``ace init`` (a commented
+config with every key).
 
 Argument parsing only: each subcommand is a module of this package with
 ``add_arguments(parser)`` and ``run(args) -> exit code`` that calls the library
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ace import __version__
@@ -23,13 +26,22 @@ COMMANDS = {
     "demo": "ace.cli.demo",
     "export": "ace.cli.export",
     "convert": "ace.cli.convert",
+    "convert-config": "ace.cli.convert_config",
+    "convert-data": "ace.cli.convert_data",
+    "init": "ace.cli.init",
 }
+
+
+def summary(doc):
+    """The first sentence of a module docstring (for the command list of ``ace --help``)."""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return first.split(". ")[0].rstrip(".")
 
 
 def add_command(subparsers, name, module):
     """Register ``module`` (add_arguments, run; its docstring is the help) as ``name``."""
     doc = (module.__doc__ or "").strip()
-    sub = subparsers.add_parser(name, help=doc.splitlines()[0] if doc else None,
+    sub = subparsers.add_parser(name, help=summary(doc) if doc else None,
                                 description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(sub)
@@ -53,7 +65,15 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        status = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`ace info x | head`): not an error of ours; stdout is pointed
+        # at devnull so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def fail(command, message, status=1):

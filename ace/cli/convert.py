@@ -50,6 +50,9 @@ def run(args):
     fmt = output_format(args.output, args.format)
     try:
         potential = ace.load(args.input, reference_energy=args.reference_energy)
+        warn_unapplied_reference_energy(args.input, potential)
+        if fmt == "pace-yaml":
+            check_e0_exportable(potential, args.e0_to_metadata)
         ace.export(potential, args.output, fmt, e0_to_metadata=args.e0_to_metadata,
                    delta_spline_bins=args.delta_spline_bins)
     except (ValueError, OSError) as exc:
@@ -57,3 +60,27 @@ def run(args):
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "
           f"{' '.join(potential.elements)})")
     return 0
+
+
+def warn_unapplied_reference_energy(path, potential):
+    """Warn when a pacemaker .yaml with metadata reference_energy is read with E0 = 0: the
+    converted potential then predicts reference-corrected, not total, energies."""
+    from ace.io import unapplied_reference_energy
+
+    reference = unapplied_reference_energy(potential)
+    if reference is not None:
+        print(f"ace convert: warning: {path} has metadata reference_energy {reference} but is "
+              "read with E0 = 0 (as pyace evaluates it): the result predicts energies minus the "
+              "reference energies; add --reference-energy to predict total energies",
+              file=sys.stderr)
+
+
+def check_e0_exportable(potential, e0_to_metadata):
+    """ValueError naming the command-line flag (not the library's keyword) when a potential
+    with nonzero E0 is written as a PACE .yaml without --e0-to-metadata."""
+    if potential.e0.any() and not e0_to_metadata:
+        e0 = ", ".join(f"{el} {float(v):.6g} eV" for el, v in zip(potential.elements,
+                                                                  potential.e0))
+        raise ValueError(f"nonzero E0 ({e0}): a PACE .yaml cannot add it to the energy (pyace "
+                         "ignores metadata); export .yace, or give --e0-to-metadata to store "
+                         "it as pacemaker's metadata reference_energy")

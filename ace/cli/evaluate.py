@@ -14,10 +14,13 @@ def add_arguments(parser):
     parser.add_argument("data", nargs="+", help="data files, glob patterns or file@slice")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--num-threads", type=int, default=None, help="OpenMP threads")
-    for key in KEYS:
-        parser.add_argument(f"--{key.replace('_', '-')}-key", default=None,
-                            help=f"info/arrays key of the {key.replace('_', ' ')} "
-                                 "(default: the stored calculator result / the ASE default key)")
+    for key in ("energy", "forces", "stress"):
+        parser.add_argument(f"--{key}-key", default=None,
+                            help=f"info/arrays key of the {key} (default: the stored "
+                                 f"calculator result, else the info/arrays key '{key}')")
+    parser.add_argument("--config-type-key", default=None,
+                        help="info key grouping the structures in the table (default: "
+                             "'config_type'; structures without it are 'default')")
 
 
 def run(args):

@@ -37,12 +37,16 @@ def add_parser(subparsers):
 def run(args):
     import ace
     from ace.cli import fail
+    from ace.cli.convert import check_e0_exportable
+    from ace.io import export_format
 
     try:
         potential = ace.load(args.potential)
-        fmt = ace.export(potential, args.output, args.format,
-                         e0_to_metadata=args.e0_to_metadata,
-                         delta_spline_bins=args.delta_spline_bins)
+        fmt = export_format(args.output, args.format, formats=FORMATS)
+        if fmt == "pace-yaml":
+            check_e0_exportable(potential, args.e0_to_metadata)
+        ace.export(potential, args.output, fmt, e0_to_metadata=args.e0_to_metadata,
+                   delta_spline_bins=args.delta_spline_bins)
     except (ValueError, OSError) as exc:
         return fail("export", str(exc))
     print(f"wrote {args.output} ({fmt}: {potential.n_functions} B-functions, elements "

@@ -1,11 +1,13 @@
-"""Fit an ACE potential from a YAML config (linear, or nonlinear with fit.method nonlinear).
+"""Fit an ACE potential (linear, or nonlinear with fit.method: nonlinear) from a YAML config.
 
 The config needs only `elements`, `cutoff`, `data: {train, test}` and `output`; every other
-key is documented in ace/fitting/config.py. Prints the basis, the chosen weights and
-regularisation, the error tables for train and test, and writes the potential (with the fit
-settings and metrics in its metadata) and a metrics JSON beside it (<output>.metrics.json).
-`--dry-run` stops after reading the data and building the basis and prints the basis size and
-the memory the fit will need. The same from Python: ace.fit(config), ace.estimate_fit(config).
+key is documented in ace/fitting/config.py (`ace init` writes them all with their defaults).
+pacemaker's input.yaml is read too, each key it has and ace ignores named with the reason.
+Prints the basis, the chosen weights and regularisation, the error tables for train and test,
+and writes the potential (with the fit settings and metrics in its metadata) and a metrics JSON
+beside it (<output>.metrics.json). `--dry-run` stops after reading the data and building the
+basis and prints the basis size, the memory the fit will need and, for a nonlinear fit, an
+estimate of its time. The same from Python: ace.fit(config), ace.estimate_fit(config).
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ def add_arguments(parser):
                         help="OpenMP threads (default: fit.num_threads, else OMP_NUM_THREADS)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress output (bars or periodic lines on stderr)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read pacemaker's pickled datasets (*.pckl.gzip; a pickle can "
+                             "run code when loaded: only for files you trust)")
     parser.add_argument("--resume", action="store_true",
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
@@ -38,9 +43,10 @@ def run(args):
 
     config = None
     try:
-        config = FitConfig.load(args.config)
+        config = FitConfig.load(args.config, trust_pickle=args.trust_pickle)
         if args.dry_run:
-            print_estimate(ace.estimate_fit(config, num_threads=args.num_threads, log=say))
+            print_estimate(ace.estimate_fit(config, num_threads=args.num_threads, log=say),
+                           config)
             return 0
         result = ace.fit(config, resume=args.resume, num_threads=args.num_threads,
                          progress=False if args.no_progress else None, log=say,
@@ -69,10 +75,17 @@ def print_tables(tables):
     print()
 
 
-def print_estimate(estimate):
+def print_estimate(estimate, config):
     print(f"basis size: {estimate.n_functions} functions")
     for element, counts in estimate.counts.items():
         print(f"  {element}: " + ", ".join(f"order {k}: {n}" for k, n in counts.items()))
     print("memory needed by the fit (approximate):")
     for key, value in estimate.memory.items():
         print(f"  {key:<17} {value / 2**20:10.1f} MiB")
+    if estimate.nonlinear_seconds is not None:
+        s = config.nonlinear
+        total = estimate.nonlinear_seconds
+        print(f"nonlinear stage: {estimate.nonlinear_seconds_per_evaluation:.3g} s per loss and "
+              f"gradient evaluation on the {estimate.n_train} training structures; "
+              f"{s.max_iterations} iterations x {s.restarts} restart(s) take at most about "
+              f"{total:.0f} s ({total / 60:.1f} min; less if it converges or stops early)")

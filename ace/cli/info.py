@@ -5,12 +5,23 @@ From Python: ace.describe(potential).
 from __future__ import annotations
 
 
-
 def describe(potential):
     """The summary this command prints: :func:`ace.describe` (imported when first needed, so
     that building the command's parser stays cheap)."""
     from ace.api import describe as summary
     return summary(potential)
+
+
+def readable(value):
+    """``value`` for a person: floats to 4 significant digits (the condition number
+    980267.8372971191 as 9.803e+05), lists and mappings item by item."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {readable(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(readable(v) for v in value) + "]"
+    return str(value)
 
 
 def add_arguments(parser):
@@ -46,7 +57,7 @@ def run(args):
     if summary["provenance"]:
         print("provenance:")
         for key, value in summary["provenance"].items():
-            print(f"  {key}: {value}")
+            print(f"  {key}: {readable(value)}")
     for name, table in summary["metrics"].items():
         print()
         print(format_table(table, f"{name} errors (stored)"))

@@ -1,5 +1,11 @@
 """The fit configuration (YAML) of ``ace fit``: keys, defaults, validation.
 
+pacemaker's ``input.yaml`` is read too: :mod:`ace.fitting.pacemaker` translates it and names
+each key it ignores, and ``ace convert-config`` writes the translation out. Numbers may be
+written in any spelling Python's ``float`` takes (``1e-6`` included, which PyYAML alone reads
+as a string); a misspelt key gets a "did you mean". ``ace init`` writes every key below, with
+its default, into a commented config.
+
 A config needs only four keys; everything else has a default chosen from principles::
 
     elements: [Mo]
@@ -13,8 +19,11 @@ Every key (relative paths are relative to the config file)::
     cutoff: 5.0                       # required, Å
     output: potential.yaml            # required
     data:
-      train: file | glob | [files]    # required; any ASE-readable file, "file@:100" slices
+      train: file | glob | [files]    # required; any ASE-readable file, "file@:100" slices,
+                                      #   or pacemaker's pandas pickles (*.pckl.gzip)
       test: file | glob | [files]     # optional
+      trust_pickle: false             # read pickles (they can run code when loaded): only
+                                      #   for files you made or trust (or --trust-pickle)
       keys:                           # where the labels are (default: stored calculator
         energy: null                  #   results, then info["energy"], arrays["forces"],
         forces: null                  #   info["stress"])
@@ -91,26 +100,27 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import yaml
 from ase.data import atomic_numbers, covalent_radii
 
 from ace.basis import BasisSpec
-from ace.data import DataKeys
+from ace.data import DataKeys, check_pickle_trust
+from ace.fitting import pacemaker
+from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean,
+                                     float_or_same, load_yaml)
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
 from ace.fitting.nonlinear import NonlinearSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
-                        LimitError, check_cutoff, check_integer, read_text_file,
-                        yaml_load_bounded)
+                        LimitError, check_cutoff, check_integer)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
 from ace.neighbours import build_neighbour_list
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
-LINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1, "fs_parameters": [1, 1]}
 OBSERVATIONS_PER_FUNCTION = 12
 MIN_FUNCTIONS, MAX_FUNCTIONS = 16, 2000
 ZBL_MARGIN = 0.1  # Å below the shortest training distance where the ZBL blend ends
@@ -121,7 +131,7 @@ COVALENT_FLOOR_FRACTION = 0.5
 
 TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
             "regularisation", "fit"}
-DATA_KEYS = {"train", "test", "keys"}
+DATA_KEYS = {"train", "test", "keys", "trust_pickle"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
 REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed"}
@@ -135,10 +145,6 @@ NONLINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "ndensity": 2,
                        "fs_parameters": [1, 1, 1, 0.5]}
 
 
-class ConfigError(ValueError):
-    """An invalid fit configuration; the message names the key."""
-
-
 def _check_keys(section, allowed, where):
     if section is None:
         return {}
@@ -146,7 +152,10 @@ def _check_keys(section, allowed, where):
         raise ConfigError(f"{where}: expected a mapping, got {section!r}")
     unknown = sorted(set(section) - allowed, key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(allowed)})")
+        hints = "".join(f"; '{k}'{did_you_mean(k, allowed)}" for k in unknown
+                        if did_you_mean(k, allowed))
+        raise ConfigError(f"{where}: unknown key(s) {unknown}{hints} "
+                          f"(allowed: {sorted(allowed)})")
     return section
 
 
@@ -163,7 +172,9 @@ def _paths(value, where, base_dir, required):
 
 def _resolve(path, base_dir):
     path = os.path.expanduser(path)
-    return path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    if os.path.isabs(path) or base_dir is None:
+        return path
+    return os.path.normpath(os.path.join(base_dir, path))
 
 
 @dataclass
@@ -176,6 +187,7 @@ class FitConfig:
     output: str
     test: list = field(default_factory=list)
     keys: DataKeys = field(default_factory=DataKeys)
+    trust_pickle: bool = False  # read pandas pickles (pacemaker datasets): they can run code
     basis: dict = field(default_factory=dict)
     core_repulsion: object = "auto"
     loss: LossSettings = field(default_factory=LossSettings)
@@ -188,18 +200,28 @@ class FitConfig:
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def load(cls, path):
+    def load(cls, path, log=None, trust_pickle=False):
+        """Read a config file: ace's, or pacemaker's ``input.yaml`` (translated by
+        :mod:`ace.fitting.pacemaker`, each key it ignores reported through ``log``, by
+        default on stderr). ``trust_pickle``: read pickled datasets even if the config does
+        not say ``data: {trust_pickle: true}`` (``ace fit --trust-pickle``)."""
         path = os.fspath(path)
-        # bounded like a potential file: a regular UTF-8 file, no alias bombs
-        text = read_text_file(path, ConfigError, what="fit configuration")
-        raw = yaml_load_bounded(text, yaml.SafeLoader, path, ConfigError)
+        raw = load_yaml(path)
         try:
-            return cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)))
+            if pacemaker.is_pacemaker_config(raw):
+                raw, notes = pacemaker.translate(raw)
+                log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+                log(f"{path}: a pacemaker input file, read as the ace config that "
+                    f"`ace convert-config {os.path.basename(path)} -o ace.yaml` writes")
+                for key, why in notes:
+                    log(f"  ignored {key}: {why}")
+            return cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)),
+                                 trust_pickle=trust_pickle)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
     @classmethod
-    def from_dict(cls, raw, base_dir=None):
+    def from_dict(cls, raw, base_dir=None, trust_pickle=False):
         raw = _check_keys(raw, TOP_KEYS, "config")
         for key in ("elements", "cutoff", "data", "output"):
             if key not in raw:
@@ -211,10 +233,13 @@ class FitConfig:
                 and all(isinstance(e, str) for e in elements)):
             raise ConfigError(f"elements: expected a list of chemical symbols, got {elements!r}")
         cutoff = raw["cutoff"]
+        if isinstance(cutoff, str):  # a number PyYAML left as a string, given to from_dict
+            cutoff = float_or_same(cutoff)
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
             raise ConfigError(f"cutoff: expected a positive number (Å), got {cutoff!r}")
         check_cutoff(cutoff, "cutoff", error=ConfigError)
         data = _check_keys(raw["data"], DATA_KEYS, "data")
+        _check_keys(data.get("keys"), set(DataKeys.__dataclass_fields__), "data.keys")
         try:
             keys = DataKeys.from_dict(data.get("keys"))
         except (TypeError, ValueError) as exc:
@@ -232,6 +257,7 @@ class FitConfig:
             raise ConfigError(f"fit.method: expected 'linear' or 'nonlinear', got {method!r}")
         fit = _check_keys(fit, FIT_KEYS | (NONLINEAR_KEYS if method == "nonlinear" else set()),
                           "fit")
+        fit = {k: float_or_same(v) for k, v in fit.items()}
         nonlinear = None
         if method == "nonlinear":
             try:
@@ -239,7 +265,11 @@ class FitConfig:
                                                  if k in NONLINEAR_KEYS})
             except (TypeError, ValueError) as exc:
                 raise ConfigError(str(exc)) from exc
+        weights = {k: float_or_same(v) for k, v in weights.items()}
+        regularisation = {k: float_or_same(v) for k, v in regularisation.items()}
         e0 = raw.get("e0", "auto")
+        if isinstance(e0, dict):
+            e0 = {k: float_or_same(v) for k, v in e0.items()}
         if e0 != "auto" and not (isinstance(e0, dict) and
                                  all(isinstance(v, (int, float)) for v in e0.values())):
             raise ConfigError(f"e0: expected 'auto' or a mapping element -> eV, got {e0!r}")
@@ -255,7 +285,9 @@ class FitConfig:
             elements=sorted(elements), cutoff=float(cutoff),
             train=_paths(data.get("train"), "data.train", base_dir, True),
             test=_paths(data.get("test"), "data.test", base_dir, False),
-            output=_resolve(output, base_dir), keys=keys, basis=basis,
+            output=_resolve(output, base_dir), keys=keys,
+            trust_pickle=_flag(data.get("trust_pickle", False), "data.trust_pickle")
+            or trust_pickle, basis=basis,
             core_repulsion=_core_repulsion(raw.get("core_repulsion", "auto")), loss=loss,
             num_threads=_optional_int(fit.get("num_threads"), "fit.num_threads"),
             chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
@@ -263,6 +295,12 @@ class FitConfig:
             source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
         config.check_core_repulsion()
+        if not config.trust_pickle:
+            try:
+                for path in config.train + config.test:
+                    check_pickle_trust(path, False)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
         return config
 
     # ------------------------------------------------------------------ derived settings
@@ -325,7 +363,12 @@ class FitConfig:
         the config's directory, so a shipped potential does not record the fitting machine's
         directory layout."""
         def rel(path):
-            return os.path.relpath(path, self.base_dir) if self.base_dir else path
+            # relative only below the config's directory: '../../..' chains say less than
+            # the absolute path they replace
+            if not self.base_dir or not os.path.isabs(path):
+                return path
+            inside = os.path.relpath(path, self.base_dir)
+            return path if inside.startswith(os.pardir) else inside
 
         return {"elements": self.elements, "cutoff": self.cutoff,
                 "train": [rel(p) for p in self.train], "test": [rel(p) for p in self.test],
@@ -364,6 +407,12 @@ def _check_basis_limits(basis):
         raise ConfigError(str(exc)) from None
 
 
+def _flag(value, where):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
 def _optional_int(value, where):
     if value is None:
         return None
@@ -373,6 +422,8 @@ def _optional_int(value, where):
 
 
 def _core_repulsion(value):
+    if isinstance(value, dict):
+        value = {k: float_or_same(v) for k, v in value.items()}
     if value in ("auto", "none", None):
         return "none" if value is None else value
     if isinstance(value, dict):

@@ -2,13 +2,15 @@
 the potential with its provenance and the metrics JSON.
 
 :func:`run_fit` is what ``ace fit`` and ``ace.fit`` do; :func:`estimate_fit` is ``--dry-run``
-(the basis size and the memory the fit needs, without fitting). A nonlinear fit writes the best
+(the basis size and the memory the fit needs, and for a nonlinear fit the time it may take,
+without fitting). A nonlinear fit writes the best
 potential so far to the config's ``output`` as it goes and its state to
 ``<output>.checkpoint.json``; with the linear fit it started from stored in the checkpoint, so
 that ``resume=True`` continues it without repeating (or having to reproduce) the linear fit.
 
 Messages go to ``log`` (a callable taking one string), by default this module's logger at level
-INFO; progress bars follow ``config.progress``.
+INFO; progress bars, and the nonlinear fit's lines at least every 10 s through ``log``, follow
+``config.progress``. pacemaker's pickled datasets are read only when ``config.trust_pickle``.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ from ace.fitting import progress_bar
 from ace.fitting.config import ConfigError, apply_core_repulsion, default_basis_size
 from ace.fitting.linear import LinearFit, fit_linear, memory_estimate, structure_weights
 from ace.fitting.metrics import evaluate, to_json
-from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, fit_nonlinear, linear_part,
-                                   read_checkpoint_context, start_from_linear)
+from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonlinear_seconds,
+                                   fit_nonlinear, linear_part, read_checkpoint_context,
+                                   start_from_linear)
 from ace.fitting.sanity import (check_fit_errors, check_outputs, check_threads,
                                 check_training_set)
 from ace.potential import ACEPotential
@@ -67,7 +70,9 @@ class FitResult:
 @dataclass
 class FitEstimate:
     """The basis a config gives on its data and the memory its fit needs (bytes per item of
-    :func:`ace.fitting.linear.memory_estimate`); what ``ace fit --dry-run`` prints."""
+    :func:`ace.fitting.linear.memory_estimate`); for a nonlinear fit the measured time of one
+    loss-and-gradient evaluation and an upper estimate of the whole nonlinear stage (seconds,
+    every run using all its iterations); what ``ace fit --dry-run`` prints."""
 
     n_functions: int
     counts: dict  # {element: {correlation order: functions}}
@@ -76,6 +81,8 @@ class FitEstimate:
     core_repulsion: dict | None = None
     n_train: int = 0
     n_test: int = 0
+    nonlinear_seconds_per_evaluation: float | None = None
+    nonlinear_seconds: float | None = None
 
 
 def _logger(log):
@@ -96,12 +103,12 @@ def load_data(config, log=None):
     """Read the training and test sets (test None if the config has none) and check them
     against the elements."""
     log = _logger(log)
-    train = read_dataset(config.train, config.keys)
+    train = read_dataset(config.train, config.keys, trust_pickle=config.trust_pickle)
     train.check_elements(config.elements)
     log(f"train: {train}")
     test = None
     if config.test:
-        test = read_dataset(config.test, config.keys)
+        test = read_dataset(config.test, config.keys, trust_pickle=config.trust_pickle)
         test.check_elements(config.elements)
         log(f"test:  {test}")
     return train, test
@@ -130,7 +137,8 @@ def build_potential(config, train, log=None):
 
 def estimate_fit(config, log=None):
     """Read the data and build the basis of ``config`` (a :class:`FitConfig`) without fitting:
-    a :class:`FitEstimate`."""
+    a :class:`FitEstimate`. A nonlinear config's time is estimated from a few loss-and-gradient
+    evaluations on the training set."""
     check_threads(config)
     train, test = load_data(config, log)
     _warn(check_training_set(config, train, config.num_threads), log)
@@ -140,10 +148,16 @@ def estimate_fit(config, log=None):
         potential.n_functions + (len(config.elements) if config.loss.e0 == "auto" else 0),
         n_terms, config.loss.n_parts(len(train)), config.chunk_rows, int(train.n_atoms.max()),
         potential.n_functions, effective_n_threads(config.num_threads), train.total_atoms)
+    per_evaluation = nonlinear_total = None
+    if config.nonlinear is not None:
+        per_evaluation, nonlinear_total = estimate_nonlinear_seconds(
+            potential, train, config.nonlinear, config.num_threads)
     return FitEstimate(n_functions=potential.n_functions,
                        counts={el: dict(sorted(c.items())) for el, c in info["counts"].items()},
                        memory=memory, basis=info["basis"], core_repulsion=info["core_repulsion"],
-                       n_train=len(train), n_test=0 if test is None else len(test))
+                       n_train=len(train), n_test=0 if test is None else len(test),
+                       nonlinear_seconds_per_evaluation=per_evaluation,
+                       nonlinear_seconds=nonlinear_total)
 
 
 def run_fit(config, resume=False, log=None, strict=False):
@@ -247,7 +261,8 @@ def linear_fit_from_checkpoint(config):
 def fit_nonlinear_from_linear(config, train, potential, linear, resume, log=None):
     """The nonlinear fit from the linear solution, with the linear fit's structure weights,
     term weights and ridge penalty; the best potential so far is saved to the output as the
-    fit goes."""
+    fit goes. With ``config.progress`` the fit reports through ``log`` at least every 10 s."""
+    log = _logger(log)
     start = start_from_linear(potential, linear.potential, config.nonlinear.seed)
     weights = structure_weights(train, config.loss, potential.elements)
 
@@ -259,7 +274,8 @@ def fit_nonlinear_from_linear(config, train, potential, linear, resume, log=None
                            tau={k: linear.report["weights"][k] for k in ("forces", "stress")},
                            penalty=linear.penalty, num_threads=config.num_threads,
                            checkpoint=checkpoint_path(config), resume=resume,
-                           save_best=save_best, log=_logger(log),
+                           save_best=save_best, log=log,
+                           progress=log if config.progress else None,
                            context={"settings": resumable_settings(config),
                                     "linear": {"potential": linear.potential.to_dict(),
                                                "report": plain(linear.report),

@@ -30,6 +30,8 @@ The modules, in the order they build on each other:
 * ``projection``: variable projection (:class:`LinearProjection`), the linear part solved
   exactly at every step;
 * ``checkpoint``: the fit's state and its checkpoint file;
+* ``heartbeat``: progress lines from inside the optimisers' segments, with the time left, and
+  the time estimate of a whole fit (:func:`estimate_nonlinear_seconds`);
 * ``driver``: :func:`fit_nonlinear`, the restarts, ladder steps and segments.
 """
 from ace.fitting.linear import solve_symmetric
@@ -38,6 +40,7 @@ from ace.fitting.nonlinear.checkpoint import (CHECKPOINT_FORMAT, CheckpointError
 from ace.fitting.nonlinear.driver import (EXTRA_DENSITY_START, MAX_JACOBIAN_ENTRIES,
                                           PRECONDITION_FLOOR, NonlinearFit, fit_nonlinear,
                                           start_from_linear)
+from ace.fitting.nonlinear.heartbeat import Heartbeat, estimate_nonlinear_seconds
 from ace.fitting.nonlinear.layout import ParameterLayout, ladder_masks
 from ace.fitting.nonlinear.loss import (MAX_BATCH_PAIRS, Batch, NonlinearLoss, make_batches,
                                         scatter_forces, term_norms)
@@ -48,8 +51,8 @@ from ace.fitting.nonlinear.settings import (EXTENDABLE, LINEAR_FIRST_DENSITY, OP
 __all__ = [
     "CHECKPOINT_FORMAT", "EXTENDABLE", "EXTRA_DENSITY_START", "LINEAR_FIRST_DENSITY",
     "MAX_BATCH_PAIRS", "MAX_JACOBIAN_ENTRIES", "OPTIMIZERS", "PRECONDITION_FLOOR", "TRAINABLE",
-    "Batch", "CheckpointError", "LinearProjection", "NonlinearFit", "NonlinearLoss",
-    "NonlinearSettings", "ParameterLayout", "fit_nonlinear", "ladder_masks", "linear_part",
+    "Batch", "CheckpointError", "Heartbeat", "LinearProjection", "NonlinearFit", "NonlinearLoss",
+    "NonlinearSettings", "ParameterLayout", "estimate_nonlinear_seconds", "fit_nonlinear", "ladder_masks", "linear_part",
     "make_batches", "read_checkpoint_context", "resolve_optimizer", "scatter_forces",
     "solve_symmetric", "start_from_linear", "term_norms",
 ]

@@ -13,6 +13,7 @@ from ace.evaluator import compile_model
 from ace.fitting import lbfgs
 from ace.fitting.nonlinear.checkpoint import (fingerprint, initial_state, read_checkpoint,
                                               write_checkpoint)
+from ace.fitting.nonlinear.heartbeat import Heartbeat
 from ace.fitting.nonlinear.layout import ParameterLayout, ladder_masks
 from ace.fitting.nonlinear.loss import NonlinearLoss, make_batches
 from ace.fitting.nonlinear.projection import LinearProjection, minimise_projected
@@ -56,7 +57,7 @@ class NonlinearFit:
 
 def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penalty=None,
                   num_threads=None, checkpoint=None, resume=False, save_best=None, log=None,
-                  metadata=None, context=None):
+                  metadata=None, context=None, progress=None):
     """Minimise the nonlinear loss from the parameters of ``potential`` (the start).
 
     ``weights`` [n_s] structure weights (default 1), ``tau`` {forces, stress} term weights,
@@ -65,6 +66,9 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
     is called whenever the best potential improves (so an interrupted fit leaves one).
     ``context``: JSON data stored with every checkpoint, for the caller to read back with
     :func:`read_checkpoint_context` before resuming (``ace fit`` keeps its linear fit there).
+    ``log`` gets one line per segment; ``progress`` (None: silent) gets a line at least every
+    10 s inside segments, with an estimate of the time left
+    (:mod:`ace.fitting.nonlinear.heartbeat`).
 
     Resuming: a fit resumed from its checkpoint repeats the uninterrupted fit exactly (the same
     parameters, history and best score, bit for bit) with L-BFGS, varpro and scipy's BFGS,
@@ -97,11 +101,15 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
         fit_idx, val_idx = train.split_indices(settings.validation_fraction, settings.seed)
     else:
         fit_idx, val_idx = np.arange(len(train)), np.zeros(0, dtype=np.int64)
+    heartbeat = Heartbeat(progress, settings.max_iterations * settings.restarts)
+    heartbeat.stage(f"neighbour lists of {len(fit_idx)} fit and {len(val_idx)} validation "
+                    "structures")
     design = compile_model(potential, design=True)
     fit_batches = make_batches(potential, train, weights, fit_idx, n_threads)
     val_batches = make_batches(potential, train, weights, val_idx, n_threads) if len(val_idx) \
         else []
     masks = ladder_masks(potential, settings.ladder)
+    heartbeat.total *= len(masks)
     fit_fingerprint = fingerprint(potential, train, settings, weights, tau, penalty)
     optimizer = resolve_optimizer(potential, settings)
     carry_memory = memory_carried(optimizer, settings)
@@ -130,6 +138,9 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                 _check_problem_size(full, optimizer)
                 projection = LinearProjection(layout, fit_data, weights[fit_idx], tau, penalty,
                                               num_threads) if optimizer == "varpro" else None
+                heartbeat.stage(f"restart {state['restart'] + 1}/{settings.restarts}, step "
+                                f"{state['step'] + 1}/{len(masks)}: preconditioner, then "
+                                f"{optimizer} iterations")
                 # a function of the step's start only, so that a resumed fit uses the same
                 diagonal = full.gauss_newton_diagonal(theta_start, seed=settings.seed)
                 scale = 1.0 / np.sqrt(diagonal + PRECONDITION_FLOOR * max(diagonal.max(), 1e-300))
@@ -141,8 +152,12 @@ def fit_nonlinear(potential, train, settings=None, weights=None, tau=None, penal
                     loss = _minibatch_loss(full, potential, train, weights, fit_idx, settings,
                                            state, design, n_threads, num_threads)
                 memory = state["memory"] if carry_memory else None
-                result = _minimise(loss, theta, n_iter, settings, scale, optimizer, projection,
-                                   memory)
+                heartbeat.segment(f"restart {state['restart'] + 1}/{settings.restarts}, step "
+                                  f"{state['step'] + 1}/{len(masks)}, ",
+                                  (state["restart"] * len(masks) + state["step"])
+                                  * settings.max_iterations, state["iteration"], n_iter)
+                result = _minimise(heartbeat.watch(loss), theta, n_iter, settings, scale,
+                                   optimizer, projection, memory)
                 theta = result.x
                 state["memory"] = result.memory
                 state["iteration"] += max(int(result.nit), 1)
