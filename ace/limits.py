@@ -184,7 +184,10 @@ def yaml_load_bounded(text, loader_class, path, error):
     that aliases would grow by more than ``MAX_YAML_EXPANSION`` nodes, or that refers to
     itself, is refused before anything is constructed.
     """
-    loader = loader_class(text)
+    try:  # the pure-Python loaders check the characters here
+        loader = loader_class(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: invalid YAML: {exc}") from None
     try:
         try:
             node = loader.get_single_node()

@@ -539,3 +539,10 @@ def test_a_failed_atomic_write_names_the_file_not_the_temporary_one(tmp_path, mo
     with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
         ace.potential.write_atomic(path, "text")
     assert os.listdir(tmp_path) == []
+
+
+def test_control_characters_are_refused_by_every_yaml_reader(tmp_path):
+    path = tmp_path / "ctrl.yaml"
+    path.write_text("elements: [Cu]\ncutoff: \x05 5\n")
+    refused(PotentialFileError, f"{path}: ", load_potential, path)
+    refused(ConfigError, f"{path}: invalid YAML", FitConfig.load, path)

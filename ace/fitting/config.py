@@ -392,7 +392,7 @@ def _check_basis_limits(basis):
                 check_cutoff(bond["rcut"], f"basis.bonds.{name}.rcut")
         functions = basis.get("functions") or {}
         count = functions.get("number_of_functions_per_element", "auto")
-        if count != "auto":
+        if count not in ("auto", None):  # None: no cap (pacemaker's translation)
             check_integer(count, MAX_FUNCTIONS_LIMIT, "basis.functions.number_of_functions_per_element",
                           minimum=1)
         for name, block in functions.items():
