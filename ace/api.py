@@ -56,7 +56,7 @@ def _config(config, num_threads=None, progress=None, trust_pickle=False, log=Non
 
 
 def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=False, log=None,
-        validate=True):
+        validate=True, strict=False):
     """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
 
     ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
@@ -69,7 +69,10 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
     every 10 s through ``log``) override the config's ``fit`` section; ``trust_pickle=True``
     reads pacemaker's pickled datasets (``*.pckl.gzip``; a pickle can run code when loaded, so
     only for files you trust), as ``data: {trust_pickle: true}`` does; ``log`` receives the fit's messages (default: the ``logging`` logger
-    ``ace.fitting.workflow`` at INFO; ``log=print`` shows them).
+    ``ace.fitting.workflow`` at INFO; ``log=print`` shows them). Before any work the output
+    paths are checked and an unfittable training set is refused; doubtful data (energy
+    outliers, conflicting duplicates, implausible distances) are flagged as warnings, which
+    ``strict=True`` turns into a ConfigError before the fit (:mod:`ace.fitting.sanity`).
 
     ``validate`` (default): after the fit, the quick part of :func:`validate` (figures of the
     errors on the training data, equation of state, elastic constants) is written to
@@ -78,10 +81,11 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
     reported in the log and skipped.
 
     Returns a :class:`FitResult`: ``.potential``, ``.tables`` (error tables by split),
-    ``.report`` (the fit report) and the paths written.
+    ``.report`` (the fit report), the paths written, and ``.findings`` / ``.flagged`` (the
+    warnings before and after the fit).
     """
     config = _config(config, num_threads, progress, trust_pickle, log)
-    result = run_fit(config, resume=resume, log=log)
+    result = run_fit(config, resume=resume, log=log, strict=strict)
     if validate:
         say = log or workflow_logger.info
         try:

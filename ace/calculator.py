@@ -13,7 +13,8 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ace._core import effective_n_threads
 from ace.evaluator import Evaluator, Structure
 from ace.io import load_potential
-from ace.neighbours import build_neighbour_list, update_vectors
+from ace.limits import check_skin
+from ace.neighbours import build_neighbour_list, check_geometry, update_vectors
 from ace.uncertainty.committee import CommitteeEvaluator
 from ace.uncertainty.grading import DEFAULT_GAMMA_WARNING, Grader
 
@@ -23,6 +24,12 @@ COMMITTEE_PROPERTIES = {"energy_std", "energies_std", "forces_std", "stress_std"
 # Neighbour lists are built with this margin beyond the cutoff and reused, with updated pair
 # vectors, until some atom has moved by more than half of it.
 NEIGHBOUR_SKIN = 0.5  # Å
+
+
+def private_copy(potential, source):
+    """``potential`` itself when it was just loaded from a file, else a deep copy."""
+    import copy
+    return copy.deepcopy(potential) if potential is source else potential
 
 
 class ACECalculator(Calculator):
@@ -49,11 +56,14 @@ class ACECalculator(Calculator):
 
     def __init__(self, potential, num_threads=None, active_set=None, committee=False, **kwargs):
         effective_n_threads(num_threads)  # a bad thread count fails here, not mid-MD
+        check_skin(kwargs.get("skin", NEIGHBOUR_SKIN))
         Calculator.__init__(self, num_threads=num_threads, **kwargs)
         interval = self.parameters.uncertainty_interval
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"uncertainty_interval must be a whole number >= 1, not {interval!r}")
-        self.potential = load_potential(potential)
+        # a private copy: changing the caller's potential later must not mix old and new
+        # parameters in this calculator's compiled model
+        self.potential = private_copy(load_potential(potential), potential)
         self.evaluator = Evaluator(self.potential)
         self.grader = None if active_set is None else Grader(self.potential, active_set,
                                                                  self.evaluator)
@@ -116,7 +126,8 @@ class ACECalculator(Calculator):
 
     def _neighbour_list(self, structure, system_changes):
         """Reuse the pairs while only positions change by less than half the skin."""
-        skin = float(self.parameters.skin)
+        skin = check_skin(self.parameters.skin)
+        effective_n_threads(self.parameters.num_threads)
         nl = self._neighbours
         moved = (np.inf if nl is None or set(system_changes) - {"positions"}
                  else np.linalg.norm(structure.positions - self._positions_at_build, axis=1).max(initial=0.0))
@@ -126,6 +137,8 @@ class ACECalculator(Calculator):
             self._neighbours = nl
             self._positions_at_build = structure.positions.copy()
         else:
+            # the reuse path checks the new geometry too (NaN positions, a broken cell)
+            check_geometry(structure.positions, structure.cell, structure.pbc)
             update_vectors(nl, structure.positions, structure.cell, self.parameters.num_threads)
         self.evaluator.check_distances(nl)
         return nl

@@ -111,7 +111,14 @@ class Evaluator:
             raise FloatingPointError("the potential produced NaN or inf (is the structure far "
                                      "outside its domain, e.g. a negative density with a "
                                      "fractional-power embedding?)")
-        return Results(float(energies.sum()), energies, forces, strain, densities)
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            energy = float(energies.sum())
+        if not (np.isfinite(energy) and np.isfinite(strain).all()):
+            raise FloatingPointError(f"the total energy or the stress is not finite (energy "
+                                     f"{energy}): the per-atom energies (largest "
+                                     f"{np.abs(energies).max():.3g} eV) overflow when summed; "
+                                     "check E0 and the coefficients of the potential")
+        return Results(energy, energies, forces, strain, densities)
 
     def design_rows(self, structure, num_threads=None, neighbour_list=None) -> DesignRows:
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)

@@ -9,12 +9,14 @@ pacemaker's B-basis ``.yaml`` (the PACE readers and writers are in :mod:`ace.pac
 from __future__ import annotations
 
 import os
+import stat
 
 import yaml
 
+from ace.limits import read_text_file, yaml_load_bounded
 from ace.pace import (PACE_METADATA_KEY, REFERENCE_ENERGY_KEY, export_pace_yaml, export_yace,
                       load_pace)
-from ace.potential import ACEPotential
+from ace.potential import ACEPotential, PotentialFileError
 from ace.uncertainty import ActiveSet
 from ace.uncertainty.pace_asi import asi_path, write_asi
 
@@ -30,8 +32,7 @@ def load_potential(source, reference_energy=False):
     if isinstance(source, ACEPotential):
         return source
     path = os.fspath(source)
-    with open(path, errors="replace") as fh:
-        head = fh.read(4096)
+    head = read_head(path)
     if head.startswith("# ace-potential") or "format: ace-potential" in head:
         if reference_energy:
             raise ValueError(f"{path}: reference_energy applies to pacemaker .yaml files only")
@@ -53,10 +54,10 @@ FIT_CONFIG_KEYS = {"ace": {"data", "output", "cutoff"}, "pacemaker": {"potential
 
 def fit_config_kind(path):
     """'an ace fit config' / "pacemaker's input file" when ``path`` reads as one, else None."""
-    try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # bounded like a potential file (this runs on files no loader accepted)
+        raw = yaml_load_bounded(read_text_file(path, ValueError), yaml.SafeLoader, path,
+                                ValueError)
+    except ValueError:
         return None
     if not isinstance(raw, dict):
         return None
@@ -76,6 +77,19 @@ def unapplied_reference_energy(potential):
     if pace.get("format") == "yaml" and reference is not None and not potential.e0.any():
         return reference
     return None
+
+
+def read_head(path, size=4096):
+    """The first bytes of a potential file as text, refusing what is not a regular file (a
+    directory, /dev/zero) with a PotentialFileError naming it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PotentialFileError(f"{path}: not a regular file (a potential file must be one)")
+        with open(path, "rb") as fh:
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise PotentialFileError(f"{path}: cannot read the potential file: "
+                                 f"{exc.strerror or exc}") from None
 
 
 def export_format(path, format=None, formats=EXPORT_FORMATS, suffixes=EXPORT_SUFFIXES):

@@ -11,6 +11,7 @@ import numpy as np
 
 from ace._core import effective_n_threads
 from ace._core._neighbours import neighbour_pairs, pair_vectors, shortest_pair
+from ace.limits import check_periodic_images
 
 
 @dataclass
@@ -75,8 +76,8 @@ def effective_lattice(cell, pbc):
 def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> NeighbourList:
     """All pairs closer than ``cutoff`` (over all periodic images)."""
     positions, cell, pbc = check_geometry(positions, cell, pbc)
-    if not cutoff > 0:
-        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    if not (cutoff > 0 and np.isfinite(cutoff)):
+        raise ValueError(f"cutoff must be positive and finite, got {cutoff}")
     n_threads = effective_n_threads(num_threads)
     lattice = effective_lattice(cell, pbc)
     inverse = np.linalg.inv(lattice)
@@ -86,7 +87,11 @@ def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> Neig
 
     # Along a periodic axis, images up to ceil(cutoff / plane spacing) cells away can be in range.
     plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
-    reach = np.where(pbc, np.ceil(cutoff / plane_spacing), 0).astype(np.int64)
+    with np.errstate(divide="ignore", over="ignore"):
+        reach = np.where(pbc, np.ceil(cutoff / plane_spacing), 0.0)
+    # bounded before anything is allocated: a nearly singular cell needs billions of images
+    check_periodic_images(reach, len(positions), plane_spacing, cutoff, pbc)
+    reach = reach.astype(np.int64)
     grids = np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij")
     image_shifts = np.ascontiguousarray(np.stack([g.ravel() for g in grids], axis=1), dtype=np.int64)
 

@@ -17,6 +17,8 @@ from ase.data import atomic_numbers
 from ace.basis.coupling import valid_intermediates
 from ace.basis.model import (EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_FAMILIES, BFunction, Bond,
                              Embedding)
+from ace.limits import (BOND_INTEGER_LIMITS, MAX_FUNCTIONS, LimitError, check_cutoff,
+                        check_integer, check_magnitude, read_text_file, yaml_load_bounded)
 
 FORMAT_NAME = "ace-potential"
 FORMAT_VERSION = 1
@@ -152,7 +154,9 @@ class ACEPotential:
             return _potential_from_dict(cls, data)
         except PotentialFileError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except LimitError as exc:
+            raise PotentialFileError(f"potential: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise PotentialFileError(f"malformed potential data: {type(exc).__name__}: {exc}") from exc
 
     def save(self, path):
@@ -166,8 +170,7 @@ class ACEPotential:
     def load(cls, path):
         """Load and validate a potential file (ours; PACE files go through ace.pace)."""
         path = os.fspath(path)
-        with open(path) as fh:
-            text = fh.read()
+        text = read_text_file(path, PotentialFileError)
         first, _, body = text.partition("\n")
         if not first.startswith(CHECKSUM_PREFIX):
             raise PotentialFileError(f"{path}: not an ace potential file (missing the "
@@ -175,10 +178,7 @@ class ACEPotential:
         if first[len(CHECKSUM_PREFIX):].strip() != _sha256(body):
             raise PotentialFileError(f"{path}: checksum mismatch: the file is truncated or was "
                                      "modified after it was written")
-        try:
-            data = yaml.load(body, Loader=_SafeLoader)
-        except yaml.YAMLError as exc:
-            raise PotentialFileError(f"{path}: invalid YAML: {exc}") from exc
+        data = yaml_load_bounded(body, _SafeLoader, path, PotentialFileError)
         if not isinstance(data, dict):
             raise PotentialFileError(f"{path}: the file does not hold a mapping")
         try:
@@ -202,9 +202,11 @@ def write_atomic(path, text):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # name the file asked for, not the temporary one
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -268,8 +270,11 @@ def _potential_from_dict(cls, data):
         pair = tuple(index[e] if e in index else _unknown(e, where) for e in b["pair"])
         if pair in bonds:
             raise PotentialFileError(f"{where}: bond {b['pair']} is given twice")
+        # sizes bounded before the coefficients are read (a few bytes can ask for terabytes)
+        sizes = {key: check_integer(b[key], limit, f"bond {b['pair']}: {key}", error=LimitError)
+                 for key, limit in BOND_INTEGER_LIMITS.items()}
         crad = np.array(b["crad"], dtype=float)
-        shape = (int(b["nradmax"]), int(b["lmax"]) + 1, int(b["nradbase"]))
+        shape = (sizes["nradmax"], sizes["lmax"] + 1, sizes["nradbase"])
         if crad.size == 0 and 0 in shape:  # an empty nested list loses its inner shape
             crad = crad.reshape(shape)
         if crad.shape != shape:
@@ -281,7 +286,9 @@ def _potential_from_dict(cls, data):
                            tuple(b["core_repulsion"]))
     functions, coefficients = [], []
     ndmax = max((e.ndensity for e in embeddings.values()), default=1)
-    for row in _require(data, "functions", list, where):
+    rows = _require(data, "functions", list, where)
+    check_integer(len(rows), MAX_FUNCTIONS, f"{where}: number of functions", error=LimitError)
+    for row in rows:
         mu0, mus, ns, ls, LS, coef = row
         if not all(isinstance(x, int) and not isinstance(x, bool)
                    for x in [mu0, *mus, *ns, *ls, *LS]):
@@ -370,6 +377,7 @@ def _validate(pot):
             raise PotentialFileError(f"{name}: crad contains NaN or inf")
         if b.nradbase < 1 or b.nradmax < 0 or b.lmax < 0:
             raise PotentialFileError(f"{name}: nradbase must be >= 1, nradmax and lmax >= 0")
+        _within_limits(name, b)
     for f in pot.functions:
         _validate_function(pot, f)
     if any(pot.functions[k].mu0 > pot.functions[k + 1].mu0 for k in range(len(pot.functions) - 1)):
@@ -380,6 +388,15 @@ def _validate(pot):
         raise PotentialFileError(f"{where}: coefficients contain NaN or inf")
     if pot.e0.shape != (n_el,) or not np.all(np.isfinite(pot.e0)):
         raise PotentialFileError(f"{where}: e0 must hold one finite value per element")
+    try:
+        check_integer(len(pot.functions), MAX_FUNCTIONS, f"{where}: number of functions")
+        check_magnitude(pot.coefficients, f"{where}: coefficients")
+        check_magnitude(pot.e0, f"{where}: e0")
+        for i, emb in pot.embeddings.items():
+            check_magnitude([*emb.fs_parameters, emb.rho_core_cut, emb.drho_core_cut],
+                            f"{where}: element {pot.elements[i]}: embedding parameters")
+    except LimitError as exc:
+        raise PotentialFileError(str(exc)) from None
     if pot.committee is not None:
         _validate_committee(pot)
 
@@ -399,6 +416,19 @@ def _validate_committee(pot):
                                  f"{(k, len(pot.elements))}")
     if not (np.all(np.isfinite(c.coefficients)) and np.all(np.isfinite(c.e0))):
         raise PotentialFileError("potential: committee contains NaN or inf")
+
+
+def _within_limits(name, bond):
+    """The bond's sizes, cutoff and parameters within ace.limits (checked before any use)."""
+    try:
+        for key, limit in BOND_INTEGER_LIMITS.items():
+            check_integer(getattr(bond, key), limit, f"{name}: {key}")
+        check_cutoff(bond.rcut, f"{name}: rcut")
+        check_magnitude(bond.crad, f"{name}: crad")
+        check_magnitude([*bond.radparameters, bond.dcut, bond.r_in, bond.delta_in,
+                         *bond.core_repulsion], f"{name}: radial parameters")
+    except LimitError as exc:
+        raise PotentialFileError(str(exc)) from None
 
 
 def _validate_function(pot, f):

@@ -204,6 +204,7 @@ def test_export_agrees_with_pyace(name, tmp_path):
                  force_tol=1e-10, stress_tol=1e-12, energy_tol=1e-12)
 
     pot.e0[:] = 0.0  # a .yaml cannot carry E0 into the energy
+    ours = ACECalculator(pot)  # a calculator keeps its own copy of the potential
     pace_yaml = tmp_path / "pot.yaml"
     export_pace_yaml(pot, pace_yaml)
     assert_agree(differences(pyace_calculator(pace_yaml), ours, atoms_list), **EXPORT_TOLS)

@@ -22,4 +22,5 @@ def effective_n_threads(n_threads=None):
         import os
         available = os.cpu_count() or 1
         return max(1, available + 1 + n_threads)
-    return n_threads
+    from ace.limits import check_num_threads
+    return check_num_threads(n_threads)

@@ -81,10 +81,10 @@ def main(argv=None):
         return 1
 
 
-def fail(command, message):
+def fail(command, message, status=1):
     """Report an expected failure on stderr; the exit status."""
     print(f"ace {command}: error: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def say(message):

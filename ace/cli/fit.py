@@ -30,6 +30,13 @@ def add_arguments(parser):
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
                              "to continue a finished fit)")
+    parser.add_argument("--strict", action="store_true",
+                        help="flagged training data (energy outliers, conflicting duplicates, "
+                             "implausible distances) stop the fit; an absurd training error "
+                             "gives exit status 3 (see ace/fitting/sanity.py)")
+
+
+STRICT_EXIT_STATUS = 3  # --strict: the potential was written, but its fit was flagged
 
 
 def run(args):
@@ -46,7 +53,7 @@ def run(args):
             return 0
         result = ace.fit(config, resume=args.resume, num_threads=args.num_threads,
                          progress=False if args.no_progress else None, log=say,
-                         validate=not args.no_validate)
+                         validate=not args.no_validate, strict=args.strict)
     except KeyboardInterrupt:
         return fail("fit", "interrupted" + (
             f"; the best potential so far is in {config.output}; continue with --resume"
@@ -56,6 +63,9 @@ def run(args):
     print_tables(result.tables)
     print(f"wrote {result.output} and {result.metrics_path}"
           + (f"; quick validation in {result.validation}/" if result.validation else ""))
+    if args.strict and result.flagged:
+        return fail("fit", f"--strict: the fit was flagged ({len(result.flagged)} warning(s) "
+                    "above)", status=STRICT_EXIT_STATUS)
     return 0
 
 

@@ -37,8 +37,11 @@ Every key (relative paths are relative to the config file)::
         number_of_functions_per_element: auto   # or an integer; auto: data size / 12, 16..2000
         ALL: {nradmax_by_orders: [16, 8, 6, 4, 3], lmax_by_orders: [0, 6, 4, 3, 2]}
       embeddings: {ALL: {npot: FinnisSinclairShiftedScaled, ndensity: 1, fs_parameters: [1, 1]}}
-    core_repulsion: auto              # auto: ZBL below the shortest training distance;
-                                      # none; or {r_in: Å, delta_in: Å}
+    core_repulsion: auto              # auto: ZBL below the shortest training distance
+                                      # (structures with atoms closer than half their
+                                      # covalent radii's sum are reported and left out, and
+                                      # r_in stays above that floor); none; or
+                                      # {r_in: Å, delta_in: Å} with r_in < cutoff
     e0: auto                          # auto: fitted (a free constant: cohesive energies
                                       #   then mean nothing); {A: eV, ...} free-atom
                                       #   energies; isolated: from single-atom structures
@@ -106,12 +109,14 @@ The defaults and why:
 from __future__ import annotations
 
 import copy
-import os
 import dataclasses
+import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from ase.data import atomic_numbers, covalent_radii
 
 from ace.basis import BasisSpec
 from ace.data import DataKeys, check_pickle_trust
@@ -120,6 +125,9 @@ from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean
                                      float_or_same, load_yaml)
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
 from ace.fitting.nonlinear import NonlinearSettings
+from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
+                        LimitError, check_cutoff, check_integer)
+from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
 from ace.neighbours import build_neighbour_list
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
@@ -128,6 +136,9 @@ OBSERVATIONS_PER_FUNCTION = 12
 MIN_FUNCTIONS, MAX_FUNCTIONS = 16, 2000
 ZBL_MARGIN = 0.1  # Å below the shortest training distance where the ZBL blend ends
 ZBL_WIDTH = 0.5  # Å: width of the blend
+# Shortest plausible distance of two atoms, as a fraction of the sum of their covalent radii
+# (Si-Si: 1.11 Å): closer pairs are broken data, and the automatic ZBL r_in stays above it.
+COVALENT_FLOOR_FRACTION = 0.5
 
 TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
             "regularisation", "fit"}
@@ -240,6 +251,7 @@ class FitConfig:
             cutoff = float_or_same(cutoff)
         if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or not cutoff > 0:
             raise ConfigError(f"cutoff: expected a positive number (Å), got {cutoff!r}")
+        check_cutoff(cutoff, "cutoff", error=ConfigError)
         data = _check_keys(raw["data"], DATA_KEYS, "data")
         _check_keys(data.get("keys"), set(DataKeys.__dataclass_fields__), "data.keys")
         try:
@@ -272,6 +284,12 @@ class FitConfig:
         e0 = raw.get("e0", "auto")
         if isinstance(e0, dict) and "isolated" not in e0:
             e0 = {k: float_or_same(v) for k, v in e0.items()}
+        if isinstance(e0, dict) and "isolated" not in e0:
+            bad = {k: v for k, v in e0.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not np.isfinite(v) or abs(v) > MAX_ABS_PARAMETER}
+            if bad:
+                raise ConfigError(f"e0: the values must be finite numbers (eV), got {bad}")
         try:
             loss = LossSettings(e0=e0, **weights, **regularisation)
         except (TypeError, ValueError) as exc:
@@ -306,6 +324,7 @@ class FitConfig:
             active_set=_active_set_mode(fit.get("active_set", "linear")),
             source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
+        config.check_core_repulsion()
         if not config.trust_pickle:
             try:
                 for path in config.train + config.test:
@@ -320,8 +339,18 @@ class FitConfig:
         root, _ = os.path.splitext(self.output)
         return root + ".metrics.json"
 
+    def check_core_repulsion(self):
+        """A given ZBL inner cutoff must lie inside the cutoff (beyond it, ZBL replaces the
+        whole fitted potential)."""
+        core = self.core_repulsion
+        if isinstance(core, dict) and core["r_in"] >= self.cutoff:
+            raise ConfigError(f"core_repulsion: r_in = {core['r_in']:g} Å is not inside the "
+                              f"cutoff {self.cutoff:g} Å: the ZBL core would replace the fitted "
+                              "potential everywhere")
+
     def check_basis(self):
         """Validate the basis section now (with a placeholder size), for early errors."""
+        _check_basis_limits(self.basis)
         try:
             spec = BasisSpec.from_dict(self.basis_dict(n_functions=MIN_FUNCTIONS))
         except ValueError as exc:
@@ -379,6 +408,34 @@ class FitConfig:
                 "chunk_rows": self.chunk_rows, "committee": self.committee,
                 "active_set": self.active_set,
                 "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
+
+
+def _check_basis_limits(basis):
+    """Sizes in the basis section within ace.limits, before any basis is built from them."""
+    try:
+        for name, bond in (basis.get("bonds") or {}).items():
+            if not isinstance(bond, dict):
+                continue
+            for key, limit in BOND_INTEGER_LIMITS.items():
+                if key in bond:
+                    check_integer(bond[key], limit, f"basis.bonds.{name}.{key}")
+            if "rcut" in bond:
+                check_cutoff(bond["rcut"], f"basis.bonds.{name}.rcut")
+        functions = basis.get("functions") or {}
+        count = functions.get("number_of_functions_per_element", "auto")
+        if count not in ("auto", None):  # None: no cap (pacemaker's translation)
+            check_integer(count, MAX_FUNCTIONS_LIMIT, "basis.functions.number_of_functions_per_element",
+                          minimum=1)
+        for name, block in functions.items():
+            if not isinstance(block, dict):
+                continue
+            for key, limit in (("nradmax_by_orders", MAX_NRADMAX), ("lmax_by_orders", MAX_LMAX)):
+                values = block.get(key)
+                if isinstance(values, list):
+                    for k, value in enumerate(values):
+                        check_integer(value, limit, f"basis.functions.{name}.{key}[{k}]")
+    except LimitError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _flag(value, where):
@@ -440,31 +497,101 @@ def default_basis_size(dataset, n_elements):
     return int(np.clip(round(per_element), MIN_FUNCTIONS, MAX_FUNCTIONS))
 
 
+@dataclass
+class ShortestPairs:
+    """Per structure of a dataset: the shortest pair within the cutoff (inf, 0, 0 without one),
+    the atomic numbers of its two atoms, and the number of pairs within the cutoff."""
+
+    distance: np.ndarray  # [n_s] Å
+    z: np.ndarray  # [n_s, 2]
+    n_pairs: np.ndarray  # [n_s]
+
+
+def shortest_pairs(dataset, cutoff, num_threads=None):
+    """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff)."""
+    cached = getattr(dataset, "_shortest_pairs", None)
+    if cached is not None and cached[0] == cutoff:
+        return cached[1]
+    n = len(dataset)
+    out = ShortestPairs(np.full(n, np.inf), np.zeros((n, 2), dtype=int), np.zeros(n, dtype=int))
+    for s in range(n):
+        sl = dataset.atom_slice(s)
+        try:
+            nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
+                                      cutoff, num_threads)
+        except ValueError as exc:
+            raise ValueError(f"{dataset.names[s]}: {exc}") from None
+        out.n_pairs[s] = len(nl)
+        if len(nl):
+            k, d = nl.shortest()
+            numbers = dataset.numbers[sl]
+            out.distance[s] = d
+            out.z[s] = numbers[nl.i[k]], numbers[nl.j[k]]
+    dataset._shortest_pairs = (cutoff, out)
+    return out
+
+
 def shortest_distance(dataset, cutoff, num_threads=None):
     """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
-    best = np.inf
-    for s in range(len(dataset)):
-        sl = dataset.atom_slice(s)
-        nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
-                                  cutoff, num_threads)
-        if len(nl):
-            best = min(best, float(np.sqrt((nl.vectors ** 2).sum(axis=1)).min()))
-    return best
+    return float(shortest_pairs(dataset, cutoff, num_threads).distance.min(initial=np.inf))
+
+
+def covalent_floor(z_i, z_j):
+    """The shortest plausible distance of two atoms: a fraction of their covalent radii's sum."""
+    return COVALENT_FLOOR_FRACTION * (covalent_radii[z_i] + covalent_radii[z_j])
+
+
+def implausible_distances(dataset, pairs):
+    """Structures whose shortest pair is closer than :func:`covalent_floor`: [(s, d, floor)]."""
+    out = []
+    for s in np.flatnonzero(np.isfinite(pairs.distance)):
+        floor = covalent_floor(*pairs.z[s])
+        if pairs.distance[s] < floor:
+            out.append((int(s), float(pairs.distance[s]), float(floor)))
+    return out
 
 
 def apply_core_repulsion(basis_dict, setting, dataset, cutoff, num_threads=None):
-    """Fill the bonds' inner cutoff: ZBL blended in below the shortest training distance."""
+    """Fill the bonds' inner cutoff: ZBL blended in below the shortest training distance.
+
+    ``auto``: the shortest distance is a trimmed minimum: structures whose shortest pair is
+    closer than half the sum of the two elements' covalent radii (physically implausible: a
+    broken structure) are reported by name and left out, and r_in never falls below that
+    floor for the potential's elements, so one bad structure cannot move the ZBL blend to
+    where atoms collapse.
+    """
     if setting == "none":
         return basis_dict, None
+    outliers = []
     if setting == "auto":
-        d_min = shortest_distance(dataset, cutoff, num_threads)
-        if not np.isfinite(d_min):
+        pairs = shortest_pairs(dataset, cutoff, num_threads)
+        bad = implausible_distances(dataset, pairs)
+        kept = np.ones(len(dataset), dtype=bool)
+        for s, d, floor in bad:
+            kept[s] = False
+            outliers.append({"structure": dataset.names[s], "distance": d, "floor": floor})
+        if outliers:
+            warnings.warn(
+                f"{len(outliers)} training structure(s) have atoms closer than half the sum of "
+                "their covalent radii, left out of the automatic ZBL inner cutoff: "
+                + "; ".join(f"{o['structure']} ({o['distance']:.3f} Å < {o['floor']:.3f} Å)"
+                            for o in outliers[:10])
+                + (f" (and {len(outliers) - 10} more)" if len(outliers) > 10 else ""),
+                stacklevel=2)
+        if not np.isfinite(pairs.distance).any():
             return basis_dict, None
-        r_in, delta_in = max(d_min - ZBL_MARGIN, 0.1), ZBL_WIDTH
+        zs = [atomic_numbers[e] for e in basis_dict["elements"]]
+        floor = min(covalent_floor(a, b) for a in zs for b in zs)
+        d_min = float(pairs.distance[kept].min(initial=np.inf))  # inf: only the floor is left
+        r_in = max(d_min - ZBL_MARGIN, floor) if np.isfinite(d_min) else floor
+        delta_in = ZBL_WIDTH
     else:
         r_in, delta_in = setting["r_in"], setting["delta_in"]
     out = copy.deepcopy(basis_dict)
     out["bonds"]["ALL"] = {**out["bonds"]["ALL"], "inner_cutoff_type": "zbl",
                            "core-repulsion": [1.0, 1.0], "r_in": float(r_in),
                            "delta_in": float(delta_in)}
-    return out, {"type": "zbl", "r_in": float(r_in), "delta_in": float(delta_in)}
+    core = {"type": "zbl", "r_in": float(r_in), "delta_in": float(delta_in)}
+    if outliers:
+        core["outliers"] = outliers
+    return out, core

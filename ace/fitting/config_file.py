@@ -11,6 +11,8 @@ import re
 
 import yaml
 
+from ace.limits import read_text_file, yaml_load_bounded
+
 # the embedding of a linear fit: one density, E_i = rho_i (the fit is linear in the coefficients)
 LINEAR_EMBEDDING = {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1, "fs_parameters": [1, 1]}
 
@@ -36,13 +38,9 @@ ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT,
 def load_yaml(path):
     """The YAML file ``path`` read with :class:`ConfigLoader`; ConfigError naming the file."""
     path = os.fspath(path)
-    try:
-        with open(path) as fh:
-            return yaml.load(fh, Loader=ConfigLoader)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    # bounded like a potential file: a regular UTF-8 file, no alias bombs
+    text = read_text_file(path, ConfigError, what="fit configuration")
+    return yaml_load_bounded(text, ConfigLoader, path, ConfigError)
 
 
 def did_you_mean(key, allowed):

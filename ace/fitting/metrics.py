@@ -142,6 +142,6 @@ def to_json(tables, path=None):
     """JSON text of ``tables`` (a dict of error tables, e.g. {"train": ..., "test": ...})."""
     text = json.dumps(tables, indent=2, sort_keys=False)
     if path is not None:
-        with open(path, "w") as fh:
-            fh.write(text + "\n")
+        from ace.potential import write_atomic
+        write_atomic(path, text + "\n")  # a killed fit leaves the old file or the new one
     return text

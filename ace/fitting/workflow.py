@@ -34,6 +34,8 @@ from ace.fitting.metrics import evaluate, to_json
 from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonlinear_seconds,
                                    fit_nonlinear, linear_part, read_checkpoint_context,
                                    start_from_linear)
+from ace.fitting.sanity import (check_fit_errors, check_outputs, check_threads,
+                                check_training_set)
 from ace.potential import ACEPotential
 from ace.uncertainty import build_active_set
 
@@ -60,6 +62,8 @@ class FitResult:
     active_set: str | None = None
     # the directory of the quick validation report ``ace.fit`` writes after the fit
     validation: str | None = None
+    findings: list = field(default_factory=list)  # ace.fitting.sanity: flagged before the fit
+    flagged: list = field(default_factory=list)  # ... and after it (an absurd training error)
 
     @property
     def paths(self):
@@ -91,6 +95,16 @@ class FitEstimate:
 
 def _logger(log):
     return logger.info if log is None else log
+
+
+def _warn(findings, log):
+    """The findings of ace.fitting.sanity: to ``log`` as "warning: ..." lines, or the logger at
+    level WARNING."""
+    for finding in findings:
+        if log is None:
+            logger.warning("%s", finding)
+        else:
+            log(f"warning: {finding}")
 
 
 def load_data(config, log=None):
@@ -133,7 +147,9 @@ def estimate_fit(config, log=None):
     """Read the data and build the basis of ``config`` (a :class:`FitConfig`) without fitting:
     a :class:`FitEstimate`. A nonlinear config's time is estimated from a few loss-and-gradient
     evaluations on the training set."""
+    check_threads(config)
     train, test = load_data(config, log)
+    _warn(check_training_set(config, train, config.num_threads), log)
     potential, info = build_potential(config, train, log)
     n_terms = 2 + int(train.has_stress.any())
     memory = memory_estimate(
@@ -152,16 +168,32 @@ def estimate_fit(config, log=None):
                        nonlinear_seconds=nonlinear_total)
 
 
-def run_fit(config, resume=False, log=None):
+def run_fit(config, resume=False, log=None, strict=False):
     """Fit ``config`` (a :class:`FitConfig`): read the data, build the basis, fit, evaluate,
     write the potential (fit settings, report and error tables in its metadata) and the
     metrics JSON. ``resume`` continues an interrupted (or finished, with a larger
-    max_iterations or patience) nonlinear fit from its checkpoint. A :class:`FitResult`."""
+    max_iterations or patience) nonlinear fit from its checkpoint. A :class:`FitResult`.
+
+    Before any work the output, metrics and checkpoint paths must be writable; an unfittable
+    training set is refused (ConfigError) and doubtful data are flagged as warnings
+    (:mod:`ace.fitting.sanity`), which ``strict`` turns into a ConfigError before the fit. An
+    absurd training error is flagged after it (``FitResult.flagged``)."""
     if resume and config.nonlinear is None:
         raise ConfigError("resuming (--resume, resume=True) applies to fit.method nonlinear only")
+    check_threads(config)
+    check_outputs(config)  # before any work, not after the fit
     train, test = load_data(config, log)
+    findings = check_training_set(config, train, config.num_threads)
+    _warn(findings, log)
+    if strict and findings:
+        raise ConfigError(f"strict: {len(findings)} problem(s) in the training data "
+                          "(warnings above); not fitting")
     potential, info = build_potential(config, train, log)
-    return fit_config(config, train, test, potential, info, resume=resume, log=log)
+    result = fit_config(config, train, test, potential, info, resume=resume, log=log)
+    result.findings = findings
+    result.flagged = check_fit_errors(result.tables, train)
+    _warn(result.flagged, log)
+    return result
 
 
 def fit_config(config, train, test, potential, info, resume=False, log=None):

@@ -31,6 +31,7 @@ def _read_block_bond(rd, block, where):
     if lmax < 0 or nradmax < 0 or nradbase < 1:
         raise rd.error(where, f"needs lmaxi >= 0, nradmaxi >= 0, nradbaseij >= 1, got "
                               f"{lmax}, {nradmax}, {nradbase}")
+    rd.sizes(where, lmax=lmax, nradmax=nradmax, nradbase=nradbase)
     radbase = read_radial_name(rd, rd.get(block, "radbase", where), f"{where}: radbase")
     lam = rd.numbers(rd.get(block, "radparameters", where), f"{where}: radparameters")
     if not lam:

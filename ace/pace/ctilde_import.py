@@ -69,6 +69,7 @@ def potential_from_yace(data, path):
                              integer=True)
         if lmax < 0 or nradmax < 0 or nradbase < 1:
             raise rd.error(where, "needs lmax >= 0, nradmax >= 0, nradbasemax >= 1")
+        rd.sizes(where, lmax=lmax, nradmax=nradmax, nradbase=nradbase)
         lam = rd.numbers(rd.get(bond, "radparameters", where), f"{where}: radparameters")
         if not lam:
             raise rd.error(where, "radparameters is empty (PACE reads lambda from it)")

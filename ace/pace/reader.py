@@ -11,12 +11,16 @@ import yaml
 from ase.data import atomic_numbers
 
 from ace.basis.model import EMBEDDINGS, INNER_CUTOFF_TYPES, RADIAL_FAMILIES, BFunction
+from ace.limits import BOND_INTEGER_LIMITS, check_integer, read_text_file, yaml_load_bounded
 from ace.pace.common import PaceCompatibilityWarning, PaceFormatError, pace_differences
 from ace.potential import ACEPotential, PotentialFileError
 
 # Radial-basis names PACE files may carry, mapped to ours; TEST_SBessel is PACE's alias.
 RADIAL_NAMES = {"SBessel": "SBessel", "TEST_SBessel": "SBessel", "ChebExpCos": "ChebExpCos",
                 "ChebPow": "ChebPow"}
+
+# Largest integer any field of a PACE file holds (indices, counts, m's); beyond, int() overflows.
+INTEGER_FIELD_LIMIT = 2**31 - 1
 
 try:  # the C loader is much faster on large files; both are "safe" variants
     _BaseSafeLoader = yaml.CSafeLoader
@@ -95,6 +99,10 @@ class Reader:
         if integer:
             if isinstance(value, float) and not value.is_integer():
                 raise self.error(where, f"expected an integer, got {value!r}")
+            if abs(value) > INTEGER_FIELD_LIMIT:  # no field holds more; huge ones overflow
+                digits = str(int(value))
+                shown = digits if len(digits) <= 24 else f"of {len(digits)} digits"
+                raise self.error(where, f"integer {shown} is out of range")
             return int(value)
         value = float(value)
         if not math.isfinite(value):
@@ -112,6 +120,8 @@ class Reader:
                 raise self.error(where, "contains NaN or inf")
         else:
             out = [self.number(v, f"{where}[{i}]", integer) for i, v in enumerate(value)]
+        if integer and out and max(abs(min(out)), abs(max(out))) > INTEGER_FIELD_LIMIT:
+            raise self.error(where, "holds an integer out of range")
         if length is not None and len(out) != length:
             raise self.error(where, f"expected {length} values, got {len(out)}")
         return out
@@ -129,6 +139,16 @@ class Reader:
             raise self.error(where, "contains NaN or inf")
         return arr
 
+    def sizes(self, where, **values):
+        """Bond sizes (lmax, nradmax, nradbase) within ace.limits, before anything is sized by
+        them."""
+        for key, value in values.items():
+            check_integer(value, BOND_INTEGER_LIMITS[key], f"{where}: {key}",
+                          error=self.error_in_file)
+
+    def error_in_file(self, message):
+        return PaceFormatError(f"{self.path}: {message}")
+
     def word(self, value, where):
         if not isinstance(value, str):
             raise self.error(where, f"expected a string, got {value!r}")
@@ -137,24 +157,24 @@ class Reader:
 
 def sniff(path):
     """('yaml' or 'yace', parsed data) from the content; the old text .ace format is refused."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PaceFormatError(f"{path}: not a text file") from None
+    text = read_text_file(path, PaceFormatError)  # regular, bounded, UTF-8
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     if first.startswith("nelements"):
         raise PaceFormatError(f"{path}: the old PACE text format (.ace) is not supported; convert "
                               f"it to .yace with python-ace (ACECTildeBasisSet(path)"
                               f".save_yaml(...)) or use the pacemaker .yaml")
-    try:
-        data = yaml.load(text, Loader=PaceLoader)
-    except yaml.YAMLError as exc:
-        raise PaceFormatError(f"{path}: invalid YAML (truncated or hand-broken file?): "
-                              f"{exc}") from None
+    try:  # aliases bounded: a billion-laughs file fails before it is expanded
+        data = yaml_load_bounded(text, PaceLoader, path, PaceFormatError)
+    except PaceFormatError as exc:
+        if "invalid YAML" in str(exc):
+            raise PaceFormatError(f"{exc} (truncated or hand-broken file?)") from None
+        raise
     if not isinstance(data, dict):
         raise PaceFormatError(f"{path}: not a PACE potential (the file does not hold a mapping)")
+    if "format_version" in data or (isinstance(data.get("bonds"), list) and "e0" in data):
+        raise PaceFormatError(f"{path}: an ace potential file without its first line "
+                              f"'# ace-potential sha256=...' and its 'format: ace-potential' "
+                              f"line: it was edited or damaged; save it again from ace")
     if "species" in data or "global" in data:
         return "yaml", data
     if {"elements", "E0", "bonds", "embeddings", "functions"} & set(data):
