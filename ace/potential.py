@@ -163,21 +163,13 @@ class ACEPotential:
         """Write atomically: a temporary file in the same directory, then rename."""
         body = yaml.dump(self.to_dict(), Dumper=_SafeDumper, sort_keys=False,
                          default_flow_style=None, width=120)
-        text = f"{CHECKSUM_PREFIX}{_sha256(body)}\n{body}"
-        write_atomic(path, text)
+        write_checksummed(path, CHECKSUM_PREFIX, body)
 
     @classmethod
     def load(cls, path):
         """Load and validate a potential file (ours; PACE files go through ace.pace)."""
         path = os.fspath(path)
-        text = read_text_file(path, PotentialFileError)
-        first, _, body = text.partition("\n")
-        if not first.startswith(CHECKSUM_PREFIX):
-            raise PotentialFileError(f"{path}: not an ace potential file (missing the "
-                                     f"'{CHECKSUM_PREFIX}...' first line)")
-        if first[len(CHECKSUM_PREFIX):].strip() != _sha256(body):
-            raise PotentialFileError(f"{path}: checksum mismatch: the file is truncated or was "
-                                     "modified after it was written")
+        body = read_checksummed(path, CHECKSUM_PREFIX, PotentialFileError, "ace potential")
         data = yaml_load_bounded(body, _SafeLoader, path, PotentialFileError)
         if not isinstance(data, dict):
             raise PotentialFileError(f"{path}: the file does not hold a mapping")
@@ -187,8 +179,27 @@ class ACEPotential:
             raise PotentialFileError(f"{path}: {exc}") from exc
 
 
+def read_checksummed(path, prefix, error, what):
+    """The body of one of ace's checksummed files (a first line ``prefix`` + the SHA-256 of the
+    rest: potentials, active sets), read within ace.limits' bounds; ``error`` names the file."""
+    text = read_text_file(path, error, f"{what} file")
+    first, _, body = text.partition("\n")
+    if not first.startswith(prefix):
+        raise error(f"{path}: not an {what} file (missing the '{prefix}...' first line)")
+    if first[len(prefix):].strip() != _sha256(body):
+        raise error(f"{path}: checksum mismatch: the file is truncated or was modified after "
+                    "it was written")
+    return body
+
+
+def write_checksummed(path, prefix, body):
+    """Write ``body`` atomically under the first line ``prefix`` + its SHA-256."""
+    write_atomic(path, f"{prefix}{_sha256(body)}\n{body}")
+
+
 def write_atomic(path, text):
-    """Write text to path via a temporary file in the same directory and a rename."""
+    """Write text (str, or bytes) to path via a temporary file in the same directory and a
+    rename."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
@@ -197,7 +208,7 @@ def write_atomic(path, text):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -52,5 +52,5 @@ def run(args):
     except (DataError, ValueError, OSError) as exc:
         return fail("select", str(exc))
     print(f"picked {len(picked)} of {len(candidates)} candidates into {args.output}"
-          + (f" (the others are within the active set's span)" if len(picked) < args.n else ""))
+          + (" (the others are within the active set's span)" if len(picked) < args.n else ""))
     return 0

@@ -25,7 +25,8 @@ import numpy as np
 import yaml
 
 from ace.evaluator import Evaluator
-from ace.potential import write_atomic
+from ace.limits import yaml_load_bounded
+from ace.potential import read_checksummed, write_checksummed
 from ace.uncertainty.maxvol import (DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE, RANK_TOLERANCE,
                                     RankDeficientError, column_scales, maxvol)
 from ace.uncertainty.projections import (check_mode, per_element_projections, projection_widths)
@@ -122,25 +123,14 @@ class ActiveSet:
     def save(self, path):
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
                               width=120)
-        write_atomic(path, f"{CHECKSUM_PREFIX}{_sha256(body)}\n{body}")
+        write_checksummed(path, CHECKSUM_PREFIX, body)
 
     @classmethod
     def load(cls, path):
         path = os.fspath(path)
+        body = read_checksummed(path, CHECKSUM_PREFIX, ActiveSetError, "ace active-set")
         try:
-            with open(path) as fh:
-                text = fh.read()
-        except UnicodeDecodeError as exc:
-            raise ActiveSetError(f"{path}: not an ace active-set file (binary content)") from exc
-        first, _, body = text.partition("\n")
-        if not first.startswith(CHECKSUM_PREFIX):
-            raise ActiveSetError(f"{path}: not an ace active-set file (missing the "
-                                 f"'{CHECKSUM_PREFIX}...' first line)")
-        if first[len(CHECKSUM_PREFIX):].strip() != _sha256(body):
-            raise ActiveSetError(f"{path}: checksum mismatch: the file is truncated or was "
-                                 "modified after it was written")
-        try:
-            data = yaml.safe_load(body)
+            data = yaml_load_bounded(body, yaml.SafeLoader, path, ActiveSetError)
             return cls._from_dict(data)
         except ActiveSetError as exc:
             raise ActiveSetError(f"{path}: {exc}") from exc
@@ -166,10 +156,6 @@ class ActiveSet:
             origins[e] = np.array(entry["origins"], dtype=np.int64).reshape(size, 2)
         return cls(elements, data["mode"], matrices, data["potential_fingerprint"],
                    float(data["tolerance"]), origins)
-
-
-def _sha256(text):
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode(matrix):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import numpy as np
+
+from ace.potential import write_atomic
 
 
 
@@ -57,28 +58,9 @@ def write_asi(active_set, potential, path):
         arrays[element] = np.ascontiguousarray(active_set.inverses[element][columns[element]])
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def asi_path(pace_yaml_path):
     """PACE's name for the active set of X.yaml: X.asi."""
     return os.path.splitext(os.fspath(pace_yaml_path))[0] + ".asi"
-
-
-def _write_bytes_atomic(path, data):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
