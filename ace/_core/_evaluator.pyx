@@ -9,7 +9,8 @@ Per atom i (notation of docs/model.md; the kernels' structure in docs/kernels.md
   E_i            = F(rho) * s + core + E0                               (s: core blending factor)
 Forces by the adjoint: W = dE_i/dA (folded onto m >= 0), then for each neighbour
   dE_i/dD_ij = sum_nlm Re(W_nlm grad(R_nl Ytilde_lm)) + sum_k W1_k g_k' rhat + core terms,
-stored per pair; a serial pass scatters them into forces and the strain derivative
+stored per pair; a parallel pass scatters them into per-thread buffers of forces and the strain
+derivative, which are then summed in thread order:
   sum_ij D_ij (x) dE_i/dD_ij   (= volume * stress in ASE's convention).
 The compiled model arrays are built and validated by ace.evaluator; here nothing is checked.
 """

@@ -5,7 +5,7 @@ coefficients c and the per-element reference energies E0::
 
     E_s = sum_k c_k (sum_i B_ik)  +  sum_mu n_s,mu E0_mu  +  (core repulsion, fixed)
 
-The loss is DESIGN.md section 3 with every term normalised by its total row weight, so that
+The loss is that of docs/model.md (section 7), with every term normalised by its total row weight, so that
 each term is a weighted mean square and the term weights are dimensionless ratios::
 
     L = sum_s w_s r_E,s^2 / sum_s w_s                                   r_E = (E - E_ref) / N_s
