@@ -14,8 +14,10 @@ each term is a weighted mean square and the term weights are dimensionless ratio
       + lambda sum_k g_k c_k^2
 
 w_s is the structure weight (config_type weight x the data's weight x an optional energy-based
-factor). The ridge penalty is scale-free: g_k is the diagonal of the (E0-projected) data Gram
-matrix, so lambda is relative to the data and independent of the size of each basis function;
+factor). By default g_k = mean(G_jj) ((1 + D_k) / (1 + mean D))^p, a smoothness prior: D_k is
+the radial plus angular degree of function k, p = ``smoothness`` (2) and G the (E0-projected)
+data Gram matrix, so lambda stays relative to the data while rough functions are penalised
+more (:func:`smoothness_prior`); with ``smoothness`` None, g_k = G_kk, the scale-free ridge.
 E0 is not penalised (it is eliminated exactly by a Schur complement).
 
 The normal equations of each term are accumulated structure by structure in chunks of rows
