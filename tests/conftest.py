@@ -6,6 +6,7 @@ and optionally an inner cutoff with core repulsion. The structure factories make
 and non-periodic structures in which every inner-cutoff zone is visited.
 """
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -255,3 +256,15 @@ def single_threaded_blas():
 def cu_potential():
     """A small one-element random potential (ranks 1-3, FS embedding with two densities)."""
     return random_potential(("Cu",), ndensity=2, orders=3, seed=11)
+
+
+def package_env(**extra):
+    """The environment for a subprocess that must import the same ``ace`` as this test run: the
+    installed package (CI installs it and the source tree has no compiled core) or a developer's
+    in-place build. Run such subprocesses outside the repository root (``cwd=tmp_path``), where
+    the source tree would come first on the path."""
+    import ace
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(ace.__file__)))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [parent, os.environ.get("PYTHONPATH")]))
+    return env

@@ -32,6 +32,19 @@ BATCH = 100  # mutants per worker process (amortises the imports)
 CLEAN = ("PotentialFileError", "PaceFormatError")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def _ace_parent():
+    """The directory the workers import ace from: this process's ace (the installed package in
+    CI, whose source tree has no compiled core), else the repository."""
+    try:
+        import ace
+    except ImportError:
+        return ROOT
+    return os.path.dirname(os.path.dirname(os.path.abspath(ace.__file__)))
+
+
+ACE_PARENT = _ace_parent()
+
 # values that have broken parsers before: huge, tiny, negative, non-finite, wrong type
 NASTY_VALUES = ["0", "-1", "1e308", "-1e308", "1e400", ".nan", ".inf", "-.inf", "3000",
                 "1000000000000", "9" * 40, "2147483648", "-2147483649", "1.5", "null", "[]",
@@ -299,7 +312,7 @@ def _run_batch(chunk, timeout):
     hangs ends the batch at that mutant."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                ACE_FUZZ_MEMORY_CAP=str(MEMORY_CAP),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=os.pathsep.join(filter(None, [ACE_PARENT, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)

@@ -201,14 +201,12 @@ def test_fit_nonlinear_config_errors(workdir, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
-def test_python_dash_m_runs_the_cli():
-    import os
+def test_python_dash_m_runs_the_cli(tmp_path):
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get(
-        "PYTHONPATH")])))
+    from conftest import package_env
+
     done = subprocess.run([sys.executable, "-m", "ace.cli", "--version"], capture_output=True,
-                          text=True, env=env, timeout=120)
+                          text=True, env=package_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("ace ")

@@ -460,12 +460,12 @@ def test_help_lines(capsys):
 
 
 def test_info_into_a_closed_pipe_is_quiet(tmp_path):
-    from conftest import random_potential
+    from conftest import package_env, random_potential
 
     random_potential(("Cu",), seed=5).save(tmp_path / "p.yaml")
     process = subprocess.Popen([sys.executable, "-m", "ace.cli", "info", str(tmp_path / "p.yaml"),
                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+                               cwd=tmp_path, env=package_env())
     process.stdout.close()  # `| head -0`: the reader is gone before the first line
     err = process.stderr.read().decode()
     assert process.wait() == 1

@@ -291,22 +291,16 @@ def test_cg_beyond_table_raises():
         clebsch_gordan_array(np.array([1, big]), 0, 1, 0, 1, 0)
 
 
-def test_cg_loader_does_not_import_sympy():
+def test_cg_loader_does_not_import_sympy(tmp_path):
     code = ("import sys; from ace.basis.clebsch_gordan import clebsch_gordan; "
             "clebsch_gordan(2, 1, 2, -1, 2, 0); assert 'sympy' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, env=_env_with_repo_on_path())
+    from conftest import package_env
+    subprocess.run([sys.executable, "-c", code], check=True, env=package_env(), cwd=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
 # Regeneration
 # ---------------------------------------------------------------------------------------------
-
-def _env_with_repo_on_path():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in
-                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
-
 
 def test_generated_files_are_reproducible(tmp_path):
     """The committed tables are exactly what the generator writes (takes ~40 s: full sympy CG)."""

@@ -544,9 +544,8 @@ def test_learn_runs_two_iterations_with_emt_and_resumes_after_being_killed(tmp_p
 
     from ace.learn import learn, load_config
     config = learn_case(tmp_path, iterations=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
-                                          os.environ.get("PYTHONPATH", "")])}
+    from conftest import package_env
+    env = package_env(OMP_NUM_THREADS="1")
     process = subprocess.Popen([sys.executable, "-m", "ace.cli", "learn", str(config)],
                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
