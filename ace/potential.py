@@ -26,11 +26,11 @@ CHECKSUM_PREFIX = "# ace-potential sha256="
 UNITS = {"energy": "eV", "length": "Angstrom"}
 
 try:  # the C loader/dumper is much faster on large files; both are "safe" variants
-    _SafeLoader = yaml.CSafeLoader
-    _SafeDumper = yaml.CSafeDumper
+    SafeLoader = yaml.CSafeLoader
+    SafeDumper = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover - libyaml missing
-    _SafeLoader = yaml.SafeLoader
-    _SafeDumper = yaml.SafeDumper
+    SafeLoader = yaml.SafeLoader
+    SafeDumper = yaml.SafeDumper
 
 
 class PotentialFileError(ValueError):
@@ -161,7 +161,7 @@ class ACEPotential:
 
     def save(self, path):
         """Write atomically: a temporary file in the same directory, then rename."""
-        body = yaml.dump(self.to_dict(), Dumper=_SafeDumper, sort_keys=False,
+        body = yaml.dump(self.to_dict(), Dumper=SafeDumper, sort_keys=False,
                          default_flow_style=None, width=120)
         write_checksummed(path, CHECKSUM_PREFIX, body)
 
@@ -170,7 +170,7 @@ class ACEPotential:
         """Load and validate a potential file (ours; PACE files go through ace.pace)."""
         path = os.fspath(path)
         body = read_checksummed(path, CHECKSUM_PREFIX, PotentialFileError, "ace potential")
-        data = yaml_load_bounded(body, _SafeLoader, path, PotentialFileError)
+        data = yaml_load_bounded(body, SafeLoader, path, PotentialFileError)
         if not isinstance(data, dict):
             raise PotentialFileError(f"{path}: the file does not hold a mapping")
         try:

@@ -113,6 +113,11 @@ def atom_projections(CompiledModel compiled, const int[::1] species,
             nd = m.ndensity[mu_i]
             for p in range(nd):
                 rho = 0
+                # assigned here so that they are private to the thread: written only through
+                # pointers, Cython would share them between threads (a race on dFp)
+                Fp = 0
+                dFp = 0
+                d2Fp = 0
                 for f in range(n_f):
                     rho = rho + coefficients[m.func_first[mu_i] + f, p] * row[f]
                 embedding(m.npot[mu_i], m.fs_w[mu_i * fs_stride + p],
