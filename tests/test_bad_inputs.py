@@ -409,6 +409,17 @@ def test_unwritable_output_fails_before_the_data_is_read(fitdir, capsys, output,
     assert "checked before fitting" in err and "absent.xyz" not in err and seconds < FAST
 
 
+def test_output_that_is_the_config_or_the_data_is_refused_before_work(fitdir, capsys):
+    config = fit_config(fitdir, "self", output="self.config.yaml")
+    before = config.read_text()
+    status, err, seconds = run_fit(config, capsys)
+    assert status == 1 and "is the fit's own config file" in err and seconds < FAST
+    assert config.read_text() == before  # nothing was overwritten
+    config = fit_config(fitdir, "data", output="train.xyz")
+    status, err, _ = run_fit(config, capsys)
+    assert status == 1 and "is the fit's own data file" in err
+
+
 def test_unwritable_metrics_path_fails_before_work(fitdir, capsys):
     os.makedirs(fitdir / "m.metrics.json", exist_ok=True)
     status, err, _ = run_fit(fit_config(fitdir, "m", data={"train": "absent.xyz"}), capsys)

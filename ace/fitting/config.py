@@ -211,6 +211,7 @@ class FitConfig:
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
     source: dict = field(default_factory=dict)  # the config as given
     base_dir: str | None = None  # relative paths in the config are relative to this
+    path: str | None = None  # the YAML file the config was read from (None: a dict)
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -229,8 +230,10 @@ class FitConfig:
                     f"`ace convert-config {os.path.basename(path)} -o ace.yaml` writes")
                 for key, why in notes:
                     log(f"  ignored {key}: {why}")
-            return cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)),
-                                 trust_pickle=trust_pickle)
+            config = cls.from_dict(raw, base_dir=os.path.dirname(os.path.abspath(path)),
+                                   trust_pickle=trust_pickle)
+            config.path = os.path.abspath(path)
+            return config
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 

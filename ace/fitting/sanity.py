@@ -62,7 +62,14 @@ def check_outputs(config):
     paths = [("output", config.output), ("metrics", config.metrics_path)]
     if config.nonlinear is not None:
         paths.append(("checkpoint", os.path.splitext(config.output)[0] + ".checkpoint.json"))
+    inputs = {os.path.abspath(p): "data file" for p in config.train + config.test}
+    if config.path:
+        inputs[os.path.abspath(config.path)] = "config file"
     for what, path in paths:
+        own = inputs.get(os.path.abspath(path))
+        if own:
+            raise ConfigError(f"{what} {path}: is the fit's own {own}, which the fit would "
+                              "overwrite; choose another name (checked before fitting)")
         problem = _unwritable(path)
         if problem:
             raise ConfigError(f"{what} {path}: {problem} (checked before fitting)")
