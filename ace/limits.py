@@ -176,6 +176,15 @@ def read_text_file(path, error, what="potential file"):
                     "or a damaged one") from None
 
 
+def _yaml_children(node):
+    """The nodes a YAML node holds (keys and values of a mapping, items of a sequence)."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return ()
+
+
 def yaml_load_bounded(text, loader_class, path, error):
     """Parse one YAML document with ``loader_class`` (a safe loader), refusing alias bombs.
 
@@ -222,12 +231,7 @@ def _node_counts(root, path, error):
         key = id(node)
         if done:
             on_path.discard(key)
-            if isinstance(node, yaml.MappingNode):
-                children = [n for pair in node.value for n in pair]
-            elif isinstance(node, yaml.SequenceNode):
-                children = node.value
-            else:
-                children = ()
+            children = _yaml_children(node)
             expanded_size[key] = min(1 + sum(expanded_size[id(c)] for c in children),
                                      1e300)
             continue
@@ -238,12 +242,7 @@ def _node_counts(root, path, error):
                         "document)")
         on_path.add(key)
         stack.append((node, True))
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = node.value
-        else:
-            children = ()
+        children = _yaml_children(node)
         for child in children:
             if id(child) in on_path:
                 raise error(f"{path}: a YAML alias refers to the node that contains it "

@@ -161,9 +161,7 @@ class ACEPotential:
 
     def save(self, path):
         """Write atomically: a temporary file in the same directory, then rename."""
-        body = yaml.dump(self.to_dict(), Dumper=SafeDumper, sort_keys=False,
-                         default_flow_style=None, width=120)
-        write_checksummed(path, CHECKSUM_PREFIX, body)
+        write_checksummed(path, CHECKSUM_PREFIX, self.to_dict())
 
     @classmethod
     def load(cls, path):
@@ -192,8 +190,11 @@ def read_checksummed(path, prefix, error, what):
     return body
 
 
-def write_checksummed(path, prefix, body):
-    """Write ``body`` atomically under the first line ``prefix`` + its SHA-256."""
+def write_checksummed(path, prefix, data):
+    """Write ``data`` as YAML (the C dumper: the pure-Python one takes tens of seconds on a
+    large file) atomically under the first line ``prefix`` + the body's SHA-256."""
+    body = yaml.dump(data, Dumper=SafeDumper, sort_keys=False, default_flow_style=None,
+                     width=120)
     write_atomic(path, f"{prefix}{_sha256(body)}\n{body}")
 
 

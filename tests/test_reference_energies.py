@@ -71,7 +71,7 @@ def test_fitted_e0_is_reported_as_not_meaningful(basis):
 
 @pytest.mark.parametrize("e0, message", [
     ({"Cu": float("nan")}, "finite numbers"),
-    ({"Cu": -1.0, "Ni": -2.0}, r"not in elements: \['Ni'\]"),
+    ({"Cu": -1.0, "Ni": -2.0}, r"unknown \['Ni'\]"),
     ({"isolated": 3}, "isolated: <config_type"),
     ("free", "expected 'auto', 'isolated'"),
 ])

@@ -123,7 +123,7 @@ from ace.data import DataKeys, check_pickle_trust
 from ace.fitting import pacemaker
 from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean,
                                      float_or_same, load_yaml)
-from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings
+from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings, check_e0_elements
 from ace.fitting.nonlinear import NonlinearSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
                         LimitError, check_cutoff, check_integer)
@@ -299,12 +299,10 @@ class FitConfig:
             where = "" if str(exc).startswith("e0:") else "weights/regularisation: "
             raise ConfigError(f"{where}{exc}") from exc
         if isinstance(e0, dict) and "isolated" not in e0:
-            unknown = sorted(set(e0) - set(elements))
-            missing = sorted(set(elements) - set(e0))
-            if unknown or missing:
-                raise ConfigError(f"e0: give one reference energy per element {sorted(elements)}"
-                                  + (f"; missing {missing}" if missing else "")
-                                  + (f"; not in elements: {unknown}" if unknown else ""))
+            try:
+                check_e0_elements(e0, elements)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if nonlinear is not None and e0 != "auto" and "e0" in nonlinear.trainable:
             if "trainable" in fit:
                 raise ConfigError("fit.trainable: e0 is given (e0: ...), so it cannot also be "

@@ -760,6 +760,16 @@ E0_SOURCES = {
 }
 
 
+def check_e0_elements(reference, elements):
+    """ValueError unless ``reference`` ({element: eV}) names exactly ``elements``."""
+    missing = sorted(set(elements) - set(reference))
+    unknown = sorted(set(reference) - set(elements))
+    if missing or unknown:
+        raise ValueError(f"e0: give exactly one reference energy per element {sorted(elements)}"
+                         + (f"; missing {missing}" if missing else "")
+                         + (f"; unknown {unknown}" if unknown else ""))
+
+
 def resolve_e0(setting, dataset, elements, cutoff):
     """{element: eV} for an ``e0`` setting, or None when E0 is to be fitted ("auto")."""
     if setting == "auto":
@@ -816,12 +826,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     e0_given = None
     reference = resolve_e0(settings.e0, train, elements, potential.cutoff)
     if reference is not None:
-        missing = sorted(set(elements) - set(reference))
-        extra = sorted(set(reference) - set(elements))
-        if missing or extra:
-            raise ValueError(f"e0: give exactly one reference energy per element {elements}"
-                             + (f"; missing {missing}" if missing else "")
-                             + (f"; unknown {extra}" if extra else ""))
+        check_e0_elements(reference, elements)
         e0_given = np.array([float(reference[e]) for e in elements])
     weights = structure_weights(train, settings, elements)
     prior = smoothness_prior(potential, settings.smoothness)

@@ -26,7 +26,7 @@ import yaml
 
 from ace.evaluator import Evaluator
 from ace.limits import yaml_load_bounded
-from ace.potential import SafeDumper, SafeLoader, read_checksummed, write_checksummed
+from ace.potential import SafeLoader, read_checksummed, write_checksummed
 from ace.uncertainty.maxvol import (DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE, RANK_TOLERANCE,
                                     RankDeficientError, column_scales, maxvol)
 from ace.uncertainty.projections import (check_mode, per_element_projections, projection_widths)
@@ -121,10 +121,7 @@ class ActiveSet:
         }
 
     def save(self, path):
-        # the C dumper: the pure-Python one takes 25 s on a 2000-function active set
-        body = yaml.dump(self.to_dict(), Dumper=SafeDumper, sort_keys=False,
-                         default_flow_style=None, width=120)
-        write_checksummed(path, CHECKSUM_PREFIX, body)
+        write_checksummed(path, CHECKSUM_PREFIX, self.to_dict())
 
     @classmethod
     def load(cls, path):
