@@ -90,7 +90,7 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
         say = log or workflow_logger.info
         try:
             quick_validate(result.output, data=result.train, num_threads=config.num_threads,
-                           log=say)
+                           log=say, predictions=result.train_predictions)
         except ValueError as exc:
             say(f"quick validation skipped: {exc}")
         else:

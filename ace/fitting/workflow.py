@@ -30,7 +30,7 @@ from ace.data import read_dataset
 from ace.fitting import progress_bar
 from ace.fitting.config import ConfigError, apply_core_repulsion, default_basis_size
 from ace.fitting.linear import LinearFit, fit_linear, memory_estimate, structure_weights
-from ace.fitting.metrics import evaluate, to_json
+from ace.fitting.metrics import error_table, evaluate, predict, to_json
 from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonlinear_seconds,
                                    fit_nonlinear, linear_part, read_checkpoint_context,
                                    start_from_linear)
@@ -58,6 +58,9 @@ class FitResult:
     checkpoint: str | None = None
     # the training data the fit read (for the validation that follows a fit)
     train: object = field(default=None, repr=False)
+    # the fitted potential's predictions on it (ace.fitting.metrics.Predictions), reused by
+    # the quick validation instead of evaluating the training set again
+    train_predictions: object = field(default=None, repr=False)
     # <output>.active.yaml: the active set of the extrapolation grade (None: not written)
     active_set: str | None = None
     # the directory of the quick validation report ``ace.fit`` writes after the fit
@@ -217,7 +220,8 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
         result = fit_nonlinear_from_linear(config, train, potential, result, resume, log)
         log(f"nonlinear fit took {result.report['seconds']:.1f} s")
     fitted = result.potential
-    tables = {"train": evaluate(fitted, train, config.num_threads, progress)}
+    train_predictions = predict(fitted, train, config.num_threads, progress)
+    tables = {"train": error_table(train, train_predictions)}
     if test is not None:
         tables["test"] = evaluate(fitted, test, config.num_threads, progress)
     tables = plain(tables)
@@ -234,7 +238,7 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
     return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
                      output=config.output, metrics_path=config.metrics_path,
                      checkpoint=checkpoint_path(config) if config.nonlinear is not None else None,
-                     train=train, active_set=active)
+                     train=train, train_predictions=train_predictions, active_set=active)
 
 
 def active_set_path(config):
