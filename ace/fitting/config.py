@@ -119,7 +119,8 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
 from ace.basis import BasisSpec
-from ace.data import DataKeys, check_pickle_trust
+from ace.data import (DataKeys, ShortestPairs, check_pickle_trust,  # noqa: F401 (re-exported)
+                      shortest_distance, shortest_pairs)
 from ace.fitting import pacemaker
 from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean,
                                      float_or_same, load_yaml)
@@ -128,7 +129,6 @@ from ace.fitting.nonlinear import NonlinearSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
                         LimitError, check_cutoff, check_integer)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
-from ace.neighbours import build_neighbour_list
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
@@ -496,45 +496,6 @@ def default_basis_size(dataset, n_elements):
     """Functions per element for the data size: observations / 12, clipped to [16, 2000]."""
     per_element = observations(dataset) / OBSERVATIONS_PER_FUNCTION / max(n_elements, 1)
     return int(np.clip(round(per_element), MIN_FUNCTIONS, MAX_FUNCTIONS))
-
-
-@dataclass
-class ShortestPairs:
-    """Per structure of a dataset: the shortest pair within the cutoff (inf, 0, 0 without one),
-    the atomic numbers of its two atoms, and the number of pairs within the cutoff."""
-
-    distance: np.ndarray  # [n_s] Å
-    z: np.ndarray  # [n_s, 2]
-    n_pairs: np.ndarray  # [n_s]
-
-
-def shortest_pairs(dataset, cutoff, num_threads=None):
-    """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff)."""
-    cached = getattr(dataset, "_shortest_pairs", None)
-    if cached is not None and cached[0] == cutoff:
-        return cached[1]
-    n = len(dataset)
-    out = ShortestPairs(np.full(n, np.inf), np.zeros((n, 2), dtype=int), np.zeros(n, dtype=int))
-    for s in range(n):
-        sl = dataset.atom_slice(s)
-        try:
-            nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
-                                      cutoff, num_threads)
-        except ValueError as exc:
-            raise ValueError(f"{dataset.names[s]}: {exc}") from None
-        out.n_pairs[s] = len(nl)
-        if len(nl):
-            k, d = nl.shortest()
-            numbers = dataset.numbers[sl]
-            out.distance[s] = d
-            out.z[s] = numbers[nl.i[k]], numbers[nl.j[k]]
-    dataset._shortest_pairs = (cutoff, out)
-    return out
-
-
-def shortest_distance(dataset, cutoff, num_threads=None):
-    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
-    return float(shortest_pairs(dataset, cutoff, num_threads).distance.min(initial=np.inf))
 
 
 def covalent_floor(z_i, z_j):
