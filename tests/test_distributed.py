@@ -36,7 +36,7 @@ def emt_structures(n, seed=0):
     images = []
     for k in range(n):
         if k % 11 == 10:
-            atoms = bulk(("Cu", "Ni")[k // 11 % 2], "sc", a=10.0)
+            atoms = bulk(("Cu", "Ni")[k // 11 % 2], "sc", a=10.0 + 0.1 * k)
             atoms.info["config_type"] = "isolated"
         else:
             kind = ("fcc", "bcc", "sc")[k % 3]

@@ -114,7 +114,7 @@ def _warn(findings, log):
 
 def load_data(config, log=None, engine=None):
     """Read the training and test sets (test None if the config has none) and check them
-    against the elements. With ``config.stream`` they are :class:`StreamedDataset`\ s, whose
+    against the elements. With ``config.stream`` they are :class:`StreamedDataset` objects, whose
     chunks are summarised on ``engine`` (default: in this process)."""
     log = _logger(log)
 
