@@ -24,10 +24,10 @@ Every key (relative paths are relative to the config file)::
       test: file | glob | [files]     # optional
       trust_pickle: false             # read pickles (they can run code when loaded): only
                                       #   for files you made or trust (or --trust-pickle)
-      stream: false                   # true: read the data in chunks, never all at once
-                                      #   (ace.stream; memory: one chunk + the basis); the
-                                      #   default with fit.engine dask. Not for pickles or
-                                      #   fit.method nonlinear (yet)
+      stream: null                    # true: read the data in chunks, never all at once
+                                      #   (ace.stream; memory: one chunk + the basis); null:
+                                      #   false, or true with fit.engine dask. Not for
+                                      #   pickles or fit.method nonlinear (yet)
       chunk_structures: 256           # structures per chunk (stream, engine dask)
       keys:                           # where the labels are (default: stored calculator
         energy: null                  #   results, then info["energy"], arrays["forces"],
@@ -83,7 +83,7 @@ Every key (relative paths are relative to the config file)::
                                       #   "tcp://host:port" of a running scheduler (its
                                       #   workers must see the data files at the same paths)
       workers: null                   # dask LocalCluster: worker processes (null: Dask's
-                                      #   choice for this machine)
+                                      #   choice for this machine); not with a scheduler
       threads_per_worker: 1           # dask: threads per worker = the core's OpenMP threads
       method: linear                  # or nonlinear (ace.fitting.nonlinear): starts from the
                                       # linear fit, then fits all densities of the embedding
@@ -133,8 +133,7 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
 from ace.basis import BasisSpec
-from ace.data import (DataKeys, ShortestPairs, check_pickle_trust,  # noqa: F401 (re-exported)
-                      shortest_distance, shortest_pairs)
+from ace.data import DataKeys, check_pickle_trust, shortest_pairs
 from ace.fitting import pacemaker
 from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean,
                                      float_or_same, load_yaml)
