@@ -34,7 +34,8 @@ __all__ = ["fit", "estimate_fit", "evaluate", "load", "export", "describe", "val
            "FitConfig", "FitResult", "FitEstimate"]
 
 
-def _config(config, num_threads=None, progress=None, trust_pickle=False, log=None):
+def _config(config, num_threads=None, progress=None, trust_pickle=False, log=None,
+            scheduler=None):
     """A FitConfig from a FitConfig (copied), a dict (relative paths relative to the working
     directory) or a YAML file (relative to the file; ace's config or pacemaker's input.yaml),
     with the overrides applied."""
@@ -52,11 +53,13 @@ def _config(config, num_threads=None, progress=None, trust_pickle=False, log=Non
         config.num_threads = num_threads
     if progress is not None:
         config.progress = bool(progress)
+    if scheduler is not None:
+        config = config.with_scheduler(scheduler)
     return config
 
 
 def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=False, log=None,
-        validate=True, strict=False):
+        validate=True, strict=False, scheduler=None):
     """Fit the potential ``config`` describes: what ``ace fit`` does, with the same files.
 
     ``config``: a :class:`FitConfig`, a dict of the YAML keys (``ace/fitting/config.py``;
@@ -73,6 +76,9 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
     paths are checked and an unfittable training set is refused; doubtful data (energy
     outliers, conflicting duplicates, implausible distances) are flagged as warnings, which
     ``strict=True`` turns into a ConfigError before the fit (:mod:`ace.fitting.sanity`).
+    ``scheduler``: the address of a Dask scheduler (``tcp://host:port``) to fit on: the
+    config's ``fit.engine: dask`` with ``fit.scheduler`` set, the data streamed
+    (:mod:`ace.fitting.distributed`).
 
     ``validate`` (default): after the fit, the quick part of :func:`validate` (figures of the
     errors on the training data, equation of state, elastic constants) is written to
@@ -84,13 +90,17 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
     ``.report`` (the fit report), the paths written, and ``.findings`` / ``.flagged`` (the
     warnings before and after the fit).
     """
-    config = _config(config, num_threads, progress, trust_pickle, log)
+    config = _config(config, num_threads, progress, trust_pickle, log, scheduler)
     result = run_fit(config, resume=resume, log=log, strict=strict)
     if validate:
         say = log or workflow_logger.info
+        if config.stream:
+            say("quick validation: no data figures for streamed data (they would hold all "
+                "of it); the error tables are in the metrics")
         try:
-            quick_validate(result.output, data=result.train, num_threads=config.num_threads,
-                           log=say, predictions=result.train_predictions)
+            quick_validate(result.output, data=None if config.stream else result.train,
+                           num_threads=config.num_threads, log=say,
+                           predictions=None if config.stream else result.train_predictions)
         except ValueError as exc:
             say(f"quick validation skipped: {exc}")
         else:

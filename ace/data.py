@@ -247,38 +247,7 @@ class Dataset:
         periodic images (if any) are all farther than ``cutoff`` (an atom alone in a large
         cell, as DFT codes compute free atoms). Several structures of one element are
         averaged; raises DataError naming the missing elements and how they were looked for."""
-        found = {}
-        for s in range(len(self)):
-            if config_type is not None:
-                if str(self.config_type[s]) != config_type:
-                    continue
-                if self.n_atoms[s] != 1:
-                    raise DataError(f"{self.names[s]}: config_type {config_type!r} marks "
-                                    f"isolated atoms, but this structure has "
-                                    f"{self.n_atoms[s]} atoms")
-            elif self.n_atoms[s] != 1 or not _alone_in_cell(self.cells[s], self.pbc[s], cutoff):
-                continue
-            z = int(self.numbers[self.offsets[s]])
-            found.setdefault(chemical_symbols[z], []).append((float(self.energy[s]), s))
-        missing = [e for e in elements if e not in found]
-        if missing:
-            how = (f"structures of config_type {config_type!r}" if config_type is not None
-                   else f"single-atom structures with no periodic image within the cutoff "
-                        f"({cutoff:g} Å)")
-            raise DataError(f"e0: isolated: no isolated-atom energy for {missing} among the "
-                            f"{len(self)} training structures: looked for {how}; add "
-                            f"free-atom calculations to the data or give e0 as "
-                            f"{{element: eV}}")
-        energies = {}
-        for element in elements:
-            values = np.array([e for e, _ in found[element]])
-            if np.ptp(values) > 1e-3:
-                names = [self.names[s] for _, s in found[element]]
-                warnings.warn(f"e0: isolated: the free-atom energies of {element} differ by "
-                              f"{np.ptp(values) * 1000:.1f} meV ({names}); using their mean",
-                              stacklevel=2)
-            energies[element] = float(values.mean())
-        return energies
+        return isolated_atom_energies(self, elements, cutoff, config_type)
 
     # ------------------------------------------------------------------ checks
     def check_elements(self, elements):
@@ -316,6 +285,95 @@ class Dataset:
             more = f" (and {len(pairs) - 5} more)" if len(pairs) > 5 else ""
             warnings.warn(f"{len(pairs)} duplicate structure(s): {shown}{more}", stacklevel=2)
         return pairs
+
+
+# ---------------------------------------------------------------------- reference energies
+
+def isolated_atom_energies(dataset, elements, cutoff, config_type=None, n_structures=None):
+    """{element: eV} from the isolated-atom structures of ``dataset`` (a Dataset, or None for
+    none): see :meth:`Dataset.isolated_atom_energies`. ``n_structures``: the size of the
+    data they were taken from, for the message (default: its length). A structure whose
+    config_type is ``config_type`` (when given), else any single-atom structure whose
+    periodic images (if any) are all farther than ``cutoff`` (an atom alone in a large
+    cell, as DFT codes compute free atoms). Several structures of one element are
+    averaged; raises DataError naming the missing elements and how they were looked for."""
+    found = {}
+    for s in range(0 if dataset is None else len(dataset)):
+        if config_type is not None:
+            if str(dataset.config_type[s]) != config_type:
+                continue
+            if dataset.n_atoms[s] != 1:
+                raise DataError(f"{dataset.names[s]}: config_type {config_type!r} marks "
+                                f"isolated atoms, but this structure has "
+                                f"{dataset.n_atoms[s]} atoms")
+        elif dataset.n_atoms[s] != 1 or not _alone_in_cell(dataset.cells[s], dataset.pbc[s],
+                                                           cutoff):
+            continue
+        z = int(dataset.numbers[dataset.offsets[s]])
+        found.setdefault(chemical_symbols[z], []).append((float(dataset.energy[s]), s))
+    missing = [e for e in elements if e not in found]
+    if missing:
+        how = (f"structures of config_type {config_type!r}" if config_type is not None
+               else f"single-atom structures with no periodic image within the cutoff "
+                    f"({cutoff:g} Å)")
+        raise DataError(f"e0: isolated: no isolated-atom energy for {missing} among the "
+                        f"{len(dataset or ()) if n_structures is None else n_structures} "
+                        f"training structures: looked for {how}; add free-atom calculations "
+                        f"to the data or give e0 as {{element: eV}}")
+    energies = {}
+    for element in elements:
+        values = np.array([e for e, _ in found[element]])
+        if np.ptp(values) > 1e-3:
+            names = [dataset.names[s] for _, s in found[element]]
+            warnings.warn(f"e0: isolated: the free-atom energies of {element} differ by "
+                          f"{np.ptp(values) * 1000:.1f} meV ({names}); using their mean",
+                          stacklevel=2)
+        energies[element] = float(values.mean())
+    return energies
+
+
+# ---------------------------------------------------------------------- shortest pairs
+
+@dataclass
+class ShortestPairs:
+    """Per structure of a dataset: the shortest pair within the cutoff (inf, 0, 0 without one),
+    the atomic numbers of its two atoms, and the number of pairs within the cutoff."""
+
+    distance: np.ndarray  # [n_s] Å
+    z: np.ndarray  # [n_s, 2]
+    n_pairs: np.ndarray  # [n_s]
+
+
+def shortest_pairs(dataset, cutoff, num_threads=None):
+    """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff; a
+    :class:`ace.stream.StreamedDataset` computes them as it is opened)."""
+    from ace.neighbours import build_neighbour_list  # here: ace.data stays free of the core
+
+    cached = getattr(dataset, "_shortest_pairs", None)
+    if cached is not None and cached[0] == cutoff:
+        return cached[1]
+    n = len(dataset)
+    out = ShortestPairs(np.full(n, np.inf), np.zeros((n, 2), dtype=int), np.zeros(n, dtype=int))
+    for s in range(n):
+        sl = dataset.atom_slice(s)
+        try:
+            nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
+                                      cutoff, num_threads)
+        except ValueError as exc:
+            raise ValueError(f"{dataset.names[s]}: {exc}") from None
+        out.n_pairs[s] = len(nl)
+        if len(nl):
+            k, d = nl.shortest()
+            numbers = dataset.numbers[sl]
+            out.distance[s] = d
+            out.z[s] = numbers[nl.i[k]], numbers[nl.j[k]]
+    dataset._shortest_pairs = (cutoff, out)
+    return out
+
+
+def shortest_distance(dataset, cutoff, num_threads=None):
+    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
+    return float(shortest_pairs(dataset, cutoff, num_threads).distance.min(initial=np.inf))
 
 
 # ---------------------------------------------------------------------- reading

@@ -517,7 +517,7 @@ def test_strict_exit_status_after_an_absurd_fit(fitdir, capsys, monkeypatch):
     import ace.fitting.workflow as workflow
     from ace.cli.fit import STRICT_EXIT_STATUS
 
-    def absurd_fit(config, train, test, potential, info, resume=False, log=None):
+    def absurd_fit(config, train, test, potential, info, resume=False, log=None, engine=None):
         row = {"n_structures": len(train), "n_atoms": train.total_atoms,
                "energy_rmse": 2.9e6, "energy_mae": 2.9e6, "forces_rmse": 0.5, "forces_mae": 0.4}
         tables = {"train": {"overall": row, "by_config_type": {}}}

@@ -31,6 +31,7 @@ LAYERS = {
     "ace.io": 7,  # load any potential file, export
     "ace.calculator": 8,
     "ace.data": 9,
+    "ace.stream": 9,  # streamed datasets: chunks of many files, the per-structure numbers
     "ace.pacemaker_data": 9,
     "ace.fitting": 10,  # lbfgs, config, linear, metrics, nonlinear, workflow
     "ace.validation": 11,

@@ -7,7 +7,9 @@ Prints the basis, the chosen weights and regularisation, the error tables for tr
 and writes the potential (with the fit settings and metrics in its metadata) and a metrics JSON
 beside it (<output>.metrics.json). `--dry-run` stops after reading the data and building the
 basis and prints the basis size, the memory the fit will need and, for a nonlinear fit, an
-estimate of its time. The same from Python: ace.fit(config), ace.estimate_fit(config).
+estimate of its time. `--scheduler tcp://host:port` fits on that Dask scheduler's workers
+(fit.engine: dask, the data streamed in chunks; see docs/distributed.md). The same from
+Python: ace.fit(config), ace.estimate_fit(config).
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ def add_arguments(parser):
                         help="nonlinear fit: continue from <output>.checkpoint.json (the "
                              "config unchanged, or with a larger max_iterations or patience "
                              "to continue a finished fit)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="fit on the Dask scheduler at ADDRESS (tcp://host:port): the "
+                             "design rows and error tables on its workers, the data streamed "
+                             "(needs ace[dask]; sets fit.engine: dask, fit.scheduler)")
     parser.add_argument("--strict", action="store_true",
                         help="flagged training data (energy outliers, conflicting duplicates, "
                              "implausible distances) stop the fit; an absurd training error "
@@ -47,6 +53,8 @@ def run(args):
     config = None
     try:
         config = FitConfig.load(args.config, trust_pickle=args.trust_pickle)
+        if args.scheduler is not None:
+            config = config.with_scheduler(args.scheduler)
         if args.dry_run:
             print_estimate(ace.estimate_fit(config, num_threads=args.num_threads, log=say),
                            config)
@@ -58,7 +66,7 @@ def run(args):
         return fail("fit", "interrupted" + (
             f"; the best potential so far is in {config.output}; continue with --resume"
             if config is not None and config.nonlinear is not None else ""))
-    except (ValueError, OSError) as exc:  # ConfigError, DataError, CheckpointError, ...
+    except (ValueError, OSError, ImportError) as exc:  # ConfigError, DataError, no dask, ...
         return fail("fit", str(exc))
     print_tables(result.tables)
     print(f"wrote {result.output} and {result.metrics_path}"

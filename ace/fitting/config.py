@@ -24,6 +24,11 @@ Every key (relative paths are relative to the config file)::
       test: file | glob | [files]     # optional
       trust_pickle: false             # read pickles (they can run code when loaded): only
                                       #   for files you made or trust (or --trust-pickle)
+      stream: null                    # true: read the data in chunks, never all at once
+                                      #   (ace.stream; memory: one chunk + the basis); null:
+                                      #   false, or true with fit.engine dask. Not for
+                                      #   pickles or fit.method nonlinear (yet)
+      chunk_structures: 256           # structures per chunk (stream, engine dask)
       keys:                           # where the labels are (default: stored calculator
         energy: null                  #   results, then info["energy"], arrays["forces"],
         forces: null                  #   info["stress"])
@@ -71,6 +76,15 @@ Every key (relative paths are relative to the config file)::
                                       #   linear (PACE-compatible .asi), full, or none
       progress: true                  # tqdm bars when tqdm is installed, else a plain line
                                       #   on stderr every 10 s
+      engine: inprocess               # or dask: the design rows and error tables chunk by
+                                      #   chunk on Dask workers (ace.fitting.distributed;
+                                      #   pip install "ace[dask]"); the data are streamed
+      scheduler: null                 # dask: null starts a LocalCluster on this machine, or
+                                      #   "tcp://host:port" of a running scheduler (its
+                                      #   workers must see the data files at the same paths)
+      workers: null                   # dask LocalCluster: worker processes (null: Dask's
+                                      #   choice for this machine); not with a scheduler
+      threads_per_worker: 1           # dask: threads per worker = the core's OpenMP threads
       method: linear                  # or nonlinear (ace.fitting.nonlinear): starts from the
                                       # linear fit, then fits all densities of the embedding
                                       # (default FinnisSinclairShiftedScaled, 2 densities,
@@ -119,16 +133,17 @@ import numpy as np
 from ase.data import atomic_numbers, covalent_radii
 
 from ace.basis import BasisSpec
-from ace.data import DataKeys, check_pickle_trust
+from ace.data import DataKeys, check_pickle_trust, shortest_pairs
 from ace.fitting import pacemaker
 from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean,
                                      float_or_same, load_yaml)
+from ace.fitting.distributed import EngineSettings
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings, check_e0_elements
 from ace.fitting.nonlinear import NonlinearSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
                         LimitError, check_cutoff, check_integer)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
-from ace.neighbours import build_neighbour_list
+from ace.stream import DEFAULT_CHUNK_STRUCTURES
 
 DEFAULT_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
 DEFAULT_FUNCTIONS = {"nradmax_by_orders": [16, 8, 6, 4, 3], "lmax_by_orders": [0, 6, 4, 3, 2]}
@@ -142,11 +157,13 @@ COVALENT_FLOOR_FRACTION = 0.5
 
 TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
             "regularisation", "fit"}
-DATA_KEYS = {"train", "test", "keys", "trust_pickle"}
+DATA_KEYS = {"train", "test", "keys", "trust_pickle", "stream", "chunk_structures"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
 REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed", "smoothness"}
-FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method", "committee", "active_set"}
+FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method", "committee", "active_set",
+            "engine", "scheduler", "workers", "threads_per_worker"}
+ENGINE_KEYS = ("engine", "scheduler", "workers", "threads_per_worker")
 ACTIVE_SET_MODES = ("linear", "full", "none")
 # the nonlinear fit's keys (ace.fitting.nonlinear.NonlinearSettings), allowed with method nonlinear
 NONLINEAR_KEYS = {"optimizer", "trainable", "max_iterations", "checkpoint_every", "patience",
@@ -209,6 +226,9 @@ class FitConfig:
     committee: int = 32  # members of the Bayesian committee of a linear fit (0: none)
     active_set: str = "linear"  # mode of the active set written beside the potential, or none
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
+    stream: bool = False  # read the data in chunks (ace.stream)
+    chunk_structures: int = DEFAULT_CHUNK_STRUCTURES
+    engine: EngineSettings = field(default_factory=EngineSettings)  # where the chunks run
     source: dict = field(default_factory=dict)  # the config as given
     base_dir: str | None = None  # relative paths in the config are relative to this
     path: str | None = None  # the YAML file the config was read from (None: a dict)
@@ -310,6 +330,7 @@ class FitConfig:
             # reference energies that mean something stay what they are
             nonlinear = dataclasses.replace(
                 nonlinear, trainable=tuple(t for t in nonlinear.trainable if t != "e0"))
+        engine, stream, chunk_structures = _engine_and_stream(fit, data, nonlinear)
         config = cls(
             elements=sorted(elements), cutoff=float(cutoff),
             train=_paths(data.get("train"), "data.train", base_dir, True),
@@ -323,6 +344,7 @@ class FitConfig:
             progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
             committee=_committee_size(fit.get("committee", 32)),
             active_set=_active_set_mode(fit.get("active_set", "linear")),
+            stream=stream, chunk_structures=chunk_structures, engine=engine,
             source=copy.deepcopy(raw), base_dir=base_dir)
         config.check_basis()
         config.check_core_repulsion()
@@ -333,6 +355,17 @@ class FitConfig:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         return config
+
+    def with_scheduler(self, address):
+        """This config on the Dask scheduler at ``address`` (``ace fit --scheduler``): engine
+        dask, data streamed."""
+        try:
+            engine = EngineSettings("dask", address, None, self.engine.threads_per_worker)
+        except ValueError as exc:
+            raise ConfigError(f"--scheduler: {exc}") from None
+        if self.nonlinear is not None:
+            raise ConfigError("--scheduler: fit.method nonlinear does not run on Dask yet")
+        return dataclasses.replace(self, engine=engine, stream=True)
 
     # ------------------------------------------------------------------ derived settings
     @property
@@ -408,7 +441,9 @@ class FitConfig:
                 "loss": asdict(self.loss), "num_threads": self.num_threads,
                 "chunk_rows": self.chunk_rows, "committee": self.committee,
                 "active_set": self.active_set,
-                "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
+                "nonlinear": asdict(self.nonlinear) if self.nonlinear else None,
+                "stream": self.stream, "chunk_structures": self.chunk_structures,
+                "engine": asdict(self.engine)}
 
 
 def _check_basis_limits(basis):
@@ -437,6 +472,34 @@ def _check_basis_limits(basis):
                         check_integer(value, limit, f"basis.functions.{name}.{key}[{k}]")
     except LimitError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _engine_and_stream(fit, data, nonlinear):
+    """(EngineSettings, stream, chunk_structures) of the fit and data sections."""
+    try:
+        engine = EngineSettings(**{k: fit[k] for k in ENGINE_KEYS if k in fit})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    chunk_structures = data.get("chunk_structures", DEFAULT_CHUNK_STRUCTURES)
+    if isinstance(chunk_structures, bool) or not isinstance(chunk_structures, int) \
+            or chunk_structures < 1:
+        raise ConfigError(f"data.chunk_structures: expected an integer >= 1, "
+                          f"got {chunk_structures!r}")
+    stream = data.get("stream")
+    if stream is None:
+        stream = engine.engine == "dask"
+    stream = _flag(stream, "data.stream")
+    if engine.engine == "dask" and not stream:
+        raise ConfigError("data.stream: false, but fit.engine dask reads the data on the "
+                          "workers, chunk by chunk; set data.stream: true or leave it out")
+    if stream and nonlinear is not None:
+        raise ConfigError("fit.method nonlinear does not run on streamed data or fit.engine "
+                          "dask yet (its batches stay in the memory of one process); use "
+                          "data.stream: false and fit.engine: inprocess")
+    if stream and data.get("trust_pickle"):
+        raise ConfigError("data.stream: pacemaker's pickles are read whole, not streamed; "
+                          "convert them (ace convert-data) or set data.stream: false")
+    return engine, stream, chunk_structures
 
 
 def _flag(value, where):
@@ -496,45 +559,6 @@ def default_basis_size(dataset, n_elements):
     """Functions per element for the data size: observations / 12, clipped to [16, 2000]."""
     per_element = observations(dataset) / OBSERVATIONS_PER_FUNCTION / max(n_elements, 1)
     return int(np.clip(round(per_element), MIN_FUNCTIONS, MAX_FUNCTIONS))
-
-
-@dataclass
-class ShortestPairs:
-    """Per structure of a dataset: the shortest pair within the cutoff (inf, 0, 0 without one),
-    the atomic numbers of its two atoms, and the number of pairs within the cutoff."""
-
-    distance: np.ndarray  # [n_s] Å
-    z: np.ndarray  # [n_s, 2]
-    n_pairs: np.ndarray  # [n_s]
-
-
-def shortest_pairs(dataset, cutoff, num_threads=None):
-    """:class:`ShortestPairs` of ``dataset`` (computed once per dataset and cutoff)."""
-    cached = getattr(dataset, "_shortest_pairs", None)
-    if cached is not None and cached[0] == cutoff:
-        return cached[1]
-    n = len(dataset)
-    out = ShortestPairs(np.full(n, np.inf), np.zeros((n, 2), dtype=int), np.zeros(n, dtype=int))
-    for s in range(n):
-        sl = dataset.atom_slice(s)
-        try:
-            nl = build_neighbour_list(dataset.positions[sl], dataset.cells[s], dataset.pbc[s],
-                                      cutoff, num_threads)
-        except ValueError as exc:
-            raise ValueError(f"{dataset.names[s]}: {exc}") from None
-        out.n_pairs[s] = len(nl)
-        if len(nl):
-            k, d = nl.shortest()
-            numbers = dataset.numbers[sl]
-            out.distance[s] = d
-            out.z[s] = numbers[nl.i[k]], numbers[nl.j[k]]
-    dataset._shortest_pairs = (cutoff, out)
-    return out
-
-
-def shortest_distance(dataset, cutoff, num_threads=None):
-    """The shortest interatomic distance in ``dataset`` (inf if no pair is within cutoff)."""
-    return float(shortest_pairs(dataset, cutoff, num_threads).distance.min(initial=np.inf))
 
 
 def covalent_floor(z_i, z_j):

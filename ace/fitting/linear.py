@@ -816,12 +816,17 @@ def fold_indices(dataset, n_folds, seed=0):
 # ---------------------------------------------------------------------- the fit
 
 def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEFAULT_CHUNK_ROWS,
-               progress=None, log=None, metadata=None, committee=0):
+               progress=None, log=None, metadata=None, committee=0, assemble=None):
     """Fit the coefficients (and E0) of ``potential`` (its current coefficients are ignored)
     to the dataset ``train``; returns a :class:`LinearFit`. ``committee`` >= 2: the potential
     carries that many members sampled from the Bayesian posterior of the coefficients
-    (:mod:`ace.fitting.bayes`, from the same normal equations)."""
+    (:mod:`ace.fitting.bayes`, from the same normal equations). ``assemble``: what computes
+    the normal equations, called as :func:`normal_equations` (default: that function, in this
+    process); :class:`ace.fitting.distributed.ChunkedAssembly` computes them chunk by chunk,
+    on Dask workers or streamed from files (``train`` then may be an
+    :class:`ace.stream.StreamedDataset`)."""
     settings = settings or LossSettings()
+    assemble = assemble or normal_equations
     start = time.perf_counter()
     check_linear(potential)
     train.check_elements(potential.elements)
@@ -843,8 +848,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
             parts = np.zeros(len(train), dtype=np.int64)
             parts[train.split_indices(settings.validation_fraction, settings.seed)[1]] = 1
             validate = [1]
-        folds = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
-                                 progress, parts=parts)
+        folds = assemble(potential, train, weights, e0_given, num_threads, chunk_rows,
+                         progress, parts=parts)
         rows_done = time.perf_counter()
         cv = CrossValidation(folds, validate, num_threads, prior)
         del folds
@@ -852,8 +857,7 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
         neq = cv.total
         validation_size = int(sum(np.sum(parts == k) for k in validate))
     else:
-        neq = normal_equations(potential, train, weights, e0_given, num_threads, chunk_rows,
-                               progress)
+        neq = assemble(potential, train, weights, e0_given, num_threads, chunk_rows, progress)
         rows_done = time.perf_counter()
         choice, table = select_by_gcv(neq, settings, log, prior)
         validation_size = 0
@@ -922,16 +926,18 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
 
 
 def fit_committee(fit, train, n_members=bayes.DEFAULT_MEMBERS, seed=0, num_threads=None,
-                  progress=None):
+                  progress=None, assemble=None):
     """The potential of ``fit`` (a :class:`LinearFit`) with a committee, from the
-    normal equations of its training data ``train`` rebuilt with the fit's weights."""
+    normal equations of its training data ``train`` rebuilt with the fit's weights
+    (``assemble``: as in :func:`fit_linear`)."""
     report = fit.report
     potential = fit.potential
     settings = LossSettings(**report["settings"])
     prior = smoothness_prior(potential, settings.smoothness)
     weights = structure_weights(train, settings, potential.elements)
     e0_given = None if report["e0_fitted"] else potential.e0
-    neq = normal_equations(potential, train, weights, e0_given, num_threads, progress=progress)
+    neq = (assemble or normal_equations)(potential, train, weights, e0_given, num_threads,
+                                         progress=progress)
     tau = _tau(report["weights"]["forces"], report["weights"]["stress"])
     system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0, prior)
     params = potential.coefficients[:, 0]

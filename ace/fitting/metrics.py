@@ -57,15 +57,15 @@ def _iterate(items, progress, description):
     return progress(items, description)
 
 
-def _errors(errors):
+def _sums(errors):
+    """[count, sum of squares, sum of |x|] of the error values (what RMSE and MAE need, and
+    what adds up over parts of the data)."""
     errors = np.asarray(errors, dtype=float).reshape(-1)
-    if errors.size == 0:
-        return None, None
-    return float(np.sqrt(np.mean(errors ** 2))), float(np.mean(np.abs(errors)))
+    return [int(errors.size), float(errors @ errors), float(np.abs(errors).sum())]
 
 
-def _row(dataset, predictions, members):
-    """Errors of the structures ``members`` (indices)."""
+def _row_sums(dataset, predictions, members):
+    """Error sums of the structures ``members`` (indices)."""
     n_atoms = dataset.n_atoms[members]
     row = {"n_structures": int(len(members)), "n_atoms": int(n_atoms.sum())}
     de = (predictions.energy[members] - dataset.energy[members]) / n_atoms
@@ -78,22 +78,53 @@ def _row(dataset, predictions, members):
     ds = ds[:, VOIGT[0], VOIGT[1]]
     ds = ds[np.isfinite(ds).all(axis=1)]
     for (key, unit, scale), errors in zip(QUANTITIES, (de, df, ds)):
-        rmse, mae = _errors(errors * scale)
-        row[f"{key}_rmse"] = rmse
-        row[f"{key}_mae"] = mae
+        row[key] = _sums(errors * scale)
     return row
+
+
+def error_sums(dataset, predictions):
+    """The error sums of an error table: {"overall": sums, "by_config_type": {type: sums}};
+    sums of parts of the data add (:func:`add_error_sums`) to those of the whole."""
+    everything = np.arange(len(dataset))
+    sums = {"overall": _row_sums(dataset, predictions, everything), "by_config_type": {}}
+    for ctype in sorted(set(dataset.config_type.tolist())):
+        members = np.flatnonzero(dataset.config_type == ctype)
+        sums["by_config_type"][ctype] = _row_sums(dataset, predictions, members)
+    return sums
+
+
+def add_error_sums(a, b):
+    """The error sums of two disjoint parts of the data together."""
+    def add(x, y):
+        if x is None or y is None:
+            return x or y
+        return {k: (x[k] + y[k] if not isinstance(x[k], list)
+                    else [u + v for u, v in zip(x[k], y[k])]) for k in x}
+
+    types = sorted(set(a["by_config_type"]) | set(b["by_config_type"]))
+    return {"overall": add(a["overall"], b["overall"]),
+            "by_config_type": {t: add(a["by_config_type"].get(t), b["by_config_type"].get(t))
+                               for t in types}}
+
+
+def table_from_sums(sums):
+    """The error table of :func:`error_sums` (or their sum over parts of the data)."""
+    def row(r):
+        out = {"n_structures": r["n_structures"], "n_atoms": r["n_atoms"]}
+        for key, _, _ in QUANTITIES:
+            n, squares, absolute = r[key]
+            out[f"{key}_rmse"] = float(np.sqrt(squares / n)) if n else None
+            out[f"{key}_mae"] = absolute / n if n else None
+        return out
+
+    return {"units": units(), "overall": row(sums["overall"]),
+            "by_config_type": {t: row(r) for t, r in sorted(sums["by_config_type"].items())}}
 
 
 def error_table(dataset, predictions):
     """{"overall": row, "by_config_type": {type: row}}; a row holds n_structures, n_atoms and
     <quantity>_rmse / <quantity>_mae in the units of ``UNITS`` (None where there is no data)."""
-    everything = np.arange(len(dataset))
-    table = {"units": units(), "overall": _row(dataset, predictions, everything),
-             "by_config_type": {}}
-    for ctype in sorted(set(dataset.config_type.tolist())):
-        members = np.flatnonzero(dataset.config_type == ctype)
-        table["by_config_type"][ctype] = _row(dataset, predictions, members)
-    return table
+    return table_from_sums(error_sums(dataset, predictions))
 
 
 def units():

@@ -152,11 +152,7 @@ def check_training_set(config, train, num_threads=None):
 def reference_residuals(dataset):
     """Per-atom residuals (eV/atom) of a least-squares fit E_s = sum_el n_s,el e_el: what a
     potential with no more than per-element reference energies leaves."""
-    elements = np.unique(dataset.numbers)
-    counts = np.zeros((len(dataset), len(elements)))
-    for s in range(len(dataset)):
-        counts[s] = np.bincount(np.searchsorted(elements, dataset.numbers[dataset.atom_slice(s)]),
-                                minlength=len(elements))
+    counts = dataset.counts(dataset.elements)  # a streamed dataset keeps these too
     energy = dataset.energy
     coef, *_ = np.linalg.lstsq(counts, energy, rcond=None)
     return (energy - counts @ coef) / dataset.n_atoms

@@ -30,6 +30,9 @@ data:
   test: {test}                      # optional; same forms
   trust_pickle: false               # read pacemaker's pandas pickles (*.pckl.gzip): they
                                     #   can run code when loaded, so only files you trust
+  stream: null                      # true: read in chunks, never all at once (large data);
+                                    #   null: false, or true with fit.engine dask
+  chunk_structures: 256             # structures per chunk when streamed
   keys:                             # where the labels are (null: the stored calculator
     energy: null                    #   results, then info["energy"], arrays["forces"],
     forces: null                    #   info["stress"])
@@ -73,6 +76,11 @@ fit:
                                     #   (0: none); ACECalculator(committee=True) gives stds
   active_set: linear                # <output>.active.yaml for the extrapolation grade:
                                     #   linear (PACE-compatible), full, or none
+  engine: inprocess                 # or dask (pip install "ace[dask]"): design rows and
+                                    #   error tables chunk by chunk on Dask workers
+  scheduler: null                   # dask: null (a LocalCluster here) or "tcp://host:port"
+  workers: null                     # dask LocalCluster worker processes (null: Dask's choice)
+  threads_per_worker: 1             # dask: OpenMP threads of the core in each task
   method: linear                    # or nonlinear: the keys below, after the linear fit
   # optimizer: auto                 # varpro where it applies, else L-BFGS; BFGS;
   #                                 #   least_squares (small fits)

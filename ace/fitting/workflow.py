@@ -14,10 +14,12 @@ INFO; progress bars, and the nonlinear fit's lines at least every 10 s through `
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +31,8 @@ from ace.basis import build_basis
 from ace.data import read_dataset
 from ace.fitting import progress_bar
 from ace.fitting.config import ConfigError, apply_core_repulsion, default_basis_size
+from ace.fitting.distributed import (ChunkedAssembly, InProcessEngine, chunked_error_table,
+                                     open_engine, summarise)
 from ace.fitting.linear import LinearFit, fit_linear, memory_estimate, structure_weights
 from ace.fitting.metrics import error_table, evaluate, predict, to_json
 from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonlinear_seconds,
@@ -37,6 +41,7 @@ from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonline
 from ace.fitting.sanity import (check_fit_errors, check_outputs, check_threads,
                                 check_training_set)
 from ace.potential import ACEPotential
+from ace.stream import StreamedDataset
 from ace.uncertainty import build_active_set
 
 logger = logging.getLogger(__name__)
@@ -110,19 +115,44 @@ def _warn(findings, log):
             log(f"warning: {finding}")
 
 
-def load_data(config, log=None):
+def load_data(config, log=None, engine=None):
     """Read the training and test sets (test None if the config has none) and check them
-    against the elements."""
+    against the elements. With ``config.stream`` they are :class:`StreamedDataset` objects, whose
+    chunks are summarised on ``engine`` (default: in this process)."""
     log = _logger(log)
-    train = read_dataset(config.train, config.keys, trust_pickle=config.trust_pickle)
+
+    def read(sources):
+        if not config.stream:
+            return read_dataset(sources, config.keys, trust_pickle=config.trust_pickle)
+        data = StreamedDataset.open(sources, config.keys, config.chunk_structures,
+                                    cutoff=config.cutoff,
+                                    map=summarise(engine or InProcessEngine()))
+        data.warn_duplicates()
+        return data
+
+    train = read(config.train)
     train.check_elements(config.elements)
     log(f"train: {train}")
     test = None
     if config.test:
-        test = read_dataset(config.test, config.keys, trust_pickle=config.trust_pickle)
+        test = read(config.test)
         test.check_elements(config.elements)
         log(f"test:  {test}")
     return train, test
+
+
+def fit_engine(config, log=None):
+    """The engine the chunk passes of ``config`` run on (a context manager): Dask with
+    ``fit.engine: dask``, else this process."""
+    if config.engine.engine == "dask":
+        return open_engine(config.engine, log=_logger(log))
+    return InProcessEngine()
+
+
+def assembly_dir(config):
+    """Where a streamed fit keeps the running sums of its normal equations for resuming:
+    ``<output>.assembly/`` (removed when the fit has written its potential)."""
+    return os.path.splitext(config.output)[0] + ".assembly"
 
 
 def build_potential(config, train, log=None):
@@ -155,10 +185,13 @@ def estimate_fit(config, log=None):
     _warn(check_training_set(config, train, config.num_threads), log)
     potential, info = build_potential(config, train, log)
     n_terms = 2 + int(train.has_stress.any())
+    # streamed, the client holds one chunk at a time
+    held_atoms = (int(np.add.reduceat(train.n_atoms, train.starts[:-1]).max())
+                  if isinstance(train, StreamedDataset) else train.total_atoms)
     memory = memory_estimate(
         potential.n_functions + (len(config.elements) if config.loss.e0 == "auto" else 0),
         n_terms, config.loss.n_parts(len(train)), config.chunk_rows, int(train.n_atoms.max()),
-        potential.n_functions, effective_n_threads(config.num_threads), train.total_atoms)
+        potential.n_functions, effective_n_threads(config.num_threads), held_atoms)
     per_evaluation = nonlinear_total = None
     if config.nonlinear is not None:
         per_evaluation, nonlinear_total = estimate_nonlinear_seconds(
@@ -185,26 +218,41 @@ def run_fit(config, resume=False, log=None, strict=False):
         raise ConfigError("resuming (--resume, resume=True) applies to fit.method nonlinear only")
     check_threads(config)
     check_outputs(config)  # before any work, not after the fit
-    train, test = load_data(config, log)
-    findings = check_training_set(config, train, config.num_threads)
-    _warn(findings, log)
-    if strict and findings:
-        raise ConfigError(f"strict: {len(findings)} problem(s) in the training data "
-                          "(warnings above); not fitting")
-    potential, info = build_potential(config, train, log)
-    result = fit_config(config, train, test, potential, info, resume=resume, log=log)
+    with fit_engine(config, log) as engine:
+        train, test = load_data(config, log, engine)
+        findings = check_training_set(config, train, config.num_threads)
+        _warn(findings, log)
+        if strict and findings:
+            raise ConfigError(f"strict: {len(findings)} problem(s) in the training data "
+                              "(warnings above); not fitting")
+        potential, info = build_potential(config, train, log)
+        result = fit_config(config, train, test, potential, info, resume=resume, log=log,
+                            engine=engine)
     result.findings = findings
     result.flagged = check_fit_errors(result.tables, train)
     _warn(result.flagged, log)
     return result
 
 
-def fit_config(config, train, test, potential, info, resume=False, log=None):
+def fit_config(config, train, test, potential, info, resume=False, log=None, engine=None):
     """The fit of :func:`run_fit` on data already read and a potential already built by
-    :func:`build_potential` (``info`` its second result)."""
+    :func:`build_potential` (``info`` its second result). With ``config.stream`` the design
+    rows and the error tables are passes over the chunks on ``engine`` (default: in this
+    process), resuming an interrupted assembly from :func:`assembly_dir`."""
     log = _logger(log)
     progress = progress_bar(config.progress)
     start = time.perf_counter()
+    engine = engine or InProcessEngine()
+    assemble = (ChunkedAssembly(engine, assembly_dir(config), log=log,
+                                chunk_structures=config.chunk_structures)
+                if config.stream else None)
+
+    def evaluate_on(potential, data):
+        if config.stream:
+            return chunked_error_table(potential, data, engine, config.num_threads, progress,
+                                       config.chunk_structures)
+        return evaluate(potential, data, config.num_threads, progress)
+
     if resume:
         result = linear_fit_from_checkpoint(config)
         done = "resuming: the linear fit is the checkpoint's"
@@ -212,18 +260,28 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
         result = fit_linear(linear_part(potential), train, config.loss,
                             num_threads=config.num_threads, chunk_rows=config.chunk_rows,
                             progress=progress, log=log,
-                            committee=config.committee if config.nonlinear is None else 0)
+                            committee=config.committee if config.nonlinear is None else 0,
+                            assemble=assemble)
         done = f"linear fit took {time.perf_counter() - start:.1f} s"
     log(f"{done}; E0: " + ", ".join(f"{el} {v:.4f} eV" for el, v in result.report["e0"].items())
         + (f" ({result.report['e0_source']})" if "e0_source" in result.report else ""))
     if config.nonlinear is not None:
         result = fit_nonlinear_from_linear(config, train, potential, result, resume, log)
         log(f"nonlinear fit took {result.report['seconds']:.1f} s")
+    if assemble is not None:
+        stats = assemble.stats
+        log(f"normal equations: {stats['chunks']} chunks on {stats['engine']} "
+            f"({stats['resumed']} resumed), {stats['seconds']:.1f} s; "
+            f"{stats['result_bytes'] / 2**20:.2f} MiB per chunk result")
     fitted = result.potential
-    train_predictions = predict(fitted, train, config.num_threads, progress)
-    tables = {"train": error_table(train, train_predictions)}
+    train_predictions = None
+    if config.stream:
+        tables = {"train": evaluate_on(fitted, train)}
+    else:
+        train_predictions = predict(fitted, train, config.num_threads, progress)
+        tables = {"train": error_table(train, train_predictions)}
     if test is not None:
-        tables["test"] = evaluate(fitted, test, config.num_threads, progress)
+        tables["test"] = evaluate_on(fitted, test)
     tables = plain(tables)
     fitted.metadata = plain({
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -234,6 +292,8 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
     })
     fitted.save(config.output)
     to_json(tables, config.metrics_path)
+    with contextlib.suppress(FileNotFoundError):  # the fit is done: nothing to resume
+        shutil.rmtree(assembly_dir(config))
     active = write_active_set(config, fitted, train, log)
     return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
                      output=config.output, metrics_path=config.metrics_path,
@@ -275,7 +335,8 @@ def resumable_settings(config):
     the stopping rules, which may be raised to continue a fit that ran out of iterations."""
     settings = plain(config.to_dict())
     # the committee and the active set are made after the fit and do not change it
-    for key in ("num_threads", "chunk_rows", "committee", "active_set"):
+    for key in ("num_threads", "chunk_rows", "committee", "active_set", "stream",
+                "chunk_structures", "engine"):
         settings.pop(key, None)
     for key in EXTENDABLE:
         (settings["nonlinear"] or {}).pop(key, None)
