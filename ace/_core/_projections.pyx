@@ -28,14 +28,16 @@ def atom_projections(CompiledModel compiled, const int[::1] species,
                      const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
                      const double[:, ::1] vectors, const double[:, ::1] coefficients,
                      bint full, int n_threads):
-    """Projection vectors [n_atoms, width] (see the module doc) on a design-compiled model.
+    """Projection vectors [n_atoms, width] (see the module doc) on a model compiled with the
+    B-functions (its tree's products are all the kernel uses).
 
     ``coefficients`` [n_funcs, n_coef] are the fitted coefficients (read in full mode only);
     width = the largest number of functions (times densities in full mode) of an element.
     """
     cdef Model* m = &compiled.model
-    if not compiled.has_projections or m.n_coef != 1:
-        raise ValueError("atom_projections needs a model compiled for the design rows")
+    if not compiled.has_projections:
+        raise ValueError("atom_projections needs a model compiled with the B-functions (the "
+                         "design model, or an energy model with projections)")
     cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i
     cdef int max_nb = max_neighbour_count(first)
     cdef int e, f, p, nd, n_f, mu_i, width = projection_width(m, full), max_nd = 1
