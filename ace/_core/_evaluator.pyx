@@ -581,7 +581,7 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
             raise ValueError(f"projections must be [{n_atoms}, >= {projection_width(m, full)}], "
                              f"got [{projections.shape[0]}, {projections.shape[1]}]")
         proj_stride = projections.shape[1]
-        if n_atoms:
+        if n_atoms and proj_stride:  # width 0: elements without functions, nothing to write
             proj = &projections[0, 0]
     energies_np = np.zeros(n_atoms)
     pair_gradient_np = np.zeros((n_pairs, 3))
