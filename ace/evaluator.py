@@ -85,7 +85,9 @@ class Evaluator:
             self._energy_model = compile_model(self.potential, design=False)
         return self._energy_model
 
-    def _projection_model(self):
+    @property
+    def projection_model(self):
+        """The energy model with the B-function tables (from now on also the energy_model)."""
         if self._energy_model is None or not self._energy_model.has_projections:
             self._energy_model = compile_model(self.potential, design=False, projections=True)
         return self._energy_model
@@ -125,7 +127,7 @@ class Evaluator:
         if projections is not None:
             if projections not in ("linear", "full"):
                 raise ValueError(f"unknown projection mode '{projections}' (known: linear, full)")
-            model = self._projection_model()
+            model = self.projection_model
             full = projections == "full"
             extra = {"projections": np.zeros((len(structure.species),
                                               model.projection_width(full))), "full": full}

@@ -83,7 +83,7 @@ def run_cost(args):
     nl = evaluator.neighbours(structure, args.threads)
     vectors = np.ascontiguousarray(nl.vectors)
     plain_model = evaluator.energy_model
-    projection_model = evaluator._projection_model()
+    projection_model = evaluator.projection_model
 
     def kernel(model, mode=None):
         extra = {} if mode is None else {

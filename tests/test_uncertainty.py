@@ -233,7 +233,7 @@ def test_projection_arrays_of_the_wrong_shape_are_refused(cu_case):
     evaluator = Evaluator(pot)
     structure = Structure.from_atoms(pot, structures[0])
     nl = evaluator.neighbours(structure, 1)
-    model = evaluator._projection_model()
+    model = evaluator.projection_model
     args = (model, structure.species, nl.first, nl.i, nl.j, np.ascontiguousarray(nl.vectors), 1)
     with pytest.raises(ValueError, match=r"projections must be \[32, >= \d+\]"):
         energy_forces(*args, projections=np.zeros((32, 3)))
