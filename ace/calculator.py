@@ -93,7 +93,11 @@ class ACECalculator(Calculator):
         structure.cell = atoms.cell.array
         structure.pbc = atoms.pbc
         nl = self._neighbour_list(structure, system_changes)
-        result = self.evaluator.compute(structure, self.parameters.num_threads, nl)
+        due = self._calls % int(self.parameters.uncertainty_interval) == 0
+        # gamma's projection vectors come out of the energy pass (one atomic base, one tree)
+        grade = self.grader is not None and (due or bool(set(properties) & GAMMA_PROPERTIES))
+        result = self.evaluator.compute(structure, self.parameters.num_threads, nl,
+                                        projections=self.grader.mode if grade else None)
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy
         self.results["energies"] = result.energies
@@ -103,15 +107,15 @@ class ACECalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(strain / atoms.cell.volume)
         elif "stress" in properties:
             raise PropertyNotImplementedError("stress needs a fully periodic cell with volume")
-        due = self._calls % int(self.parameters.uncertainty_interval) == 0
         self._calls += 1
-        self._uncertainty(atoms, structure, nl, properties, due)
+        self._uncertainty(atoms, structure, nl, properties, due, result.projections)
 
-    def _uncertainty(self, atoms, structure, nl, properties, due):
-        """Gamma and the committee spread: when ``due`` or when asked for."""
+    def _uncertainty(self, atoms, structure, nl, properties, due, projections=None):
+        """Gamma and the committee spread: when ``due`` or when asked for (``projections``
+        from the energy pass, else the projection kernel computes them)."""
         asked = set(properties)
         if self.grader is not None and (due or asked & GAMMA_PROPERTIES):
-            gamma = self.grader.gamma(structure, nl, self.parameters.num_threads)
+            gamma = self.grader.gamma(structure, nl, self.parameters.num_threads, projections)
             self.results["gamma"] = gamma
             self.results["max_gamma"] = float(gamma.max(initial=0.0))
             # structure-level grade less sensitive to one hot atom (benchmarks/README.md)

@@ -2,7 +2,9 @@
 
 The compiled form folds the coupling and fitted coefficients into one coefficient per product
 of A's (PACE's C-tilde basis) for energies and forces, and keeps each B-function separate for
-the design-matrix rows.
+the design-matrix rows. An energy model compiled with ``projections`` also holds the
+B-functions on its own product tree, so that one pass gives energies, forces and the
+projection vectors of the extrapolation grade.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Results:
     forces: np.ndarray  # [n_atoms, 3]
     strain_derivative: np.ndarray  # [3, 3]: dE/d(strain) = volume * stress
     densities: np.ndarray  # [n_atoms, ndensity]
+    projections: np.ndarray | None = None  # [n_atoms, width] when asked for (compute)
 
 
 @dataclass
@@ -64,7 +67,12 @@ class Structure:
 
 
 class Evaluator:
-    """Evaluates one potential; compiled arrays are built once and cached."""
+    """Evaluates one potential; compiled arrays are built once and cached.
+
+    The energy model gains the B-function tables (``projections``) on the first ``compute``
+    that asks for projection vectors and keeps them: its product tree then also holds every
+    B-function's products (the same tree unless some product has a zero C-tilde coefficient).
+    """
 
     def __init__(self, potential):
         self.potential = potential
@@ -75,6 +83,13 @@ class Evaluator:
     def energy_model(self):
         if self._energy_model is None:
             self._energy_model = compile_model(self.potential, design=False)
+        return self._energy_model
+
+    @property
+    def projection_model(self):
+        """The energy model with the B-function tables (from now on also the energy_model)."""
+        if self._energy_model is None or not self._energy_model.has_projections:
+            self._energy_model = compile_model(self.potential, design=False, projections=True)
         return self._energy_model
 
     @property
@@ -102,11 +117,25 @@ class Evaluator:
                              f"than this potential allows ({limit:.4f} Å; it has no core "
                              "repulsion to handle it)")
 
-    def compute(self, structure, num_threads=None, neighbour_list=None) -> Results:
+    def compute(self, structure, num_threads=None, neighbour_list=None,
+                projections=None) -> Results:
+        """Energies, forces and strain derivative; with ``projections`` ("linear" or "full")
+        also the per-atom projection vectors of the extrapolation grade from the same pass
+        (``Results.projections``, as ace.uncertainty.projections.structure_projections)."""
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        extra = {}
+        if projections is not None:
+            if projections not in ("linear", "full"):
+                raise ValueError(f"unknown projection mode '{projections}' (known: linear, full)")
+            model = self.projection_model
+            full = projections == "full"
+            extra = {"projections": np.zeros((len(structure.species),
+                                              model.projection_width(full))), "full": full}
+        else:
+            model = self.energy_model
         energies, forces, strain, densities = energy_forces(
-            self.energy_model, structure.species, nl.first, nl.i, nl.j,
-            np.ascontiguousarray(nl.vectors), effective_n_threads(num_threads))
+            model, structure.species, nl.first, nl.i, nl.j,
+            np.ascontiguousarray(nl.vectors), effective_n_threads(num_threads), **extra)
         if not np.isfinite(energies).all() or not np.isfinite(forces).all():
             raise FloatingPointError("the potential produced NaN or inf (is the structure far "
                                      "outside its domain, e.g. a negative density with a "
@@ -118,7 +147,7 @@ class Evaluator:
                                      f"{energy}): the per-atom energies (largest "
                                      f"{np.abs(energies).max():.3g} eV) overflow when summed; "
                                      "check E0 and the coefficients of the potential")
-        return Results(energy, energies, forces, strain, densities)
+        return Results(energy, energies, forces, strain, densities, extra.get("projections"))
 
     def design_rows(self, structure, num_threads=None, neighbour_list=None) -> DesignRows:
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
@@ -128,8 +157,12 @@ class Evaluator:
         return DesignRows(per_atom.sum(axis=0), per_atom, forces, strain)
 
 
-def compile_model(potential, design):
-    """Flatten a potential for the core: bonds, embeddings and product tables."""
+def compile_model(potential, design, projections=False):
+    """Flatten a potential for the core: bonds, embeddings and product tables.
+
+    The design model and, with ``projections``, the energy model also get the B-function
+    tables (bfunc_first, bcomb_*: each B-function's rows as nodes of the model's own tree).
+    """
     pot = potential
     n_el = len(pot.elements)
     nradbase = max(b.nradbase for b in pot.bonds.values())
@@ -137,16 +170,23 @@ def compile_model(potential, design):
     lmax = max(b.lmax for b in pot.bonds.values())
     arrays = _bond_arrays(pot, n_el, nradbase, nradmax, lmax)
     arrays.update(_element_arrays(pot, n_el))
+    b_entries = [(f.mu0, f.mus, f.ns, f.ls, *bfunction_ms_coefficients(f)) for f in pot.functions]
     if design:
-        entries = [(f.mu0, f.mus, f.ns, f.ls, *bfunction_ms_coefficients(f)) for f in pot.functions]
+        entries = b_entries
         n_coef = 1
         # the nonlinear-fit kernels evaluate the products once per atom on this tree
-        arrays.update(_design_tree(entries, n_el, nradmax, lmax))
+        tree, node_index = _design_tree(entries, n_el, nradmax, lmax)
+        arrays.update(tree)
+        arrays.update(_bfunction_arrays(b_entries, n_el, nradbase, nradmax, lmax, node_index))
     else:
         entries = [(c.mu0, c.mus, c.ns, c.ls, c.ms, c.ctildes)
                    for c in to_ctilde(pot.functions, pot.coefficients)]
         n_coef = pot.ndensity_max
-        arrays.update(_product_tree(entries, n_el, n_coef, nradmax, lmax))
+        tree, node_index = _product_tree(entries, n_el, n_coef, nradmax, lmax,
+                                         b_entries if projections else ())
+        arrays.update(tree)
+        if projections:
+            arrays.update(_bfunction_arrays(b_entries, n_el, nradbase, nradmax, lmax, node_index))
         entries = [e for e in entries if len(e[1]) == 1]  # the tree holds the higher ranks
     arrays.update(_product_arrays(entries, n_el, n_coef, nradbase, nradmax, lmax))
     sizes = {"n_elements": n_el, "nradbase": nradbase, "nradmax": nradmax, "lmax": lmax,
@@ -263,10 +303,13 @@ def _tree_arrays(parent, factor, node_first):
             "node_factor": np.array(factor, dtype=np.int64)}
 
 
-def _product_tree(entries, n_el, n_coef, nradmax, lmax):
-    """Rank >= 2 products as a prefix tree with their folded coefficients.
+def _product_tree(entries, n_el, n_coef, nradmax, lmax, b_entries=()):
+    """Rank >= 2 products as a prefix tree with their folded coefficients, and per element
+    {sorted A-index tuple: node}.
 
-    Equal products are merged and common prefixes are computed once per atom.
+    Equal products are merged and common prefixes are computed once per atom. The products of
+    ``b_entries`` (B-functions) are added with zero coefficients where the C-tilde functions
+    lack them (rows folded to zero), so that every B-function can be read off the tree.
     """
     products = [{} for _ in range(n_el)]  # per central element: sorted A-index tuple -> coef
     for mu0, mus, ns, ls, ms, coef in entries:
@@ -277,6 +320,10 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
             padded = np.zeros(n_coef)
             padded[:len(c)] = c
             products[mu0][key] = products[mu0].get(key, 0.0) + padded
+    for mu0, mus, ns, ls, ms, _ in b_entries:
+        if len(mus) > 1:
+            for key in _sorted_products(mus, ns, ls, ms, nradmax, lmax):
+                products[mu0].setdefault(key, np.zeros(n_coef))
     parent, factor, node_first, node_maps = _prefix_tree(products)
     coefs = np.zeros((len(parent), n_coef))
     terminal = np.zeros(len(parent), dtype=np.int8)
@@ -285,9 +332,42 @@ def _product_tree(entries, n_el, n_coef, nradmax, lmax):
             coefs[node_of[key]] = c
             terminal[node_of[key]] = int(np.any(c != 0))
     parent, factor, leaf_first, order = _leaves_last(parent, factor, node_first, n_el)
-    return {**_tree_arrays(parent, factor, node_first),
-            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
-            "node_coef": coefs[order], "node_terminal": terminal[order]}
+    return ({**_tree_arrays(parent, factor, node_first),
+             "node_leaf_first": np.array(leaf_first, dtype=np.int64),
+             "node_coef": coefs[order], "node_terminal": terminal[order]},
+            _final_node_index(node_maps, order))
+
+
+def _final_node_index(node_maps, order):
+    """Per element {product key: node index after _leaves_last's reordering}."""
+    new_index = np.empty(len(order), dtype=np.int64)
+    new_index[order] = np.arange(len(order))
+    return [{key: int(new_index[node]) for key, node in node_of.items()} for node_of in node_maps]
+
+
+def _bfunction_arrays(b_entries, n_el, nradbase, nradmax, lmax, node_index):
+    """The B-function tables of the core (Model.bfunc_first, bcomb_*): per B-function its rows
+    coef * Re(P_node), node from node_index, or for rank 1 coef * A1[k] as node -1 - k."""
+    mus0 = np.array([e[0] for e in b_entries], dtype=np.int64)
+    if len(mus0) and np.any(np.diff(mus0) < 0):
+        raise ValueError("B-functions must be sorted by central element")
+    bfunc_first = np.zeros(n_el + 1, dtype=np.int64)
+    np.cumsum(np.bincount(mus0, minlength=n_el), out=bfunc_first[1:])
+    counts, nodes, coefs = [], [], []
+    for mu0, mus, ns, ls, ms, coef in b_entries:
+        coef = np.asarray(coef, dtype=float).ravel()
+        if len(mus) == 1:
+            nodes.append(np.full(len(coef), -1 - (mus[0] * nradbase + ns[0])))
+        else:
+            nodes.append([node_index[mu0][key]
+                          for key in _sorted_products(mus, ns, ls, ms, nradmax, lmax)])
+        coefs.append(coef)
+        counts.append(len(coef))
+    bcomb_first = np.zeros(len(b_entries) + 1, dtype=np.int64)
+    np.cumsum(counts, out=bcomb_first[1:])
+    return {"bfunc_first": bfunc_first, "bcomb_first": bcomb_first,
+            "bcomb_node": np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, np.int64),
+            "bcomb_coef": np.concatenate(coefs) if coefs else np.zeros(0)}
 
 
 def _leaves_last(parent, factor, node_first, n_el):
@@ -326,11 +406,10 @@ def _design_tree(entries, n_el, nradmax, lmax):
         per_comb += [(mu0, key) for key in products]
     parent, factor, node_first, node_maps = _prefix_tree([set(k) for k in keys])
     parent, factor, leaf_first, order = _leaves_last(parent, factor, node_first, n_el)
-    new_index = np.empty(len(order), dtype=np.int64)
-    new_index[order] = np.arange(len(order))
-    comb_node = np.array([-1 if c is None else new_index[node_maps[c[0]][c[1]]]
-                          for c in per_comb], dtype=np.int64)
-    return {**_tree_arrays(parent, factor, node_first), "comb_node": comb_node,
-            "node_leaf_first": np.array(leaf_first, dtype=np.int64),
-            "node_coef": np.zeros((len(parent), 1)),
-            "node_terminal": np.zeros(len(parent), dtype=np.int8)}
+    node_index = _final_node_index(node_maps, order)
+    comb_node = np.array([-1 if c is None else node_index[c[0]][c[1]] for c in per_comb],
+                         dtype=np.int64)
+    return ({**_tree_arrays(parent, factor, node_first), "comb_node": comb_node,
+             "node_leaf_first": np.array(leaf_first, dtype=np.int64),
+             "node_coef": np.zeros((len(parent), 1)),
+             "node_terminal": np.zeros(len(parent), dtype=np.int8)}, node_index)

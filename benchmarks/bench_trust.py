@@ -3,9 +3,14 @@ committee std detect out-of-domain structures and track the error.
 
 ``cost``: energy+forces through ACECalculator with and without an active set (gamma in linear
 and full mode) on bench_evaluate.py's workload (bcc Mo, 2000 atoms, 600 functions, 2
-densities), positions-only changes (the MD case), calls interleaved; also the projection
-kernel and the per-element matrix product alone. The active sets come from 40 rattled 54-atom
-cells of the same potential.
+densities), positions-only changes (the MD case), calls interleaved; also the parts: the energy
+kernel with and without the projections, the separate projection kernel, the per-element matrix
+product, and the path before the projections came from the energy pass (energy+forces, then
+the projection kernel, then the product on a copy of the rows with BLAS' default threads), in
+the same run. The active sets come from 40 rattled 54-atom cells of the same potential. Also
+printed: the cancellation in b A⁻¹ (median over atoms of max_j (|b| |A⁻¹|)_j / gamma), which
+decides whether a float32 product could be used. BLAS runs on ``--threads`` threads in the
+calculator; the "before" entry leaves BLAS at its default, as the code then did.
 
 ``detection``: for Mo and Si (mlearn), the four-key config (elements, cutoff, data, output:
 ace's default linear basis) fitted on the training set without its ``Surface`` structures,
@@ -44,6 +49,7 @@ HELD_OUT = "Surface"
 def run_cost(args):
     from bench_evaluate import build_ours, potential_config, workload
 
+    from ace._core._evaluator import energy_forces
     from ace.calculator import ACECalculator
     from ace.evaluator import Evaluator, Structure
     from ace.uncertainty import build_active_set
@@ -75,12 +81,46 @@ def run_cost(args):
     evaluator = Evaluator(potential)
     structure = Structure.from_atoms(potential, atoms)
     nl = evaluator.neighbours(structure, args.threads)
+    vectors = np.ascontiguousarray(nl.vectors)
+    plain_model = evaluator.energy_model
+    projection_model = evaluator.projection_model
+
+    def kernel(model, mode=None):
+        extra = {} if mode is None else {
+            "projections": np.zeros((len(atoms), model.projection_width(mode == "full"))),
+            "full": mode == "full"}
+        return energy_forces(model, structure.species, nl.first, nl.i, nl.j, vectors,
+                             args.threads, **extra)
+
+    calls["kernel: energy+forces"] = lambda: kernel(plain_model)
     for mode, active_set in active.items():
         rows = structure_projections(evaluator, structure, mode, nl, args.threads)
-        calls[f"kernel: projections ({mode})"] = (
+        inverse = active_set.inverses["Mo"]
+        if mode == "linear":
+            cancellation = (np.abs(rows) @ np.abs(inverse)).max(axis=1) / np.abs(
+                rows @ inverse).max(axis=1)
+            print(f"cancellation in b A^-1 (linear): median {np.median(cancellation):.3g}, "
+                  f"condition number of A {np.linalg.cond(active_set.matrices['Mo']):.3g}")
+        calls[f"kernel: energy+forces+projections ({mode})"] = (
+            lambda mode=mode: kernel(projection_model, mode))
+        calls[f"kernel: projections alone ({mode})"] = (
             lambda mode=mode: structure_projections(evaluator, structure, mode, nl, args.threads))
         calls[f"matrix product ({mode})"] = (
-            lambda rows=rows, active_set=active_set: active_set.gamma(rows, structure.species))
+            lambda rows=rows, active_set=active_set: active_set.gamma(
+                rows, structure.species, args.threads))
+        before = ACECalculator(potential, num_threads=args.threads)
+        image = atoms.copy()
+        before.calculate(image, ["energy", "forces"], list(all_changes))
+
+        def previous(mode=mode, inverse=inverse, image=image, before=before):
+            # energy pass, separate projection pass, product on a copy (default BLAS threads)
+            image.positions[0, 0] += 1e-4
+            before.calculate(image, ["energy", "forces"], ["positions"])
+            projections = structure_projections(evaluator, structure, mode, nl, args.threads)
+            atoms_of_e = np.flatnonzero(structure.species == 0)
+            return np.abs(projections[atoms_of_e, :inverse.shape[0]] @ inverse).max(axis=1)
+
+        calls[f"before: + gamma ({mode})"] = previous
     timings = interleaved_timing(calls, repeats=args.repeats)
     base = np.median(timings["energy+forces"].times)
     rows = [[name, f"{np.median(t.times) * 1e3:.0f}", f"{min(t.times) * 1e3:.0f}",

@@ -213,6 +213,116 @@ def test_one_and_two_threads_agree(mixed_case):
     np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("case", ["cu_case", "mixed_case"])
+def test_projections_from_the_energy_pass_equal_the_kernel_and_the_reference(case, request):
+    """The calculator's projections come out of the energy pass (the energy tree's stored
+    leaves); they equal the projection kernel's and the numpy reference, on 1 and 2 threads,
+    and asking for them changes neither energies nor forces."""
+    pot, structures, active_set = request.getfixturevalue(case)
+    atoms = structures[4].copy()
+    del atoms[[0, 5]]  # an odd count and species runs that break the two-atom pairs
+    atoms.set_cell(atoms.cell * 0.95, scale_atoms=True)
+    structure = Structure.from_atoms(pot, atoms)
+    plain = Evaluator(pot).compute(structure, num_threads=1)
+    evaluator = Evaluator(pot)
+    reference = reference_projections(pot, atoms, active_set.mode)
+    for mode in ("linear", "full"):
+        kernel = structure_projections(evaluator, structure, mode, num_threads=1)
+        for threads in (1, 2):
+            result = evaluator.compute(structure, num_threads=threads, projections=mode)
+            assert result.projections.shape == kernel.shape
+            np.testing.assert_allclose(result.projections, kernel, rtol=1e-12,
+                                       atol=1e-14 * np.abs(kernel).max())
+            if threads == 1:
+                np.testing.assert_array_equal(result.energies, plain.energies)
+                np.testing.assert_array_equal(result.forces, plain.forces)
+            if mode == active_set.mode:
+                for a, expected in enumerate(reference):
+                    np.testing.assert_allclose(result.projections[a, :len(expected)], expected,
+                                               rtol=1e-9, atol=1e-11 * np.abs(expected).max())
+    with pytest.raises(ValueError, match="unknown projection mode 'quadratic'"):
+        evaluator.compute(structure, num_threads=1, projections="quadratic")
+
+
+def test_projections_of_functions_with_zero_coefficients_come_from_the_energy_pass(cu_case):
+    """Functions whose coefficients vanish have no products in the C-tilde energy tree; the
+    energy model with projections adds them (coefficient 0), so B is still there, and the
+    energy is that of the plain model."""
+    pot, structures, active_set = cu_case
+    zeroed = clone(pot)
+    ranks = np.array([f.rank for f in pot.functions])
+    zeroed.coefficients[ranks == 3] = 0.0
+    zeroed.coefficients[::5] = 0.0
+    atoms = structures[6]
+    structure = Structure.from_atoms(zeroed, atoms)
+    evaluator = Evaluator(zeroed)
+    plain = evaluator.compute(structure, num_threads=1)
+    result = evaluator.compute(structure, num_threads=1, projections="linear")
+    np.testing.assert_allclose(result.energies, plain.energies, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(result.forces, plain.forces, rtol=1e-11, atol=1e-13)
+    kernel = structure_projections(evaluator, structure, "linear", num_threads=1)
+    np.testing.assert_allclose(result.projections, kernel, rtol=1e-12,
+                               atol=1e-14 * np.abs(kernel).max())
+    assert np.abs(kernel[:, ranks == 3]).max() > 1e-3  # those B are there, and not zero
+
+
+def test_projection_arrays_of_the_wrong_shape_are_refused(cu_case):
+    from ace._core._evaluator import energy_forces
+    from ace._core._projections import atom_projections
+    pot, structures, _ = cu_case
+    evaluator = Evaluator(pot)
+    structure = Structure.from_atoms(pot, structures[0])
+    nl = evaluator.neighbours(structure, 1)
+    model = evaluator.projection_model
+    args = (model, structure.species, nl.first, nl.i, nl.j, np.ascontiguousarray(nl.vectors), 1)
+    with pytest.raises(ValueError, match=r"projections must be \[32, >= \d+\]"):
+        energy_forces(*args, projections=np.zeros((32, 3)))
+    with pytest.raises(ValueError, match="compiled with the B-functions"):
+        energy_forces(Evaluator(pot).energy_model, *args[1:], projections=np.zeros((32, 500)))
+    with pytest.raises(ValueError, match="compiled with the B-functions"):
+        atom_projections(Evaluator(pot).energy_model, structure.species, nl.first, nl.j, args[5],
+                         np.ascontiguousarray(pot.coefficients), False, 1)
+
+
+@pytest.mark.parametrize("case", ["cu_case", "mixed_case"])
+def test_calculator_gamma_is_one_on_the_active_atoms_and_thread_independent(case, request):
+    """Through the calculator (projections from the energy pass): exactly 1 on the atoms of
+    the active set, the same on 1 and 2 threads, and invariant under rotation and
+    permutation."""
+    pot, structures, active_set = request.getfixturevalue(case)
+    gammas = []
+    for threads in (1, 2):
+        calc = ACECalculator(pot, num_threads=threads, active_set=active_set, gamma_warning=None)
+        per_structure = []
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            atoms.get_forces()
+            per_structure.append(calc.results["gamma"].copy())
+        gammas.append(per_structure)
+    for one, two in zip(*gammas):
+        np.testing.assert_allclose(two, one, rtol=1e-12)
+    for element in pot.elements:
+        on_active = np.array([gammas[0][s][a] for s, a in active_set.origins[element]])
+        np.testing.assert_allclose(on_active, 1.0, rtol=1e-8)
+    assert max(g.max() for g in gammas[0]) <= active_set.tolerance + 1e-8
+    atoms = structures[2].copy()
+    atoms.set_cell(atoms.cell * 1.06, scale_atoms=True)
+    rng = np.random.default_rng(8)
+    rotation = random_rotation(rng)
+    order = rng.permutation(len(atoms))
+    moved = atoms[order]
+    moved.set_cell(moved.cell.array @ rotation.T, scale_atoms=False)
+    moved.positions = moved.positions @ rotation.T
+    values = []
+    for image in (atoms, moved):
+        image.calc = ACECalculator(pot, num_threads=1, active_set=active_set, gamma_warning=None)
+        image.get_potential_energy()
+        values.append(image.calc.results["gamma"])
+    np.testing.assert_allclose(values[1], values[0][order], rtol=1e-8)
+    assert values[0].max() > 1.2
+
+
 def test_active_set_file_round_trip_and_thresholds(cu_case, tmp_path):
     pot, structures, active_set = cu_case
     path = tmp_path / "pot.active.yaml"

@@ -53,6 +53,16 @@ cdef struct Model:
     const double* node_coef     # [n_nodes, n_coef] (zero for inner nodes)
     const char* node_terminal   # [n_nodes] has a nonzero coefficient
     int n_nodes
+    # B-functions (the linear projection vector of the extrapolation grade), on models compiled
+    # with them (design rows, or an energy model with projections): element mu's functions are
+    # bfunc_first[mu] .. bfunc_first[mu + 1] - 1, B_f = sum_c bcomb_coef[c] Re(P_bcomb_node[c])
+    # over c in bcomb_first[f] .. bcomb_first[f + 1] - 1, a rank-1 row (bcomb_node = -1 - k)
+    # reading A1[k] instead of a tree node
+    const int* bfunc_first      # [n_elements + 1] (all zero without B-functions)
+    const int* bcomb_first      # [n_bfuncs + 1]
+    const int* bcomb_node       # [n_bcombs]
+    const double* bcomb_coef    # [n_bcombs]
+    int n_bfuncs
 
 
 cdef struct Scratch:
@@ -92,6 +102,7 @@ cdef struct Scratch:
 cdef class CompiledModel:
     cdef Model model
     cdef object _arrays
+    cdef bint _has_projections
 
 
 cdef inline int a_index(const Model* m, int mu, int n, int l, int mm) noexcept nogil:
@@ -113,4 +124,9 @@ cdef void neighbour_gradient(const Model* m, const Scratch* s, int mu_i, Py_ssiz
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                            double* blend) noexcept nogil
 cdef const int* design_tree(CompiledModel compiled) except NULL
+cdef void expand_full(const Model* m, int mu_i, const double* dfp, double* row) noexcept nogil
+cdef int projection_width(const Model* m, bint full) noexcept nogil
+cdef void projection_row(const Model* m, int mu_i, const double* node_re, int stride,
+                         const double* A1, const double* dfp, bint full,
+                         double* row) noexcept nogil
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept

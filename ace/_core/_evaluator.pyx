@@ -23,8 +23,9 @@ from libc.stdlib cimport calloc, free, malloc
 
 from ace._core._harmonics cimport ylm_count, ylm_index, ylm_with_gradient
 from ace._core._openmp cimport omp_get_thread_num
-from ace._core._product_tree cimport (negative_m, tree_backward, tree_backward2, tree_forward,
-                                      tree_forward2, tree_lanes_size)
+from ace._core._product_tree cimport (function_values, negative_m, tree_backward,
+                                      tree_backward2, tree_forward, tree_forward2,
+                                      tree_lanes_size, tree_lanes_values)
 
 
 from ace._core._radial cimport (RADBASE_SBESSEL, core_exponential, cutoff_func_poly, embedding,
@@ -35,6 +36,7 @@ cdef class CompiledModel:
 
     def __init__(self, dict arrays, dict sizes):
         self._arrays = {}
+        self._has_projections = "bcomb_node" in arrays
         for key, value in arrays.items():
             dtype = np.int32 if np.asarray(value).dtype.kind in "iub" else np.float64
             self._arrays[key] = np.ascontiguousarray(value, dtype=dtype)
@@ -98,10 +100,28 @@ cdef class CompiledModel:
         m.node_coef = dbl_ptr(a["node_coef"])
         m.node_terminal = <const char*>cnp.PyArray_DATA(a["node_terminal"])
         m.n_nodes = len(a["node_parent"])
+        for key, size in (("bfunc_first", m.n_elements + 1), ("bcomb_first", 1),
+                          ("bcomb_node", 0), ("bcomb_coef", 0)):
+            if key not in self._arrays:
+                self._arrays[key] = np.zeros(size, dtype=np.float64 if key == "bcomb_coef" else np.int32)
+        m.bfunc_first = int_ptr(a["bfunc_first"])
+        m.bcomb_first = int_ptr(a["bcomb_first"])
+        m.bcomb_node = int_ptr(a["bcomb_node"])
+        m.bcomb_coef = dbl_ptr(a["bcomb_coef"])
+        m.n_bfuncs = len(a["bcomb_first"]) - 1
 
     @property
     def n_functions(self):
         return len(self._arrays["func_rank"])
+
+    @property
+    def has_projections(self):
+        """Compiled with the B-function tables (projection_row can be used)."""
+        return self._has_projections
+
+    def projection_width(self, bint full):
+        """Columns of the projection array: the longest projection vector of an element."""
+        return projection_width(&self.model, full)
 
 
 cdef void fill_sbessel_constants(double[::1] out, Py_ssize_t offset, double rcut, int nradbase):
@@ -483,15 +503,52 @@ cdef void atom_pair_gradients(const Model* m, Scratch* s, int mu_i, Py_ssize_t n
         neighbour_gradient(m, s, mu_i, jj, <const double*>s.GA, s.G1, pair_gradient + 3 * jj)
 
 
+cdef void projection_row(const Model* m, int mu_i, const double* node_re, int stride,
+                         const double* A1, const double* dfp, bint full,
+                         double* row) noexcept nogil:
+    """The projection vector of one atom (ace.uncertainty.projections) into row: the
+    B-functions (function_values on node values stored with a stride, see there), when ``full``
+    expanded with dfp[p] = s F'_p(rho_p) (expand_full)."""
+    function_values(m, mu_i, node_re, stride, A1, row)
+    if full:
+        expand_full(m, mu_i, dfp, row)
+
+
+cdef void expand_full(const Model* m, int mu_i, const double* dfp, double* row) noexcept nogil:
+    """Full-mode projections from the B-functions in row: B_f -> dfp[p] B_f at f * nd + p (in
+    place, from the back)."""
+    cdef int f, p, nd = m.ndensity[mu_i], n_f = m.bfunc_first[mu_i + 1] - m.bfunc_first[mu_i]
+    for f in range(n_f - 1, -1, -1):
+        for p in range(nd - 1, -1, -1):
+            row[f * nd + p] = dfp[p] * row[f]
+
+
+cdef int projection_width(const Model* m, bint full) noexcept nogil:
+    """Length of the longest projection vector over the elements (rows are padded to it)."""
+    cdef int e, width = 0, n_f
+    for e in range(m.n_elements):
+        n_f = m.bfunc_first[e + 1] - m.bfunc_first[e]
+        width = max(width, n_f * (m.ndensity[e] if full else 1))
+    return width
+
+
 cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                                  const double* vectors, const int* nb_species,
-                                 double* pair_gradient, double* densities) noexcept nogil:
-    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]."""
+                                 double* pair_gradient, double* densities, double* projection,
+                                 bint full) noexcept nogil:
+    """E_i, and dE_i/dD_ij for each neighbour written to pair_gradient[3 * jj]; with a
+    ``projection`` row (not NULL), the atom's projection vector from the same pass."""
     cdef double energy
     atom_forward(m, s, mu_i, n_nb, vectors, nb_species)
-    tree_forward(m, mu_i, <const double*>s.A, s.node_value, NULL, NULL, False,
-                 m.ndensity[mu_i], s.rho)
+    if projection != NULL:
+        tree_forward(m, mu_i, <const double*>s.A, s.node_value, NULL, NULL, False,
+                     m.ndensity[mu_i], s.rho, True)
+    else:
+        tree_forward(m, mu_i, <const double*>s.A, s.node_value, NULL, NULL, False,
+                     m.ndensity[mu_i], s.rho, False)
     energy = atom_embed(m, s, mu_i, n_nb, densities)
+    if projection != NULL:
+        projection_row(m, mu_i, s.node_value, 2, s.A1, s.dE_drho, full, projection)
     tree_backward(m, mu_i, <const double*>s.A, s.node_value, s.node_adjoint, <double*>s.GA,
                   NULL, NULL, NULL, NULL, False, m.ndensity[mu_i], s.dE_drho)
     atom_pair_gradients(m, s, mu_i, n_nb, pair_gradient)
@@ -500,13 +557,32 @@ cdef double atom_energy_gradient(const Model* m, Scratch* s, int mu_i, Py_ssize_
 
 def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int64_t[::1] first,
                   const cnp.int64_t[::1] pair_i, const cnp.int64_t[::1] pair_j,
-                  const double[:, ::1] vectors, int n_threads):
+                  const double[:, ::1] vectors, int n_threads, double[:, ::1] projections=None,
+                  bint full=False):
     """Per-atom energies [n], forces [n, 3], strain derivative sum D (x) dE/dD [3, 3],
-    densities [n, n_coef]."""
+    densities [n, n_coef].
+
+    With ``projections`` (zeros [n, >= projection_width], on a model compiled with the
+    B-functions) also each atom's projection vector for the extrapolation grade, in linear or
+    (``full``) full mode, from the same pass: the leaves of the energy tree are stored and
+    contracted into the B-functions (ace.uncertainty.projections; rows padded with zeros).
+    """
     cdef Model* m = &compiled.model
     cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, q
     cdef int a, b
     cdef int max_nb = max_neighbour_count(first)
+    cdef bint project = projections is not None
+    cdef double* proj = NULL
+    cdef Py_ssize_t proj_stride = 0
+    if project:
+        if not compiled._has_projections:
+            raise ValueError("projections need a model compiled with the B-functions")
+        if projections.shape[0] != n_atoms or projections.shape[1] < projection_width(m, full):
+            raise ValueError(f"projections must be [{n_atoms}, >= {projection_width(m, full)}], "
+                             f"got [{projections.shape[0]}, {projections.shape[1]}]")
+        proj_stride = projections.shape[1]
+        if n_atoms and proj_stride:  # width 0: elements without functions, nothing to write
+            proj = &projections[0, 0]
     energies_np = np.zeros(n_atoms)
     pair_gradient_np = np.zeros((n_pairs, 3))
     densities_np = np.zeros((n_atoms, max(m.n_coef, 1)))
@@ -543,12 +619,21 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                 atom_forward(m, tp, species[a1], first[a1 + 1] - first[a1],
                              &vectors[first[a1], 0] if first[a1 + 1] > first[a1] else NULL,
                              &nb_species[first[a1]] if first[a1 + 1] > first[a1] else NULL)
-                tree_forward2(m, species[a0], m.ndensity[species[a0]], <const double*>sp.A,
-                              <const double*>tp.A, sp.rho, tp.rho, lp)
+                if project:
+                    tree_forward2(m, species[a0], m.ndensity[species[a0]], <const double*>sp.A,
+                                  <const double*>tp.A, sp.rho, tp.rho, lp, True)
+                else:
+                    tree_forward2(m, species[a0], m.ndensity[species[a0]], <const double*>sp.A,
+                                  <const double*>tp.A, sp.rho, tp.rho, lp, False)
                 energies[a0] = atom_embed(m, sp, species[a0], first[a0 + 1] - first[a0],
                                           &densities[a0, 0])
                 energies[a1] = atom_embed(m, tp, species[a1], first[a1 + 1] - first[a1],
                                           &densities[a1, 0])
+                if project:
+                    projection_row(m, species[a0], lp + tree_lanes_values(m), 4, sp.A1,
+                                   sp.dE_drho, full, proj + a0 * proj_stride)
+                    projection_row(m, species[a1], lp + tree_lanes_values(m) + 1, 4, tp.A1,
+                                   tp.dE_drho, full, proj + a1 * proj_stride)
                 tree_backward2(m, species[a0], m.ndensity[species[a0]], sp.dE_drho, tp.dE_drho,
                                <double*>sp.GA, <double*>tp.GA, lp)
                 atom_pair_gradients(m, sp, species[a0], first[a0 + 1] - first[a0],
@@ -562,7 +647,7 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                         &vectors[first[i], 0] if first[i + 1] > first[i] else NULL,
                         &nb_species[first[i]] if first[i + 1] > first[i] else NULL,
                         &pair_gradient[first[i], 0] if first[i + 1] > first[i] else NULL,
-                        &densities[i, 0])
+                        &densities[i, 0], proj + i * proj_stride if project else NULL, full)
     free(lanes)
     free_thread_scratches(scratches, 2 * n_threads)
     # Scatter into per-thread force and strain buffers, each thread its atoms in order, then
@@ -848,7 +933,7 @@ def design_rows(CompiledModel compiled, const int[::1] species, const cnp.int64_
                 sp.radial_extra[jj] = sp.grad[3 * jj]
             neighbour_derivatives(m, sp, mu_i, n_nb)
             tree_forward(m, mu_i, <const double*>sp.A, sp.node_value, NULL, NULL, False, 0,
-                         NULL)
+                         NULL, False)
             for f in range(m.func_first[mu_i], m.func_first[mu_i + 1]):
                 function_rows(m, sp, comb_node, mu_i, f, blend, i,
                               &pair_j[first[i]] if n_nb > 0 else NULL,

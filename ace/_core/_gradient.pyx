@@ -312,9 +312,9 @@ cdef void forward(const Model* m, Work* w, int mu_i, const int* comb_node,
     cdef int f, c, k, first = m.func_first[mu_i]
     cdef double coef, b, db
     if tangents:
-        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, True, 0, NULL)
+        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, True, 0, NULL, False)
     else:
-        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, False, 0, NULL)
+        tree_forward(m, mu_i, <const double*>w.base.A, w.P, w.DA, w.DP, False, 0, NULL, False)
     for f in range(first, m.func_first[mu_i + 1]):
         b = 0
         db = 0

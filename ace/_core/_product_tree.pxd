@@ -9,17 +9,20 @@ only real parts and load their parent once per run. A holds (re, im) pairs over 
 Two trees use these passes (ace.evaluator builds both):
 - the energy tree (n_dens > 0): nodes carry the C-tilde coefficients c_kp (node_coef); the
   forward pass adds sum_k c_kp Re P_k to rho_p, the reverse pass seeds node k with
-  sum_p dE/drho_p c_kp and leaves are never stored;
+  sum_p dE/drho_p c_kp; the leaves are stored only with ``store_leaves`` (the energy pass that
+  also gives the B-functions, for the extrapolation grade);
 - the design tree (n_dens = 0): the caller contracts the products with its own coefficients
   (comb_node maps each coupling row to its node); the forward pass stores Re P of the leaves,
   the reverse pass takes the caller's seeds in G (and H).
+function_values contracts the stored node values into the B-functions (model.bcomb_*), on
+either tree.
 Optional forward-mode tangents DP = D(prod A) along DA, and their adjoint H, serve the
 nonlinear-fit gradient. tree_forward2/tree_backward2 run the energy tree for two atoms of one
 element at once, one per SSE2 lane (lanes.h), each lane doing tree_forward's operations in the
 same order, so the results are identical bit for bit.
 
-The flags (``tangents``, ``n_dens`` = 0 or not) are constants at each call site, so that the
-compiler drops the branches they select.
+The flags (``tangents``, ``store_leaves``, ``n_dens`` = 0 or not) are constants at each call
+site, so that the compiler drops the branches they select.
 """
 from ace._core._evaluator cimport Model, a_index
 
@@ -72,13 +75,14 @@ cdef inline double node_seed(const double* dE_drho, const double* c, int n_dens,
 
 cdef inline void tree_forward(const Model* m, int mu_i, const double* A, double* P,
                               const double* DA, double* DP, bint tangents,
-                              int n_dens, double* rho) noexcept nogil:
+                              int n_dens, double* rho, bint store_leaves) noexcept nogil:
     """Products P_k = P_parent A_factor of element mu_i's nodes (and with ``tangents``
     DP_k = DP_parent A + P_parent DA).
 
-    n_dens > 0 (energy tree): rho[p] += sum_k c_kp Re P_k, the leaves are not stored; the sums
-    run in local variables (rho may alias P for the compiler, which would force a load and store
-    per node). n_dens == 0 (design tree): the leaves' Re P (and Re DP) are stored.
+    n_dens > 0 (energy tree): rho[p] += sum_k c_kp Re P_k, the leaves' Re P are stored only with
+    ``store_leaves``; the sums run in local variables (rho may alias P for the compiler, which
+    would force a load and store per node). n_dens == 0 (design tree): the leaves' Re P (and
+    Re DP) are stored.
     """
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef
@@ -146,12 +150,30 @@ cdef inline void tree_forward(const Model* m, int mu_i, const double* A, double*
                 else:
                     for p in range(n_dens):
                         rho[p] += C[k * nc + p] * vr
-            else:
+            if n_dens == 0 or store_leaves:
                 P[2 * k] = vr
             k = k + 1
     if n_dens == 2:
         rho[0] += r0
         rho[1] += r1
+
+
+cdef inline void function_values(const Model* m, int mu_i, const double* node_re, int stride,
+                                 const double* A1, double* out) noexcept nogil:
+    """B_f of element mu_i's B-functions into out[f - bfunc_first[mu_i]], from the node
+    values of a forward pass that stored its leaves: Re P_k at node_re[stride * k] (stride 2 on
+    a node_value array, 4 on one lane of tree_forward2's), and the rank-1 rows from A1."""
+    cdef int f, c, node, first = m.bfunc_first[mu_i]
+    cdef double value
+    for f in range(first, m.bfunc_first[mu_i + 1]):
+        value = 0
+        for c in range(m.bcomb_first[f], m.bcomb_first[f + 1]):
+            node = m.bcomb_node[c]
+            if node < 0:
+                value = value + m.bcomb_coef[c] * A1[-1 - node]
+            else:
+                value = value + m.bcomb_coef[c] * node_re[stride * node]
+        out[f - first] = value
 
 
 cdef inline void tree_backward(const Model* m, int mu_i, const double* A, const double* P,
@@ -276,6 +298,11 @@ cdef inline Py_ssize_t tree_lanes_size(const Model* m) noexcept nogil:
     return 8 * m.n_a + 8 * m.n_nodes + 8
 
 
+cdef inline Py_ssize_t tree_lanes_values(const Model* m) noexcept nogil:
+    """Offset of the node values V2 in tree_forward2's scratch."""
+    return 8 * m.n_a
+
+
 cdef inline ace_v2 node_seed2(const double* s_dE_drho, const double* t_dE_drho, const double* c,
                               int n_dens, ace_v2 d0, ace_v2 d1) noexcept nogil:
     """node_seed of both atoms, in the same order per lane."""
@@ -291,11 +318,13 @@ cdef inline ace_v2 node_seed2(const double* s_dE_drho, const double* t_dE_drho, 
 
 cdef inline void tree_forward2(const Model* m, int mu_i, int n_dens, const double* sA,
                                const double* tA, double* s_rho, double* t_rho,
-                               double* lanes) noexcept nogil:
+                               double* lanes, bint store_leaves) noexcept nogil:
     """tree_forward of the energy tree for two atoms s, t of element mu_i, s in lane 0 and t in
-    lane 1; A and the node values are kept in ``lanes`` (tree_lanes_size) for tree_backward2."""
+    lane 1; A and the node values are kept in ``lanes`` (tree_lanes_size) for tree_backward2,
+    the leaves' Re P only with ``store_leaves`` (Re P_k of atom s at V2[4 k], of t at
+    V2[4 k + 1], V2 = lanes + tree_lanes_values)."""
     cdef double* A2 = lanes
-    cdef double* V2 = lanes + 8 * m.n_a
+    cdef double* V2 = lanes + tree_lanes_values(m)
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef
     cdef int k, parent, f, p
@@ -341,6 +370,8 @@ cdef inline void tree_forward2(const Model* m, int mu_i, int n_dens, const doubl
         while k < last and m.node_parent[k] == parent:
             f = m.node_factor[k]
             vr = pr * ace_v2_load(A2 + 4 * f) - pi * ace_v2_load(A2 + 4 * f + 2)
+            if store_leaves:
+                ace_v2_store(V2 + 4 * k, vr)
             if n_dens == 2:
                 r0 = r0 + ace_v2_splat(C[k * nc]) * vr
                 r1 = r1 + ace_v2_splat(C[k * nc + 1]) * vr
@@ -363,7 +394,7 @@ cdef inline void tree_backward2(const Model* m, int mu_i, int n_dens, const doub
     operations per lane); adds the adjoints to sW and tW."""
     cdef double* A2 = lanes
     cdef double* W2 = lanes + 4 * m.n_a
-    cdef double* V2 = lanes + 8 * m.n_a
+    cdef double* V2 = lanes + tree_lanes_values(m)
     cdef double* G2 = V2 + 4 * m.n_nodes
     cdef const double* C = m.node_coef
     cdef int nc = m.n_coef

@@ -23,7 +23,9 @@ import os
 
 import numpy as np
 import yaml
+from threadpoolctl import ThreadpoolController
 
+from ace._core import effective_n_threads
 from ace.evaluator import Evaluator
 from ace.limits import yaml_load_bounded
 from ace.potential import SafeLoader, read_checksummed, write_checksummed
@@ -39,6 +41,16 @@ DEFAULT_BATCH_SIZE = 200  # structures whose projections are held at once while 
 # or functions linearly dependent on them) gets a placeholder row this small (relative to the
 # largest singular value): an atom with a component along it gets a huge gamma, as it should.
 PLACEHOLDER_SCALE = 1e-8
+_blas_controller = None
+
+
+def blas_threads(num_threads):
+    """Context in which numpy's BLAS runs on ``num_threads`` threads (None: OMP_NUM_THREADS),
+    so that gamma uses the calculator's threads, not BLAS' own default (all cores)."""
+    global _blas_controller
+    if _blas_controller is None:  # finding the BLAS libraries takes a few ms: once
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=effective_n_threads(num_threads), user_api="blas")
 
 
 class ActiveSetError(ValueError):
@@ -91,17 +103,28 @@ class ActiveSet:
                 raise ActiveSetError(f"active set of {e}: {self.matrices[e].shape[0]} rows, the "
                                      f"potential has {widths[i]} projections")
 
-    def gamma(self, projections, species):
+    def gamma(self, projections, species, num_threads=None):
         """Per-atom grade from projections [n_atoms, width] (rows padded as the kernel's) and
-        element indices [n_atoms]: one matrix product per element."""
+        element indices [n_atoms]: one float64 matrix product per element, on ``num_threads``
+        BLAS threads (None: OMP_NUM_THREADS).
+
+        Float64 throughout: the active rows are nearly collinear (condition numbers of 1e12
+        are usual), so the coefficients b A⁻¹ come out of cancellations of terms up to ~1e8
+        times larger (benchmarks/README.md); a float32 product would not give even one digit.
+        """
         gamma = np.zeros(len(species))
-        for index, e in enumerate(self.elements):
-            atoms = np.flatnonzero(species == index)
-            if len(atoms) == 0:
-                continue
-            inverse = self.inverses[e]
-            rows = projections[atoms, :inverse.shape[0]]
-            gamma[atoms] = np.abs(rows @ inverse).max(axis=1, initial=0.0)
+        with blas_threads(num_threads):
+            for index, e in enumerate(self.elements):
+                atoms = np.flatnonzero(species == index)
+                if len(atoms) == 0:
+                    continue
+                inverse = self.inverses[e]
+                # one element only (the usual case): a view, no copy of the rows
+                rows = (projections[:, :inverse.shape[0]] if len(atoms) == len(species)
+                        else projections[atoms, :inverse.shape[0]])
+                coefficients = rows @ inverse
+                np.abs(coefficients, out=coefficients)
+                gamma[atoms] = coefficients.max(axis=1, initial=0.0)
         return gamma
 
     # ------------------------------------------------------------------------------- file
@@ -311,4 +334,4 @@ def structure_gamma(potential, active_set, atoms, num_threads=None, evaluator=No
     evaluator = evaluator or Evaluator(potential)
     structure = Structure.from_atoms(potential, atoms)
     rows = structure_projections(evaluator, structure, active_set.mode, num_threads=num_threads)
-    return active_set.gamma(rows, structure.species)
+    return active_set.gamma(rows, structure.species, num_threads)

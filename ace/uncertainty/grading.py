@@ -1,5 +1,6 @@
-"""The extrapolation grade during a simulation: projections on the calculator's neighbour
-list, gamma by one matrix product per element, and the warning / stop thresholds."""
+"""The extrapolation grade during a simulation: projections from the calculator's energy pass
+(or on its neighbour list), gamma by one matrix product per element, and the warning / stop
+thresholds."""
 from __future__ import annotations
 
 import os
@@ -34,10 +35,18 @@ class Grader:
         self.evaluator = evaluator or Evaluator(potential)
         self._warned = False
 
-    def gamma(self, structure, neighbour_list, num_threads=None):
-        rows = structure_projections(self.evaluator, structure, self.active_set.mode,
-                                     neighbour_list, num_threads)
-        return self.active_set.gamma(rows, structure.species)
+    @property
+    def mode(self):
+        """The projection mode of the active set ("linear" or "full")."""
+        return self.active_set.mode
+
+    def gamma(self, structure, neighbour_list, num_threads=None, projections=None):
+        """Per-atom gamma; ``projections`` from the energy pass (Evaluator.compute with
+        projections=self.mode), else computed here by the projection kernel."""
+        if projections is None:
+            projections = structure_projections(self.evaluator, structure, self.active_set.mode,
+                                                neighbour_list, num_threads)
+        return self.active_set.gamma(projections, structure.species, num_threads)
 
     def check(self, max_gamma, warning, stop):
         """Warn when max gamma rises above ``warning`` (once until it falls back below);

@@ -36,7 +36,7 @@ def select_structures(potential, active_set, candidates, n, tolerance=None,
         structure = Structure.from_atoms(potential, atoms)
         projections = structure_projections(evaluator, structure, active_set.mode,
                                             num_threads=num_threads)
-        gamma = active_set.gamma(projections, structure.species)
+        gamma = active_set.gamma(projections, structure.species, num_threads)
         for e, width in widths.items():
             outside = np.flatnonzero((structure.species == e) & (gamma > tolerance))
             rows[e].append(projections[outside, :width])
