@@ -223,8 +223,18 @@ def test_yace_keeps_asymmetric_bonds_yaml_refuses_them(tmp_path):
 
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "potentials")
+
+
+def _is_ace_potential(name):
+    """ACE potentials only: traditional ones (kind: traditional) have no PACE format."""
+    from ace.physical.potential import file_kind
+    with open(os.path.join(SHIPPED, name)) as fh:
+        return file_kind(fh.read(4096)) is None
+
+
 SHIPPED_POTENTIALS = sorted(name for name in os.listdir(SHIPPED)
-                            if name.endswith(".yaml") and not name.endswith(".config.yaml"))
+                            if name.endswith(".yaml") and not name.endswith(".config.yaml")
+                            and _is_ace_potential(name))
 
 
 def test_shipped_potentials_are_found():

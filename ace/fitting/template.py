@@ -25,6 +25,8 @@ TEMPLATE = """\
 elements: {elements}
 cutoff: {cutoff}                     # Å: the radial basis is scaled to it
 output: {output}           # the potential; metrics go to <output>.metrics.json
+model: {{kind: ace}}                 # or {{kind: traditional, form: bop}} (or eam): a physical
+                                    #   form of ~8 parameters instead (docs/physical.md)
 data:
   train: {train}                    # file, glob or list; any ASE-readable file, "file@:100"
   test: {test}                      # optional; same forms
