@@ -220,3 +220,23 @@ def test_bad_shapes_and_cutoffs():
     nl = build_neighbour_list(atoms.positions, atoms.cell.array, False, CUTOFF - 1)
     with pytest.raises(ValueError, match="neighbour list's cutoff"):
         per_atom(form, nl, np.zeros(len(atoms)), np.tile(start("bop"), (len(atoms), 1)))
+
+
+@pytest.mark.parametrize("name", ["bop", "eam"])
+def test_energy_is_continuous_when_an_atom_crosses_the_cutoff(name):
+    """An atom k crossing i's cutoff while it lies beside the bond i-j (r_jk < r_ij, so its
+    screening excess r_ik + r_jk - r_ij is inside the cutoff): the energy changes by no more
+    than its smooth slope allows. Screening that switched k on at r_ik = r_c would jump."""
+    form = form_by_name(name, cutoff=CUTOFF, cutoff_width=WIDTH)
+    direction = np.array([3.8, 1.25, 0.0]) / np.linalg.norm([3.8, 1.25, 0.0])
+
+    def energy(r_ik):
+        atoms = Atoms("Mo3", positions=[[0, 0, 0], [2.9, 0, 0], r_ik * direction])
+        return evaluate(form, atoms, np.tile(start(name), (3, 1))).energies.sum()
+
+    def jump(eps):
+        return abs(energy(CUTOFF + eps) - energy(CUTOFF - eps))
+
+    # a continuous energy changes in proportion to the step (k moves nearer j as well, so the
+    # slope is steep); a jump of even 1e-6 eV would stay as the step shrinks
+    assert jump(1e-7) < 2e-4 * jump(1e-3) + 1e-11

@@ -253,8 +253,9 @@ cdef int record_bop(Tape* t, int n_nb, double rc, double width, int p0, int c0) 
             t.dist_node[k * n_nb + j] = t.dist_node[j * n_nb + k]
             t.cos_node[j * n_nb + k] = cosine(t, rn[j], rn[k], t.dist_node[j * n_nb + k])
             t.cos_node[k * n_nb + j] = t.cos_node[j * n_nb + k]
-    # screening S_j = prod_{k != j} S_ijk, xi = r_k + r_jk - r_j; a factor with xi >= rc is
-    # exactly 1 (f_c and its derivatives vanish there) and is skipped
+    # screening S_j = prod_{k != j} S_ijk, S_ijk = 1 - f_c(r_k) f_c(xi) exp(-lambda xi),
+    # xi = r_k + r_jk - r_j; a factor with xi >= rc is exactly 1 (f_c and its derivatives vanish
+    # there) and is skipped
     for j in range(n_nb):
         prod = -1
         for k in range(n_nb):
@@ -262,6 +263,9 @@ cdef int record_bop(Tape* t, int n_nb, double rc, double width, int p0, int c0) 
                 continue
             s = screening_factor(t, excess_length(t, rn[k], t.dist_node[j * n_nb + k], rn[j]),
                                  lam, rc, width)
+            # faded by f_c(r_k): a screening atom enters i's neighbourhood smoothly (without
+            # it E_i jumps when k crosses r_c with r_jk < r_j, by ~1 meV on a Mo crystal)
+            s = shift(t, mul(t, fcn[k], shift(t, s, -1.0)), 1.0)
             prod = s if prod < 0 else mul(t, prod, s)
         sfc[j] = mul(t, prod, fcn[j]) if prod >= 0 else fcn[j]  # S_j f_c(r_j)
     for j in range(n_nb):
