@@ -113,4 +113,7 @@ cdef void neighbour_gradient(const Model* m, const Scratch* s, int mu_i, Py_ssiz
 cdef double core_and_blend(const Model* m, Scratch* s, int mu_i, Py_ssize_t n_nb,
                            double* blend) noexcept nogil
 cdef const int* design_tree(CompiledModel compiled) except NULL
+cdef tuple scatter_pair_gradients(const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                                  const double[:, ::1] vectors,
+                                  const double[:, ::1] pair_gradient, int n_threads)
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept
