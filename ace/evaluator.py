@@ -14,6 +14,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from ace._core import effective_n_threads
 from ace._core._basis_tangents import basis_tangents, weighted_forces
 from ace._core._evaluator import CompiledModel, design_rows, energy_forces
+from ace._core._projections import atom_projections
 from ace._core._radial import NPOT_IDS, RADBASE_IDS
 from ace.basis.ctilde import bfunction_ms_coefficients, to_ctilde
 from ace.neighbours import build_neighbour_list
@@ -131,6 +132,13 @@ class Evaluator:
     # The potential as a descriptor (physically-informed potentials): its raw B-functions per
     # atom, in the columns of each element's functions (f - first function of the element),
     # without core repulsion or blending.
+
+    def basis_values(self, structure, num_threads=None, neighbour_list=None):
+        """B [n_atoms, n_columns]: the B-functions of each atom."""
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        return atom_projections(self.design_model, structure.species, nl.first, nl.j,
+                                np.ascontiguousarray(nl.vectors), np.zeros((1, 1)), False,
+                                effective_n_threads(num_threads))
 
     def basis_tangents(self, structure, displacement, strain, num_threads=None,
                        neighbour_list=None):
