@@ -25,6 +25,7 @@ LAYERS = {
     "ace.basis": 2,
     "ace.potential": 3,
     "ace.neighbours": 3,
+    "ace.physical": 3,  # traditional forms (BOP, EAM): kernels wrappers and their potential file
     "ace.evaluator": 4,
     "ace.pace": 5,  # PACE formats
     "ace.uncertainty": 6,  # active set, extrapolation grade, committees

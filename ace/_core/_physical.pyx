@@ -1,0 +1,492 @@
+# cython: language_level=3
+"""Physical (traditional) potential forms: per-atom energies, forces, virial and parameter
+derivatives by exact automatic differentiation on a per-atom tape (OpenMP over atoms, GIL
+released).
+
+Each atomic energy E_i is recorded once, as a graph of elementary operations whose leaves are
+the form's parameters p_i and the pair vectors D_q = r_j - r_i + shift @ cell of atom i's
+neighbours. Every node stores its value and its first and second local partial derivatives, so
+one recording serves three sweeps:
+- reverse: dE_i/dD_q (forces, virial) and dE_i/dp_i;
+- forward tangents along chosen directions, then a reverse sweep of the tangents
+  (Hessian-vector products, forward-over-reverse): d/dp_i of the directional derivative of E_i
+  along a displacement (u), and d^2 E_i / dp_i^2 (one tangent per parameter).
+No finite differences anywhere. One tape per thread; per-atom results go to per-atom rows and the
+force scatter runs serially in atom order, so every output is independent of the thread count.
+"""
+cimport numpy as cnp
+import numpy as np
+from cython.parallel cimport parallel, prange
+from libc.math cimport exp, sqrt
+from libc.stdlib cimport calloc, free, malloc
+
+from ace._core._openmp cimport omp_get_thread_num
+
+cnp.import_array()
+
+# form identifiers (ace.physical.FORM_IDS)
+cdef enum:
+    FORM_BOP = 0
+    FORM_EAM = 1
+
+
+cdef struct Tape:
+    int n
+    int capacity
+    int n_dir
+    int failed
+    int* p1
+    int* p2
+    double* v
+    double* d1
+    double* d2
+    double* d11
+    double* d12
+    double* d22
+    double* adj
+    double* tan      # [capacity, n_dir]
+    double* tadj     # [capacity, n_dir]
+    # per-neighbour node indices used while recording (sized for max_nb)
+    int* r_node
+    int* fc_node
+    int* s_node
+    int* pair_node   # [max_nb * max_nb]: cos theta_jk, then |D_k - D_j|
+    int* dist_node   # [max_nb * max_nb]
+
+
+cdef int tape_alloc(Tape* t, int capacity, int n_dir, int max_nb) noexcept nogil:
+    cdef int nb = max_nb if max_nb > 0 else 1
+    t.n = 0
+    t.capacity = capacity
+    t.n_dir = n_dir if n_dir > 0 else 1
+    t.failed = 0
+    # one extra slot: a node pushed past the capacity lands there and marks the tape failed
+    t.p1 = <int*>malloc((capacity + 1) * sizeof(int))
+    t.p2 = <int*>malloc((capacity + 1) * sizeof(int))
+    t.v = <double*>malloc((capacity + 1) * sizeof(double))
+    t.d1 = <double*>malloc((capacity + 1) * sizeof(double))
+    t.d2 = <double*>malloc((capacity + 1) * sizeof(double))
+    t.d11 = <double*>malloc((capacity + 1) * sizeof(double))
+    t.d12 = <double*>malloc((capacity + 1) * sizeof(double))
+    t.d22 = <double*>malloc((capacity + 1) * sizeof(double))
+    t.adj = <double*>malloc((capacity + 1) * sizeof(double))
+    t.tan = <double*>malloc((capacity + 1) * t.n_dir * sizeof(double))
+    t.tadj = <double*>malloc((capacity + 1) * t.n_dir * sizeof(double))
+    t.r_node = <int*>malloc(nb * sizeof(int))
+    t.fc_node = <int*>malloc(nb * sizeof(int))
+    t.s_node = <int*>malloc(nb * sizeof(int))
+    t.pair_node = <int*>malloc(nb * nb * sizeof(int))
+    t.dist_node = <int*>malloc(nb * nb * sizeof(int))
+    return (t.p1 == NULL or t.p2 == NULL or t.v == NULL or t.d1 == NULL or t.d2 == NULL
+            or t.d11 == NULL or t.d12 == NULL or t.d22 == NULL or t.adj == NULL
+            or t.tan == NULL or t.tadj == NULL or t.r_node == NULL or t.fc_node == NULL
+            or t.s_node == NULL or t.pair_node == NULL or t.dist_node == NULL)
+
+
+cdef void tape_free(Tape* t) noexcept nogil:
+    free(t.p1); free(t.p2); free(t.v); free(t.d1); free(t.d2); free(t.d11); free(t.d12)
+    free(t.d22); free(t.adj); free(t.tan); free(t.tadj); free(t.r_node); free(t.fc_node)
+    free(t.s_node); free(t.pair_node); free(t.dist_node)
+
+
+cdef inline int push(Tape* t, int a, int b, double value, double da, double db,
+                     double daa, double dab, double dbb) noexcept nogil:
+    cdef int k = t.n
+    if k >= t.capacity:
+        t.failed = 1
+        k = t.capacity
+    else:
+        t.n += 1
+    t.p1[k] = a
+    t.p2[k] = b
+    t.v[k] = value
+    t.d1[k] = da
+    t.d2[k] = db
+    t.d11[k] = daa
+    t.d12[k] = dab
+    t.d22[k] = dbb
+    return k
+
+
+cdef inline int leaf(Tape* t, double value) noexcept nogil:
+    return push(t, -1, -1, value, 0, 0, 0, 0, 0)
+
+
+cdef inline int unary(Tape* t, int x, double value, double d, double dd) noexcept nogil:
+    return push(t, x, -1, value, d, 0, dd, 0, 0)
+
+
+cdef inline int add(Tape* t, int x, int y) noexcept nogil:
+    return push(t, x, y, t.v[x] + t.v[y], 1, 1, 0, 0, 0)
+
+
+cdef inline int sub(Tape* t, int x, int y) noexcept nogil:
+    return push(t, x, y, t.v[x] - t.v[y], 1, -1, 0, 0, 0)
+
+
+cdef inline int mul(Tape* t, int x, int y) noexcept nogil:
+    return push(t, x, y, t.v[x] * t.v[y], t.v[y], t.v[x], 0, 1, 0)
+
+
+cdef inline int div(Tape* t, int x, int y) noexcept nogil:
+    cdef double a = t.v[x], b = t.v[y]
+    return push(t, x, y, a / b, 1 / b, -a / (b * b), 0, -1 / (b * b), 2 * a / (b * b * b))
+
+
+cdef inline int scale(Tape* t, int x, double c) noexcept nogil:
+    return unary(t, x, c * t.v[x], c, 0)
+
+
+cdef inline int shift(Tape* t, int x, double c) noexcept nogil:
+    return unary(t, x, t.v[x] + c, 1, 0)
+
+
+cdef inline int square(Tape* t, int x) noexcept nogil:
+    return unary(t, x, t.v[x] * t.v[x], 2 * t.v[x], 2)
+
+
+cdef inline int exponential(Tape* t, int x) noexcept nogil:
+    cdef double e = exp(t.v[x])
+    return unary(t, x, e, e, e)
+
+
+cdef inline int square_root(Tape* t, int x) noexcept nogil:
+    # sqrt(0) = 0 with zero derivatives: an atom without bonds has no embedding energy (its
+    # argument vanishes like f_c, faster than the square root's slope grows)
+    cdef double s
+    if t.v[x] <= 0:
+        return unary(t, x, 0, 0, 0)
+    s = sqrt(t.v[x])
+    return unary(t, x, s, 0.5 / s, -0.25 / (s * t.v[x]))
+
+
+cdef inline int inverse_sqrt(Tape* t, int x) noexcept nogil:
+    """(x)^(-1/2) for x > 0."""
+    cdef double q = 1 / sqrt(t.v[x])
+    return unary(t, x, q, -0.5 * q / t.v[x], 0.75 * q / (t.v[x] * t.v[x]))
+
+
+cdef inline int cutoff_function(Tape* t, int x, double rc, double width) noexcept nogil:
+    """f_c(r) = (rc - r)^4 / (d^4 + (rc - r)^4) for r < rc, else 0."""
+    cdef double r = t.v[x], y, y3, y4, d4, m, f, df, ddf
+    if r >= rc:
+        return unary(t, x, 0, 0, 0)
+    y = rc - r
+    y3 = y * y * y
+    y4 = y3 * y
+    d4 = width * width * width * width
+    m = d4 + y4
+    f = y4 / m
+    df = -4 * d4 * y3 / (m * m)  # d/dr = -d/dy
+    ddf = d4 * (12 * y * y * m - 32 * y3 * y3) / (m * m * m)
+    return unary(t, x, f, df, ddf)
+
+
+cdef inline int norm(Tape* t, int x, int y, int z) noexcept nogil:
+    return square_root(t, add(t, add(t, square(t, x), square(t, y)), square(t, z)))
+
+
+cdef inline int sum_or_first(Tape* t, int total, int term) noexcept nogil:
+    return term if total < 0 else add(t, total, term)
+
+
+cdef int record_bop(Tape* t, int n_nb, const double* vectors, double rc, double width,
+                    int p0, int c0) noexcept nogil:
+    """E_i of the bond-order form; parameters at leaves p0..p0+7 (A, alpha, B, beta, h, sigma,
+    a, lambda), coordinates at leaves c0.. (x, y, z per neighbour). Returns the energy node."""
+    cdef int j, k, q, A = p0, alpha = p0 + 1, B = p0 + 2, beta = p0 + 3, h = p0 + 4
+    cdef int sigma = p0 + 5, a = p0 + 6, lam = p0 + 7
+    cdef int dx, dy, dz, xi, s, prod, z, term, bond, w, total_pair = -1, total_w = -1, e
+    cdef int dot, one = leaf(t, 1.0)
+    cdef int* rn = t.r_node
+    cdef int* fcn = t.fc_node
+    cdef int* sfc = t.s_node
+    cdef double x_len
+    for j in range(n_nb):
+        rn[j] = norm(t, c0 + 3 * j, c0 + 3 * j + 1, c0 + 3 * j + 2)
+        fcn[j] = cutoff_function(t, rn[j], rc, width)
+    # cos theta_jk and r_jk for each unordered pair of neighbours
+    for j in range(n_nb):
+        for k in range(j + 1, n_nb):
+            dot = add(t, add(t, mul(t, c0 + 3 * j, c0 + 3 * k),
+                             mul(t, c0 + 3 * j + 1, c0 + 3 * k + 1)),
+                      mul(t, c0 + 3 * j + 2, c0 + 3 * k + 2))
+            t.pair_node[j * n_nb + k] = div(t, dot, mul(t, rn[j], rn[k]))
+            t.pair_node[k * n_nb + j] = t.pair_node[j * n_nb + k]
+            dx = sub(t, c0 + 3 * k, c0 + 3 * j)
+            dy = sub(t, c0 + 3 * k + 1, c0 + 3 * j + 1)
+            dz = sub(t, c0 + 3 * k + 2, c0 + 3 * j + 2)
+            t.dist_node[j * n_nb + k] = norm(t, dx, dy, dz)
+            t.dist_node[k * n_nb + j] = t.dist_node[j * n_nb + k]
+    # screening S_j = prod_{k != j} (1 - f_c(xi) exp(-lambda xi)), xi = r_k + r_jk - r_j;
+    # a factor with xi >= rc is exactly 1 (f_c and its derivatives vanish there) and is skipped
+    for j in range(n_nb):
+        prod = -1
+        for k in range(n_nb):
+            if k == j:
+                continue
+            x_len = t.v[rn[k]] + t.v[t.dist_node[j * n_nb + k]] - t.v[rn[j]]
+            if x_len >= rc:
+                continue
+            xi = sub(t, add(t, rn[k], t.dist_node[j * n_nb + k]), rn[j])
+            s = sub(t, one, mul(t, cutoff_function(t, xi, rc, width),
+                                exponential(t, scale(t, mul(t, lam, xi), -1.0))))
+            prod = s if prod < 0 else mul(t, prod, s)
+        sfc[j] = mul(t, prod if prod >= 0 else one, fcn[j])  # S_j f_c(r_j)
+    for j in range(n_nb):
+        # z_j = a sum_{k != j} S_k (cos theta_jk - h)^2 f_c(r_k); b_j = (1 + z_j)^(-1/2)
+        z = -1
+        for k in range(n_nb):
+            if k == j:
+                continue
+            term = mul(t, sfc[k], square(t, sub(t, t.pair_node[j * n_nb + k], h)))
+            z = sum_or_first(t, z, term)
+        bond = inverse_sqrt(t, shift(t, mul(t, a, z), 1.0)) if z >= 0 else one
+        w = mul(t, sfc[j], bond)  # S_j b_j f_c(r_j)
+        total_w = sum_or_first(t, total_w, w)
+        term = sub(t, mul(t, exponential(t, sub(t, A, mul(t, alpha, rn[j]))), fcn[j]),
+                   mul(t, w, exponential(t, sub(t, B, mul(t, beta, rn[j])))))
+        total_pair = sum_or_first(t, total_pair, term)
+    e = sub(t, scale(t, total_pair, 0.5), mul(t, sigma, square_root(t, total_w)))
+    return e
+
+
+cdef int record_eam(Tape* t, int n_nb, const double* vectors, double rc, double width,
+                    int p0, int c0) noexcept nogil:
+    """E_i of the Finnis-Sinclair/EAM form; parameters A, alpha, B, beta, gamma, sigma, c1, c2.
+    E_i = 1/2 sum_j [exp(A - alpha r) - exp(B - beta r)] f_c(r) + F(rho_i),
+    rho_i = sum_j exp(-gamma r) f_c(r), F = -sigma sqrt(rho) + c1 rho + c2 rho^2."""
+    cdef int j, A = p0, alpha = p0 + 1, B = p0 + 2, beta = p0 + 3, gamma = p0 + 4
+    cdef int sigma = p0 + 5, c1 = p0 + 6, c2 = p0 + 7
+    cdef int r, fc, pair, dens, total_pair = -1, rho = -1, embed
+    for j in range(n_nb):
+        r = norm(t, c0 + 3 * j, c0 + 3 * j + 1, c0 + 3 * j + 2)
+        fc = cutoff_function(t, r, rc, width)
+        pair = mul(t, sub(t, exponential(t, sub(t, A, mul(t, alpha, r))),
+                          exponential(t, sub(t, B, mul(t, beta, r)))), fc)
+        total_pair = sum_or_first(t, total_pair, pair)
+        dens = mul(t, exponential(t, scale(t, mul(t, gamma, r), -1.0)), fc)
+        rho = sum_or_first(t, rho, dens)
+    embed = add(t, sub(t, mul(t, c1, rho), mul(t, sigma, square_root(t, rho))),
+                mul(t, c2, square(t, rho)))
+    return add(t, scale(t, total_pair, 0.5), embed)
+
+
+cdef int record_atom(Tape* t, int form, int n_params, int n_nb, const double* vectors,
+                     const double* params, double rc, double width) noexcept nogil:
+    """Leaves: parameters 0..n_params-1, then 3 coordinates per neighbour. Returns the energy
+    node, or -1 for an atom without neighbours (E_i = 0)."""
+    cdef int k
+    t.n = 0
+    for k in range(n_params):
+        leaf(t, params[k])
+    for k in range(3 * n_nb):
+        leaf(t, vectors[k])
+    if n_nb == 0:
+        return -1
+    if form == FORM_BOP:
+        return record_bop(t, n_nb, vectors, rc, width, 0, n_params)
+    return record_eam(t, n_nb, vectors, rc, width, 0, n_params)
+
+
+cdef void reverse(Tape* t, int out) noexcept nogil:
+    cdef int k
+    cdef double a
+    for k in range(t.n):
+        t.adj[k] = 0
+    t.adj[out] = 1
+    for k in range(out, -1, -1):
+        a = t.adj[k]
+        if a == 0:
+            continue
+        if t.p1[k] >= 0:
+            t.adj[t.p1[k]] += t.d1[k] * a
+        if t.p2[k] >= 0:
+            t.adj[t.p2[k]] += t.d2[k] * a
+
+
+cdef void tangent_reverse(Tape* t, int out, int n_dir) noexcept nogil:
+    """Tangents of the leaves are set in t.tan; propagate them forward, then reverse the
+    tangent adjoints (needs t.adj from reverse): tadj[leaf, c] = (H tangent_c)[leaf]."""
+    cdef int k, c, a, b, nd = t.n_dir
+    cdef double a_k, ta, tx, ty
+    for k in range(t.n):
+        a = t.p1[k]
+        b = t.p2[k]
+        if a < 0:
+            continue  # a leaf keeps the tangent it was given
+        for c in range(n_dir):
+            tx = t.tan[a * nd + c]
+            t.tan[k * nd + c] = t.d1[k] * tx + (t.d2[k] * t.tan[b * nd + c] if b >= 0 else 0)
+    for k in range(t.n * nd):
+        t.tadj[k] = 0
+    for k in range(out, -1, -1):
+        a = t.p1[k]
+        if a < 0:
+            continue
+        b = t.p2[k]
+        a_k = t.adj[k]
+        for c in range(n_dir):
+            ta = t.tadj[k * nd + c]
+            tx = t.tan[a * nd + c]
+            ty = t.tan[b * nd + c] if b >= 0 else 0
+            t.tadj[a * nd + c] += t.d1[k] * ta + a_k * (t.d11[k] * tx + t.d12[k] * ty)
+            if b >= 0:
+                t.tadj[b * nd + c] += t.d2[k] * ta + a_k * (t.d12[k] * tx + t.d22[k] * ty)
+
+
+cdef int capacity_for(int form, int max_nb, int n_params):
+    """An upper bound of the nodes one atom records (counted from record_bop/record_eam)."""
+    if form == FORM_BOP:
+        return n_params + 8 + 3 * max_nb + 40 * max_nb + 40 * max_nb * max_nb
+    return n_params + 8 + 3 * max_nb + 30 * max_nb
+
+
+cdef Tape* thread_tapes(int n_threads, int form, int max_nb, int n_params, int n_dir) except NULL:
+    cdef Tape* tapes = <Tape*>calloc(n_threads, sizeof(Tape))
+    cdef int t, failed = tapes == NULL
+    if not failed:
+        for t in range(n_threads):
+            failed |= tape_alloc(&tapes[t], capacity_for(form, max_nb, n_params), n_dir, max_nb)
+    if failed:
+        if tapes != NULL:
+            for t in range(n_threads):
+                tape_free(&tapes[t])
+            free(tapes)
+        raise MemoryError("could not allocate the per-thread tapes of the physical-form kernel")
+    return tapes
+
+
+cdef void free_tapes(Tape* tapes, int n_threads) noexcept nogil:
+    cdef int t
+    for t in range(n_threads):
+        tape_free(&tapes[t])
+    free(tapes)
+
+
+cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
+    cdef Py_ssize_t i
+    cdef cnp.int64_t best = 0
+    for i in range(first.shape[0] - 1):
+        if first[i + 1] - first[i] > best:
+            best = first[i + 1] - first[i]
+    return <int>best
+
+
+def physical_per_atom(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                      const double[:, ::1] vectors, const double[:, ::1] params, double rc,
+                      double width, int n_threads):
+    """Per-atom energies [n], forces [n, 3], strain derivative sum_q D_q (x) dE/dD_q [3, 3] and
+    dE_i/dp_i [n, n_params]."""
+    cdef Py_ssize_t n_atoms = params.shape[0], i, q, jn
+    cdef int n_params = params.shape[1], max_nb = max_neighbour_count(first), k, out, a, b
+    n_threads = max(1, n_threads)
+    energies_np = np.zeros(n_atoms)
+    gradient_np = np.zeros((n_atoms, n_params))
+    pair_gradient_np = np.zeros((max(vectors.shape[0], 1), 3))
+    atom_strain_np = np.zeros((n_atoms, 9))
+    cdef double[::1] energies = energies_np
+    cdef double[:, ::1] gradient = gradient_np
+    cdef double[:, ::1] pair_gradient = pair_gradient_np
+    cdef double[:, ::1] atom_strain = atom_strain_np
+    cdef Tape* tapes = thread_tapes(n_threads, form, max_nb, n_params, 1)
+    cdef Tape* tp
+    cdef int failed = 0
+    cdef Py_ssize_t n_nb
+    with nogil, parallel(num_threads=n_threads):
+        tp = tapes + omp_get_thread_num()
+        for i in prange(n_atoms, schedule="dynamic", chunksize=4):
+            n_nb = first[i + 1] - first[i]
+            out = record_atom(tp, form, n_params, <int>n_nb,
+                              &vectors[first[i], 0] if n_nb > 0 else NULL,
+                              &params[i, 0], rc, width)
+            if out < 0:
+                continue
+            reverse(tp, out)
+            energies[i] = tp.v[out]
+            for k in range(n_params):
+                gradient[i, k] = tp.adj[k]
+            for q in range(n_nb):
+                for a in range(3):
+                    pair_gradient[first[i] + q, a] = tp.adj[n_params + 3 * q + a]
+                    for b in range(3):
+                        atom_strain[i, 3 * a + b] += (vectors[first[i] + q, a]
+                                                      * tp.adj[n_params + 3 * q + b])
+    for k in range(n_threads):
+        failed |= tapes[k].failed
+    free_tapes(tapes, n_threads)
+    if failed:
+        raise RuntimeError("the physical-form tape overflowed its node bound (a bug: "
+                           "capacity_for undercounts)")
+    forces_np = np.zeros((n_atoms, 3))
+    cdef double[:, ::1] forces = forces_np
+    with nogil:
+        for i in range(n_atoms):
+            for q in range(first[i], first[i + 1]):
+                jn = pair_j[q]
+                for a in range(3):
+                    forces[i, a] += pair_gradient[q, a]
+                    forces[jn, a] -= pair_gradient[q, a]
+    return energies_np, forces_np, atom_strain_np.sum(axis=0).reshape(3, 3), gradient_np
+
+
+def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                     const double[:, ::1] vectors, const double[:, ::1] params, double rc,
+                     double width, const double[:, ::1] displacement, const double[:, ::1] strain,
+                     bint want_hessian, int n_threads):
+    """u [n, n_params] = d/dp_i (sum_q delta_q . dE_i/dD_q), delta_q = g[j] - g[i] + strain @ D_q;
+    and, if asked, hessian [n, n_params, n_params] = d^2 E_i / dp_i^2."""
+    cdef Py_ssize_t n_atoms = params.shape[0], i, q, jn
+    cdef int n_params = params.shape[1], max_nb = max_neighbour_count(first), k, c, out, a, b
+    cdef int n_dir = 1 + (n_params if want_hessian else 0)
+    n_threads = max(1, n_threads)
+    u_np = np.zeros((n_atoms, n_params))
+    hessian_shape = [n_atoms, n_params, n_params] if want_hessian else [0, 0, 0]
+    hessian_np = np.zeros(hessian_shape)
+    cdef double[:, ::1] u = u_np
+    cdef double[:, :, ::1] hessian = hessian_np
+    cdef Tape* tapes = thread_tapes(n_threads, form, max_nb, n_params, n_dir)
+    cdef Tape* tp
+    cdef int failed = 0, nd
+    cdef Py_ssize_t n_nb
+    cdef double value
+    with nogil, parallel(num_threads=n_threads):
+        tp = tapes + omp_get_thread_num()
+        for i in prange(n_atoms, schedule="dynamic", chunksize=4):
+            n_nb = first[i + 1] - first[i]
+            out = record_atom(tp, form, n_params, <int>n_nb,
+                              &vectors[first[i], 0] if n_nb > 0 else NULL,
+                              &params[i, 0], rc, width)
+            if out < 0:
+                continue
+            reverse(tp, out)
+            nd = tp.n_dir
+            # leaf tangents: direction 0 is the displacement, 1 + k the unit vector of p_k
+            for k in range(tp.n):
+                if tp.p1[k] < 0:
+                    for c in range(nd):
+                        tp.tan[k * nd + c] = 0  # parameters, coordinates and constants
+            for q in range(n_nb):
+                jn = pair_j[first[i] + q]
+                for a in range(3):
+                    value = displacement[jn, a] - displacement[i, a]
+                    for b in range(3):
+                        value = value + strain[a, b] * vectors[first[i] + q, b]
+                    tp.tan[(n_params + 3 * q + a) * nd] = value
+            if nd > 1:
+                for k in range(n_params):
+                    tp.tan[k * nd + 1 + k] = 1
+            tangent_reverse(tp, out, nd)
+            for k in range(n_params):
+                u[i, k] = tp.tadj[k * nd]
+            if nd > 1:
+                for k in range(n_params):
+                    for c in range(n_params):
+                        hessian[i, c, k] = tp.tadj[k * nd + 1 + c]
+    for k in range(n_threads):
+        failed |= tapes[k].failed
+    free_tapes(tapes, n_threads)
+    if failed:
+        raise RuntimeError("the physical-form tape overflowed its node bound (a bug: "
+                           "capacity_for undercounts)")
+    return u_np, hessian_np
