@@ -23,12 +23,14 @@ import numpy as np
 
 from ace.evaluator import COINCIDENT_DISTANCE, Evaluator
 from ace.neighbours import build_neighbour_list
-from ace.physical import adjoint, form_by_name, per_atom
+from ace.physical import PhysicalForm, adjoint, per_atom
+from ace.physical.potential import PhysicalPotential
+from ace.potential import FORMAT_NAME, FORMAT_VERSION, UNITS, ACEPotential, PotentialFileError
 
 KIND = "physically-informed"
 
 
-class PhysicallyInformedPotential:
+class PhysicallyInformedPotential(PhysicalPotential):
     """A physical form with per-atom parameters p_i = p0 + C B_i (see the module doc).
 
     ``form``: an ace.physical form; ``descriptor``: the ACEPotential giving B;
@@ -93,6 +95,34 @@ class PhysicallyInformedPotential:
         species = np.asarray(species)
         return self.base_parameters[species] + np.einsum(
             "ikf,if->ik", self.coefficients[species], basis_values)
+
+    def evaluator(self):
+        return PhysicallyInformedEvaluator(self)
+
+    def to_dict(self):
+        return potential_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return potential_from_dict(data)
+
+    def describe(self):
+        """What ``ace info`` prints (JSON-friendly)."""
+        meta = self.metadata or {}
+        names = self.form.parameter_names
+        counts = self.n_functions_per_element
+        return {"kind": self.kind, "form": self.form.name, "elements": self.elements,
+                "cutoff": self.cutoff, "cutoff_width": self.form.cutoff_width,
+                "n_parameters": self.n_parameters, "tau": self.tau,
+                "descriptor": {"functions": {e: int(n) for e, n in zip(self.elements, counts)},
+                               "cutoff": self.descriptor.cutoff},
+                "parameters": {e: dict(zip(names, map(float, row)))
+                               for e, row in zip(self.elements, self.base_parameters)},
+                "coefficient_norms": {e: dict(zip(names, map(float, np.linalg.norm(
+                    self.coefficients[s], axis=1)))) for s, e in enumerate(self.elements)},
+                "e0": dict(zip(self.elements, map(float, self.e0))),
+                "provenance": {k: meta[k] for k in ("created", "ace_version") if k in meta},
+                "metrics": meta.get("metrics") or {}}
 
     def __repr__(self):
         return (f"PhysicallyInformedPotential(form={self.form.name!r}, elements={self.elements}, "
@@ -170,10 +200,79 @@ class PhysicallyInformedEvaluator:
         return per_param, tangents
 
 
-def form_from_dict(data, where):
-    """A physical form from its file entry {name, cutoff, cutoff_width}."""
-    if not isinstance(data, dict) or set(data) != {"name", "cutoff", "cutoff_width"}:
-        raise ValueError(f"{where}: 'form' must be a mapping with exactly the keys name, "
-                         "cutoff, cutoff_width")
-    return form_by_name(str(data["name"]), cutoff=float(data["cutoff"]),
-                        cutoff_width=float(data["cutoff_width"]))
+# ----------------------------------------------------------------------------- file format
+
+FILE_KEYS = ("kind", "format", "format_version", "units", "elements", "form", "cutoff",
+             "cutoff_width", "parameter_names", "base_parameters", "e0", "tau", "coefficients",
+             "descriptor", "metadata")
+
+
+def potential_to_dict(pot):
+    """The file's mapping: ``kind`` first (ace.io reads it from the second line)."""
+    el, names = pot.elements, list(pot.form.parameter_names)
+    counts = pot.n_functions_per_element
+    return {
+        "kind": KIND, "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "units": dict(UNITS), "elements": list(el), **pot.form.to_dict(),
+        "parameter_names": names,
+        "base_parameters": {e: [float(v) for v in row] for e, row in zip(el, pot.base_parameters)},
+        "e0": {e: float(v) for e, v in zip(el, pot.e0)},
+        "tau": float(pot.tau),
+        # per element, one row per parameter over the element's descriptor functions
+        "coefficients": {e: [[float(x) for x in pot.coefficients[s, p, :counts[s]]]
+                             for p in range(len(names))] for s, e in enumerate(el)},
+        "descriptor": pot.descriptor.to_dict(),
+        "metadata": pot.metadata,
+    }
+
+
+def potential_from_dict(data):
+    """The potential of a file's mapping; ValueError or PotentialFileError naming the key."""
+    if not isinstance(data, dict):
+        raise ValueError("the file does not hold a mapping")
+    unknown = sorted(set(data) - set(FILE_KEYS))
+    missing = sorted(set(FILE_KEYS) - set(data) - {"metadata"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in a {KIND} potential")
+    if missing:
+        raise ValueError(f"missing keys {missing} in a {KIND} potential")
+    if data["kind"] != KIND or data["format"] != FORMAT_NAME:
+        raise ValueError(f"not a {FORMAT_NAME} file of kind {KIND}")
+    if data["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"format_version {data['format_version']!r} is not {FORMAT_VERSION}")
+    if data["units"] != UNITS:
+        raise ValueError(f"units {data['units']} are not supported (need {UNITS})")
+    form = PhysicalForm(data["form"], data["cutoff"], data["cutoff_width"])
+    names = list(form.parameter_names)
+    if list(data["parameter_names"]) != names:
+        raise ValueError(f"parameter_names {data['parameter_names']} differ from the "
+                         f"{form.name} form's {names}")
+    try:
+        descriptor = ACEPotential.from_dict(data["descriptor"])
+    except PotentialFileError as exc:
+        raise ValueError(f"descriptor: {exc}") from None
+    elements = [str(e) for e in data["elements"]]
+    if elements != descriptor.elements:
+        raise ValueError(f"elements {elements} differ from the descriptor's "
+                         f"{descriptor.elements}")
+    for key in ("base_parameters", "e0", "coefficients"):
+        if not isinstance(data[key], dict) or sorted(data[key]) != sorted(elements):
+            raise ValueError(f"{key} must map each element {elements} to its values")
+    tau = float(data["tau"])
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tau must be a finite number >= 0, got {data['tau']!r}")
+    pot = PhysicallyInformedPotential(form, descriptor,
+                                      [data["base_parameters"][e] for e in elements],
+                                      e0=[float(data["e0"][e]) for e in elements], tau=tau,
+                                      metadata=data.get("metadata") or {})
+    if not np.isfinite(pot.e0).all():
+        raise ValueError("e0 must be finite")
+    counts = pot.n_functions_per_element
+    for s, e in enumerate(elements):
+        rows = np.array(data["coefficients"][e], dtype=float)
+        if rows.shape != (len(names), counts[s]) or not np.isfinite(rows).all():
+            raise ValueError(f"coefficients of {e}: need {len(names)} rows (one per parameter) "
+                             f"of {counts[s]} finite numbers (one per descriptor function), "
+                             f"got shape {rows.shape}")
+        pot.coefficients[s, :, :counts[s]] = rows
+    return pot

@@ -26,6 +26,10 @@ from ace.fitting.lbfgs import minimise
 from ace.physically_informed import PhysicallyInformedEvaluator, PhysicallyInformedPotential
 
 
+class OutsideDomain(ValueError):
+    """Local parameters outside the physical form's domain."""
+
+
 @dataclass
 class Sample:
     """One training structure with its neighbour list and fixed descriptor values."""
@@ -80,11 +84,14 @@ def sample_norms(samples):
 class PhysicallyInformedLoss:
     """Loss and exact gradient of a physically-informed potential over training samples.
 
-    theta = [C scaled (per element, its own functions only), p0 (if ``train_base``), E0].
+    theta = [C scaled (per element, its own functions only; the rows of the parameters named
+    in ``varied``, default all), p0 (if ``train_base``), E0]. A point whose local parameters
+    leave the form's domain (e.g. sigma < 0 under a square root) has the loss +inf, so that the
+    line search backs off.
     """
 
     def __init__(self, potential, samples, tau_terms, penalty, train_base=False,
-                 num_threads=None, scale=None):
+                 num_threads=None, scale=None, varied=None):
         self.potential = potential.copy()
         self.evaluator = PhysicallyInformedEvaluator(self.potential)
         self.samples = samples
@@ -98,8 +105,15 @@ class PhysicallyInformedLoss:
         counts = potential.n_functions_per_element
         # the entries of C that exist: element s has counts[s] functions
         self.mask = np.zeros((n_el, n_params, width), dtype=bool)
+        names = list(potential.form.parameter_names)
+        varied = names if varied is None else list(varied)
+        unknown = sorted(set(varied) - set(names))
+        if unknown:
+            raise ValueError(f"varied parameters {unknown} are not parameters of the "
+                             f"{potential.form.name} form ({', '.join(names)})")
+        rows = np.array([k in varied for k in names])
         for e in range(n_el):
-            self.mask[e, :, :counts[e]] = True
+            self.mask[e, rows, :counts[e]] = True
         self.scale = self._column_scale() if scale is None else np.asarray(scale, dtype=float)
 
     def _column_scale(self):
@@ -158,11 +172,17 @@ class PhysicallyInformedLoss:
         return self._evaluate(theta, False)[0]
 
     def value(self, theta):
-        terms, _ = self._evaluate(theta, False)
+        try:
+            terms, _ = self._evaluate(theta, False)
+        except OutsideDomain:
+            return np.inf
         return sum(terms.values())
 
     def value_and_gradient(self, theta):
-        terms, gradient = self._evaluate(theta, True)
+        try:
+            terms, gradient = self._evaluate(theta, True)
+        except OutsideDomain:
+            return np.inf, np.zeros_like(theta)
         value = sum(terms.values())
         if not np.isfinite(value) or not np.isfinite(gradient).all():
             raise FloatingPointError("the loss or its gradient is not finite (local parameters "
@@ -185,6 +205,11 @@ class PhysicallyInformedLoss:
         cP = self.penalty / self.n_train_atoms
         for s in self.samples:
             species = s.structure.species
+            params = pot.local_parameters(species, s.basis_values)
+            try:
+                pot.form.check(params)
+            except ValueError as exc:
+                raise OutsideDomain(str(exc)) from None
             r = evaluator.compute(s.structure, self.num_threads, s.nl, s.basis_values)
             w = s.weight
             rE = (r.energy - s.energy) / s.n_atoms
@@ -223,11 +248,11 @@ class PhysicallyInformedLoss:
 
 
 def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, gtol=1e-8,
-                            train_base=False, num_threads=None, log=None):
+                            train_base=False, num_threads=None, log=None, varied=None):
     """Minimise the loss from ``potential`` (usually Delta p = 0); returns (fitted potential,
     info {iterations, loss terms, status})."""
     loss = PhysicallyInformedLoss(potential, samples, tau_terms, penalty, train_base,
-                                  num_threads)
+                                  num_threads, varied=varied)
     theta0 = loss.pack(potential)
     result = minimise(loss.value_and_gradient, theta0, n_iter, gtol)
     fitted = loss.unpack(result.x)
