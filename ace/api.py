@@ -177,6 +177,8 @@ def describe(potential):
     functions per element and order, E0, bonds, embeddings, core repulsion, provenance (how it
     was fitted) and the error tables stored with it (what ``ace info`` prints)."""
     potential = load_potential(potential)
+    if getattr(potential, "kind", None) is not None:  # a physical form (ace.physical.potential)
+        return potential.describe()
     el = potential.elements
     bonds = {f"{el[i]}-{el[j]}": {"radbase": b.radbase, "rcut": b.rcut, "nradbase": b.nradbase,
                                    "nradmax": b.nradmax, "lmax": b.lmax,

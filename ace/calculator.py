@@ -64,7 +64,13 @@ class ACECalculator(Calculator):
         # a private copy: changing the caller's potential later must not mix old and new
         # parameters in this calculator's compiled model
         self.potential = private_copy(load_potential(potential), potential)
-        self.evaluator = Evaluator(self.potential)
+        # a physical potential (ace.physical.potential: traditional, ...) brings its own
+        # evaluator with the same compute/check_distances interface
+        physical = getattr(self.potential, "kind", None) is not None
+        if physical and (active_set is not None or committee):
+            raise ValueError(f"active sets and committees belong to ACE potentials; a "
+                             f"{self.potential.kind} potential has neither")
+        self.evaluator = self.potential.evaluator() if physical else Evaluator(self.potential)
         self.grader = None if active_set is None else Grader(self.potential, active_set,
                                                                  self.evaluator)
         self.committee = CommitteeEvaluator(self.potential, self.evaluator) if committee else None

@@ -16,6 +16,7 @@ import yaml
 from ace.limits import read_text_file, yaml_load_bounded
 from ace.pace import (PACE_METADATA_KEY, REFERENCE_ENERGY_KEY, export_pace_yaml, export_yace,
                       load_pace)
+from ace.physical.potential import POTENTIAL_KINDS, PhysicalPotential, file_kind
 from ace.potential import ACEPotential, PotentialFileError
 from ace.uncertainty import ActiveSet
 from ace.uncertainty.pace_asi import asi_path, write_asi
@@ -29,13 +30,19 @@ def load_potential(source, reference_energy=False):
     """An :class:`ACEPotential` from a potential object or a file path (ace YAML, PACE .yace,
     pacemaker .yaml). ``reference_energy`` (pacemaker .yaml only): E0 from the file's metadata
     ``reference_energy``, so that energies are totals rather than reference-corrected."""
-    if isinstance(source, ACEPotential):
+    if isinstance(source, (ACEPotential, PhysicalPotential)):
         return source
     path = os.fspath(source)
     head = read_head(path)
     if head.startswith("# ace-potential") or "format: ace-potential" in head:
         if reference_energy:
             raise ValueError(f"{path}: reference_energy applies to pacemaker .yaml files only")
+        kind = file_kind(head)
+        if kind is not None:
+            if kind not in POTENTIAL_KINDS:
+                raise PotentialFileError(f"{path}: unknown potential kind {kind!r} (known: "
+                                         f"{', '.join(sorted(POTENTIAL_KINDS))})")
+            return POTENTIAL_KINDS[kind].load(path)
         return ACEPotential.load(path)
     try:
         return load_pace(path, reference_energy=reference_energy)
@@ -106,6 +113,15 @@ def export_format(path, format=None, formats=EXPORT_FORMATS, suffixes=EXPORT_SUF
     return suffixes[suffix]
 
 
+def check_exportable(potential, fmt):
+    """ValueError unless ``fmt`` can hold ``potential``: PACE formats hold ACE expansions only."""
+    if isinstance(potential, PhysicalPotential) and fmt != "ace":
+        raise ValueError(f"a {potential.kind} potential ({potential.form.name} form) cannot be "
+                         f"exported to {fmt}: no PACE format exists for it (PACE holds ACE "
+                         "expansions only); use its ace YAML file directly (ace.load, "
+                         "ACECalculator)")
+
+
 def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins=None,
            active_set=None):
     """Write ``potential`` (an object or a file) to ``path`` in a PACE format: ``yace``
@@ -122,6 +138,10 @@ def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins
     written."""
     fmt = export_format(path, format)
     potential = load_potential(potential)
+    check_exportable(potential, fmt)
+    if isinstance(potential, PhysicalPotential):
+        potential.save(path)
+        return fmt
     if active_set is not None and fmt != "pace-yaml":
         raise ValueError("an active set is exported with the pace-yaml format only (PACE reads "
                          "active sets with the B-basis .yaml)")

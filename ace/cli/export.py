@@ -41,12 +41,13 @@ def run(args):
     import ace
     from ace.cli import fail
     from ace.cli.convert import check_e0_exportable
-    from ace.io import export_format
+    from ace.io import check_exportable, export_format
     from ace.uncertainty.pace_asi import asi_path
 
     try:
         potential = ace.load(args.potential)
         fmt = export_format(args.output, args.format, formats=FORMATS)
+        check_exportable(potential, fmt)
         if fmt == "pace-yaml":
             check_e0_exportable(potential, args.e0_to_metadata)
         ace.export(potential, args.output, fmt, e0_to_metadata=args.e0_to_metadata,

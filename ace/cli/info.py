@@ -42,7 +42,30 @@ def run(args):
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    print(f"{args.potential}: ACE potential, {summary['n_functions']} functions, "
+    if "kind" in summary:
+        print_physical(args.potential, summary)
+    else:
+        print_ace(args.potential, summary)
+    if summary["provenance"]:
+        print("provenance:")
+        for key, value in summary["provenance"].items():
+            print(f"  {key}: {readable(value)}")
+    for name, table in summary["metrics"].items():
+        print()
+        print(format_table(table, f"{name} errors (stored)"))
+    return 0
+
+
+def print_physical(path, summary):
+    print(f"{path}: {summary['kind']} potential, {summary['form']} form, "
+          f"{summary['n_parameters']} parameters, elements {', '.join(summary['elements'])}, "
+          f"cutoff {summary['cutoff']:g} Å (width {summary['cutoff_width']:g} Å)")
+    for element, values in summary["parameters"].items():
+        print(f"  {element}: E0 {summary['e0'][element]:.6g} eV; {readable(values)}")
+
+
+def print_ace(path, summary):
+    print(f"{path}: ACE potential, {summary['n_functions']} functions, "
           f"elements {', '.join(summary['elements'])}, cutoff {summary['cutoff']:g} Å")
     for element, counts in summary["functions_per_order"].items():
         orders = ", ".join(f"order {k}: {n}" for k, n in counts.items())
@@ -56,11 +79,3 @@ def run(args):
             f", inner {b['inner_cutoff_type']} r_in {b['r_in']:g} Å (width {b['delta_in']:g})"
         print(f"  bond {pair}: {b['radbase']} rcut {b['rcut']:g} Å, nradbase {b['nradbase']}, "
               f"nradmax {b['nradmax']}, lmax {b['lmax']}{inner}")
-    if summary["provenance"]:
-        print("provenance:")
-        for key, value in summary["provenance"].items():
-            print(f"  {key}: {readable(value)}")
-    for name, table in summary["metrics"].items():
-        print()
-        print(format_table(table, f"{name} errors (stored)"))
-    return 0
