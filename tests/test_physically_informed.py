@@ -249,3 +249,23 @@ def test_bad_shapes_and_parameters_are_refused():
     with pytest.raises(ValueError, match="coefficients must have shape"):
         PhysicallyInformedPotential(form, descriptor, start_parameters("bop"),
                                     coefficients=np.zeros((1, 8, 99)))
+
+
+def test_calculator_io_export_and_info(tmp_path):
+    """Loaded by ace.io, evaluated by ACECalculator (forces and stress against finite
+    differences), described by ``ace info``, refused by ``ace export`` with the reason."""
+    import ace
+    from ace.calculator import ACECalculator
+    from ace.io import load_potential
+    from ace.testing import check_forces, check_stress
+
+    path = tmp_path / "pinn.yaml"
+    pinn("bop", amplitude=0.1).save(path)
+    assert isinstance(load_potential(path), PhysicallyInformedPotential)
+    atoms = make_structure("bulk", seed=1)
+    atoms.calc = ACECalculator(str(path), num_threads=1)
+    check_forces(atoms)
+    check_stress(atoms)
+    assert ace.api.describe(path)["kind"] == "physically-informed"
+    with pytest.raises(ValueError, match="no PACE format exists"):
+        ace.export(path, tmp_path / "out.yace")
