@@ -266,6 +266,7 @@ def test_calculator_io_export_and_info(tmp_path):
     atoms.calc = ACECalculator(str(path), num_threads=1)
     check_forces(atoms)
     check_stress(atoms)
-    assert ace.api.describe(path)["kind"] == "physically-informed"
+    from ace.api import describe
+    assert describe(path)["kind"] == "physically-informed"
     with pytest.raises(ValueError, match="no PACE format exists"):
         ace.export(path, tmp_path / "out.yace")
