@@ -199,9 +199,9 @@ cdef inline int cosine(Tape* t, int rj, int rk, int rjk) noexcept nogil:
                  -1 / ab + 2 * c / (b * b), e / (b * ab), -1 / ab)
 
 
-cdef inline int exp_decay(Tape* t, int prefactor, int rate, int r) noexcept nogil:
-    """exp(P - q r) with P, q parameters."""
-    cdef double q = t.v[rate], x = t.v[r], e = exp(t.v[prefactor] - q * x)
+cdef inline int exp_decay(Tape* t, int prefactor, int rate, int r, double offset) noexcept nogil:
+    """exp(P - q (r - offset)) with P, q parameters."""
+    cdef double q = t.v[rate], x = t.v[r] - offset, e = exp(t.v[prefactor] - q * x)
     return push3(t, prefactor, rate, r, e, e, -x * e, -q * e,
                  e, -x * e, -q * e, x * x * e, (q * x - 1) * e, q * q * e)
 
@@ -273,8 +273,8 @@ cdef int record_bop(Tape* t, int n_nb, double rc, double width, int p0, int c0) 
         bond = inverse_sqrt(t, shift(t, mul(t, a, z), 1.0)) if z >= 0 else one
         w = mul(t, sfc[j], bond)  # S_j b_j f_c(r_j)
         total_w = sum_or_first(t, total_w, w)
-        term = sub(t, mul(t, exp_decay(t, A, alpha, rn[j]), fcn[j]),
-                   mul(t, w, exp_decay(t, B, beta, rn[j])))
+        term = sub(t, mul(t, exp_decay(t, A, alpha, rn[j], 0), fcn[j]),
+                   mul(t, w, exp_decay(t, B, beta, rn[j], 0)))
         total_pair = sum_or_first(t, total_pair, term)
     return sub(t, scale(t, total_pair, 0.5), mul(t, sigma, square_root(t, total_w)))
 
@@ -282,16 +282,17 @@ cdef int record_bop(Tape* t, int n_nb, double rc, double width, int p0, int c0) 
 cdef int record_eam(Tape* t, int n_nb, double rc, double width, int p0, int c0) noexcept nogil:
     """E_i of the Finnis-Sinclair/EAM form; parameters A, alpha, B, beta, gamma, sigma, c1, c2.
     E_i = 1/2 sum_j [exp(A - alpha r) - exp(B - beta r)] f_c(r) + F(rho_i),
-    rho_i = sum_j exp(-gamma r) f_c(r), F = -sigma sqrt(rho) + c1 rho + c2 rho^2."""
+    rho_i = sum_j exp(-gamma (r - r_c / 2)) f_c(r) (of order the number of near neighbours),
+    F = -sigma sqrt(rho) + c1 rho + c2 rho^2."""
     cdef int j, A = p0, alpha = p0 + 1, B = p0 + 2, beta = p0 + 3, gamma = p0 + 4
     cdef int sigma = p0 + 5, c1 = p0 + 6, c2 = p0 + 7
     cdef int r, fc, pair, dens, total_pair = -1, rho = -1, embed, zero = leaf(t, 0.0)
     for j in range(n_nb):
         r = norm(t, c0 + 3 * j, c0 + 3 * j + 1, c0 + 3 * j + 2)
         fc = cutoff_function(t, r, rc, width)
-        pair = mul(t, sub(t, exp_decay(t, A, alpha, r), exp_decay(t, B, beta, r)), fc)
+        pair = mul(t, sub(t, exp_decay(t, A, alpha, r, 0), exp_decay(t, B, beta, r, 0)), fc)
         total_pair = sum_or_first(t, total_pair, pair)
-        rho = sum_or_first(t, rho, mul(t, exp_decay(t, zero, gamma, r), fc))
+        rho = sum_or_first(t, rho, mul(t, exp_decay(t, zero, gamma, r, 0.5 * rc), fc))
     embed = add(t, sub(t, mul(t, c1, rho), mul(t, sigma, square_root(t, rho))),
                 mul(t, c2, square(t, rho)))
     return add(t, scale(t, total_pair, 0.5), embed)

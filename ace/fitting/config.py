@@ -13,6 +13,18 @@ A config needs only four keys; everything else has a default chosen from princip
     data: {train: train.xyz, test: test.xyz}
     output: Mo.yaml                   # the potential; metrics go to Mo.metrics.json
 
+A traditional potential (docs/physical.md) instead of ACE: a ``model`` section::
+
+    model:
+      kind: traditional               # ace (the default: everything below), traditional
+      form: bop                       # bop or eam
+      cutoff_width: 1.0               # Å, the d of the cutoff function (r_c is ``cutoff``)
+      parameters: {A: 8.0, ...}       # start values (documented defaults for the rest)
+      bounds: {a: [0, 5], ...}        # [lower, upper] (documented defaults for the rest)
+      restarts: 4                     # L-BFGS runs from seeded starts; lowest training loss wins
+      max_iterations: 150             # per run
+      seed: 0                         # of the restart starts
+
 Every key (relative paths are relative to the config file)::
 
     elements: [A, B, ...]             # required
@@ -125,6 +137,8 @@ from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean
                                      float_or_same, load_yaml)
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings, check_e0_elements
 from ace.fitting.nonlinear import NonlinearSettings
+from ace.fitting.traditional import SETTINGS_KEYS as TRADITIONAL_KEYS
+from ace.fitting.traditional import TraditionalSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
                         LimitError, check_cutoff, check_integer)
 from ace.limits import MAX_FUNCTIONS as MAX_FUNCTIONS_LIMIT
@@ -141,7 +155,11 @@ ZBL_WIDTH = 0.5  # Å: width of the blend
 COVALENT_FLOOR_FRACTION = 0.5
 
 TOP_KEYS = {"elements", "cutoff", "data", "output", "basis", "core_repulsion", "e0", "weights",
-            "regularisation", "fit"}
+            "regularisation", "fit", "model"}
+MODEL_KINDS = ("ace", "traditional", "physically-informed")
+# keys of an ACE fit that a traditional one has no use for
+ACE_ONLY_KEYS = ("basis", "core_repulsion")
+ACE_ONLY_FIT_KEYS = ("method", "committee", "active_set", "chunk_rows")
 DATA_KEYS = {"train", "test", "keys", "trust_pickle"}
 BASIS_KEYS = {"bonds", "functions", "embeddings", "deltaSplineBins"}
 WEIGHT_KEYS = {"forces", "stress", "config_type", "energy_kT", "energy_min_weight"}
@@ -209,6 +227,7 @@ class FitConfig:
     committee: int = 32  # members of the Bayesian committee of a linear fit (0: none)
     active_set: str = "linear"  # mode of the active set written beside the potential, or none
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
+    model: object = None  # TraditionalSettings with model.kind traditional; None: ACE
     source: dict = field(default_factory=dict)  # the config as given
     base_dir: str | None = None  # relative paths in the config are relative to this
     path: str | None = None  # the YAML file the config was read from (None: a dict)
@@ -310,8 +329,9 @@ class FitConfig:
             # reference energies that mean something stay what they are
             nonlinear = dataclasses.replace(
                 nonlinear, trainable=tuple(t for t in nonlinear.trainable if t != "e0"))
+        model = _model(raw, float(cutoff), elements)
         config = cls(
-            elements=sorted(elements), cutoff=float(cutoff),
+            elements=sorted(elements), cutoff=float(cutoff), model=model,
             train=_paths(data.get("train"), "data.train", base_dir, True),
             test=_paths(data.get("test"), "data.test", base_dir, False),
             output=_resolve(output, base_dir), keys=keys,
@@ -324,8 +344,9 @@ class FitConfig:
             committee=_committee_size(fit.get("committee", 32)),
             active_set=_active_set_mode(fit.get("active_set", "linear")),
             source=copy.deepcopy(raw), base_dir=base_dir)
-        config.check_basis()
-        config.check_core_repulsion()
+        if model is None:
+            config.check_basis()
+            config.check_core_repulsion()
         if not config.trust_pickle:
             try:
                 for path in config.train + config.test:
@@ -408,7 +429,54 @@ class FitConfig:
                 "loss": asdict(self.loss), "num_threads": self.num_threads,
                 "chunk_rows": self.chunk_rows, "committee": self.committee,
                 "active_set": self.active_set,
-                "nonlinear": asdict(self.nonlinear) if self.nonlinear else None}
+                "nonlinear": asdict(self.nonlinear) if self.nonlinear else None,
+                # an ACE fit's settings stay as they were (checkpoints compare them)
+                **({"model": self.model.to_dict()} if self.model is not None else {})}
+
+
+def _model(raw, cutoff, elements):
+    """The ``model:`` section: None for ``kind: ace`` (the default), TraditionalSettings for
+    ``kind: traditional``. ConfigError naming the key otherwise."""
+    model = raw.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, dict):
+        raise ConfigError(f"model: expected a mapping with a 'kind' ({', '.join(MODEL_KINDS)}), "
+                          f"got {model!r}")
+    kind = model.get("kind", "ace")
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind: expected one of {', '.join(MODEL_KINDS)}, got {kind!r}")
+    if kind == "ace":
+        _check_keys(model, {"kind"}, "model")
+        return None
+    if kind == "physically-informed":
+        raise ConfigError("model.kind: physically-informed potentials cannot be fitted by this "
+                          "version of ace (kinds available: ace, traditional)")
+    model = {k: float_or_same(v) for k, v in _check_keys(model, TRADITIONAL_KEYS, "model").items()}
+    for key in ACE_ONLY_KEYS:
+        if key in raw:
+            raise ConfigError(f"{key}: applies to ACE fits only; this config fits a traditional "
+                              "potential (model.kind: traditional)")
+    fit = raw.get("fit") or {}
+    for key in ACE_ONLY_FIT_KEYS:
+        if isinstance(fit, dict) and key in fit:
+            raise ConfigError(f"fit.{key}: applies to ACE fits only; this config fits a "
+                              "traditional potential (model.kind: traditional)")
+    if len(elements) != 1:
+        raise ConfigError(f"model: traditional potentials take one element for now, got "
+                          f"{elements}")
+    if "form" not in model:
+        raise ConfigError("model.form: a traditional model needs its form (bop or eam)")
+    model_cutoff = model.pop("cutoff", cutoff)
+    if model_cutoff != cutoff:
+        raise ConfigError(f"model.cutoff: {model_cutoff!r} differs from the top-level cutoff "
+                          f"{cutoff:g}; give one (the form's r_c is the top-level cutoff)")
+    model.pop("kind")
+    try:
+        return TraditionalSettings(cutoff=cutoff, **model)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith("model") else f"model: {message}") from None
 
 
 def _check_basis_limits(basis):

@@ -33,7 +33,8 @@ class Predictions:
 
 def predict(potential, dataset, num_threads=None, progress=None):
     """Energies, forces and stresses of ``potential`` on every structure of ``dataset``."""
-    evaluator = Evaluator(potential)
+    # a physical potential (ace.physical.potential) brings its own evaluator
+    evaluator = potential.evaluator() if getattr(potential, "kind", None) else Evaluator(potential)
     energy = np.zeros(len(dataset))
     forces = np.zeros((dataset.total_atoms, 3))
     stress = np.full((len(dataset), 3, 3), np.nan)

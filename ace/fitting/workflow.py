@@ -36,6 +36,7 @@ from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonline
                                    start_from_linear)
 from ace.fitting.sanity import (check_fit_errors, check_outputs, check_threads,
                                 check_training_set)
+from ace.fitting.traditional import fit_traditional
 from ace.potential import ACEPotential
 from ace.uncertainty import build_active_set
 
@@ -148,6 +149,9 @@ def estimate_fit(config, log=None):
     a :class:`FitEstimate`. A nonlinear config's time is estimated from a few loss-and-gradient
     evaluations on the training set."""
     check_threads(config)
+    if config.model is not None:
+        raise ConfigError("a dry run estimates ACE fits; this config fits a traditional "
+                          "potential (8 parameters per element: fit it)")
     train, test = load_data(config, log)
     _warn(check_training_set(config, train, config.num_threads), log)
     potential, info = build_potential(config, train, log)
@@ -188,8 +192,11 @@ def run_fit(config, resume=False, log=None, strict=False):
     if strict and findings:
         raise ConfigError(f"strict: {len(findings)} problem(s) in the training data "
                           "(warnings above); not fitting")
-    potential, info = build_potential(config, train, log)
-    result = fit_config(config, train, test, potential, info, resume=resume, log=log)
+    if config.model is not None:
+        result = fit_traditional_config(config, train, test, log)
+    else:
+        potential, info = build_potential(config, train, log)
+        result = fit_config(config, train, test, potential, info, resume=resume, log=log)
     result.findings = findings
     result.flagged = check_fit_errors(result.tables, train)
     _warn(result.flagged, log)
@@ -235,6 +242,34 @@ def fit_config(config, train, test, potential, info, resume=False, log=None):
                      output=config.output, metrics_path=config.metrics_path,
                      checkpoint=checkpoint_path(config) if config.nonlinear is not None else None,
                      train=train, active_set=active)
+
+
+def fit_traditional_config(config, train, test, log=None):
+    """The fit of :func:`run_fit` for ``model: {kind: traditional}`` (ace.fitting.traditional):
+    the potential with its provenance and error tables, and the metrics JSON."""
+    log = _logger(log)
+    try:
+        fitted, report = fit_traditional(train, config.model, config.loss, config.elements,
+                                         num_threads=config.num_threads, log=log)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    log(f"traditional {config.model.form} fit took {report['seconds']:.1f} s (best of "
+        f"{config.model.restarts} restarts: loss {report['loss']:.6g})")
+    progress = progress_bar(config.progress)
+    tables = {"train": evaluate(fitted, train, config.num_threads, progress)}
+    if test is not None:
+        tables["test"] = evaluate(fitted, test, config.num_threads, progress)
+    tables = plain(tables)
+    fitted.metadata = plain({
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "ace_version": __version__,
+        "fit": {"config": config.to_dict(), "report": report},
+        "metrics": tables,
+    })
+    fitted.save(config.output)
+    to_json(tables, config.metrics_path)
+    return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
+                     output=config.output, metrics_path=config.metrics_path, train=train)
 
 
 def active_set_path(config):

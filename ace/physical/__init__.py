@@ -44,15 +44,15 @@ SPECS = {
                 "h": (-1.0, 1.0), "sigma": (0.0, 20.0), "a": (0.0, 5.0),
                 "lambda": (0.0, 10.0)}),
     # E_i = 1/2 sum_j [e^(A - alpha r) - e^(B - beta r)] f_c + F(rho_i),
-    # rho_i = sum_j e^(-gamma r) f_c, F = -sigma sqrt(rho) + c1 rho + c2 rho^2
+    # rho_i = sum_j e^(-gamma (r - r_c / 2)) f_c, F = -sigma sqrt(rho) + c1 rho + c2 rho^2
     "eam": FormSpec(
         "eam", ("A", "alpha", "B", "beta", "gamma", "sigma", "c1", "c2"),
         lower=(None, None, None, None, 0.0, 0.0, None, None),
-        start={"A": 8.0, "alpha": 2.5, "B": 3.0, "beta": 1.2, "gamma": 1.0, "sigma": 2.0,
+        start={"A": 8.0, "alpha": 2.5, "B": 3.0, "beta": 1.2, "gamma": 1.0, "sigma": 1.0,
                "c1": 0.0, "c2": 0.0},
         bounds={"A": (0.0, 20.0), "alpha": (0.5, 6.0), "B": (-5.0, 15.0), "beta": (0.2, 6.0),
-                "gamma": (0.0, 6.0), "sigma": (0.0, 50.0), "c1": (-20.0, 20.0),
-                "c2": (-20.0, 20.0)}),
+                "gamma": (0.0, 6.0), "sigma": (0.0, 20.0), "c1": (-5.0, 5.0),
+                "c2": (-1.0, 1.0)}),
 }
 
 
