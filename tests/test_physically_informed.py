@@ -270,3 +270,68 @@ def test_calculator_io_export_and_info(tmp_path):
     assert describe(path)["kind"] == "physically-informed"
     with pytest.raises(ValueError, match="no PACE format exists"):
         ace.export(path, tmp_path / "out.yace")
+
+
+def test_ace_fit_writes_a_physically_informed_potential(tmp_path):
+    """`ace fit` end to end: the traditional fit inline, tau chosen from two on a split of the
+    training set, C fitted; the file loads, evaluates and records its fit."""
+    import ace
+    from test_traditional_fit import write_config
+
+    config = write_config(
+        tmp_path, "{kind: physically-informed, form: eam, tau: [0.0, 1.0], max_iterations: 15, "
+                  "traditional: {cutoff_width: 0.8, restarts: 1, max_iterations: 40}, "
+                  "basis: {functions: {number_of_functions_per_element: 8, "
+                  "ALL: {nradmax_by_orders: [4, 2], lmax_by_orders: [0, 1]}}}}")
+    result = ace.fit(str(config), validate=False, num_threads=1, progress=False)
+    report = result.report
+    assert report["method"] == "physically-informed"
+    assert [row["tau"] for row in report["tau_selection"]] == [0.0, 1.0]
+    assert sum(report["fit"]["loss"].values()) < report["fit"]["initial_loss"]
+    loaded = ace.load(tmp_path / "Mo.yaml")
+    assert isinstance(loaded, PhysicallyInformedPotential)
+    assert loaded.descriptor.n_functions == 8
+    np.testing.assert_array_equal(loaded.coefficients, result.potential.coefficients)
+    assert (tmp_path / "Mo.metrics.json").exists()
+
+
+def test_traditional_potential_from_a_file(tmp_path):
+    """traditional: a path: p0 and E0 are the file's, nothing else is fitted before C."""
+    import ace
+    from test_traditional_fit import teacher, write_config
+
+    teacher("eam").save(tmp_path / "eam.yaml")
+    config = write_config(tmp_path, "{kind: physically-informed, form: eam, tau: 0.1, "
+                                    "max_iterations: 3, traditional: eam.yaml, basis: "
+                                    "{functions: {ALL: {nradmax_by_orders: [3], "
+                                    "lmax_by_orders: [0]}}}}")
+    result = ace.fit(str(config), validate=False, num_threads=1, progress=False)
+    np.testing.assert_array_equal(result.potential.base_parameters[0],
+                                  teacher("eam").parameters["Mo"])
+    assert result.report["traditional"] == "eam.yaml" and result.report["tau"] == 0.1
+    (tmp_path / "fit.yaml").write_text((tmp_path / "fit.yaml").read_text().replace(
+        "form: eam, tau", "form: bop, tau"))
+    with pytest.raises(ValueError, match="is a eam potential"):
+        ace.fit(str(tmp_path / "fit.yaml"), validate=False, num_threads=1, progress=False)
+
+
+@pytest.mark.parametrize("model, message", [
+    ("{kind: physically-informed, form: eam}", "model.traditional: a physically-informed"),
+    ("{kind: physically-informed, form: eam, traditional: {restart: 1}}",
+     r"model.traditional: unknown key\(s\) \['restart'\]"),
+    ("{kind: physically-informed, form: eam, traditional: 3}", "model.traditional: the path"),
+    ("{kind: physically-informed, form: eam, traditional: {}, tau: -1}", "model.tau"),
+    ("{kind: physically-informed, form: eam, traditional: {}, varied: [zeta]}",
+     "model.varied: unknown parameter"),
+    ("{kind: physically-informed, form: eam, traditional: {}, basis: {embeddings: {}}}",
+     "model.basis"),
+    ("{kind: physically-informed, form: eam, traditional: {}, taus: 1}", "taus"),
+    ("{kind: physically-informed, form: eam, traditional: {}, validation_fraction: 1}",
+     "model.validation_fraction"),
+])
+def test_bad_physically_informed_sections_are_named(tmp_path, model, message):
+    from ace.fitting.config import ConfigError, FitConfig
+    from test_traditional_fit import write_config
+
+    with pytest.raises(ConfigError, match=message):
+        FitConfig.load(write_config(tmp_path, model))

@@ -17,7 +17,8 @@ atoms (so that each unit of theta moves Delta p by about one unit), p0 and E0 en
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -265,3 +266,222 @@ def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, 
         log(f"physically-informed fit: loss {info['initial_loss']:.6g} -> "
             f"{sum(terms.values()):.6g} in {info['iterations']} iterations ({info['status']})")
     return fitted, info
+
+
+# ------------------------------------------------------------------------- config settings
+
+SETTINGS_KEYS = {"kind", "form", "cutoff", "traditional", "basis", "tau", "varied",
+                 "train_base", "max_iterations", "gtol", "validation_fraction", "seed"}
+BASIS_KEYS = {"bonds", "functions"}
+# a small descriptor: ranks 1-3, about 30 functions per element
+DEFAULT_DESCRIPTOR_FUNCTIONS = {"number_of_functions_per_element": 30,
+                                "ALL": {"nradmax_by_orders": [6, 3, 2],
+                                        "lmax_by_orders": [0, 2, 1]}}
+DEFAULT_DESCRIPTOR_RADIAL = {"radbase": "SBessel", "radparameters": [5.25], "dcut": 0.01}
+DEFAULT_TAU = 1e-3
+
+
+@dataclass
+class PhysicallyInformedSettings:
+    """The ``model:`` section of a config with ``kind: physically-informed`` (docs/physical.md).
+
+    traditional: the path of a fitted traditional potential of the same form, or the inline
+        settings of its fit (the keys of a ``kind: traditional`` model except kind, form and
+        cutoff); its parameters become p0 and its E0 the start of E0.
+    basis: the descriptor's ``bonds`` and ``functions`` (pacemaker's sections; rcut defaults
+        to the cutoff); its embedding is linear and its coefficients are not used.
+    tau: the penalty weight, or a list of them: each is fitted on a seeded split of the
+        training set (``validation_fraction`` held out) and the one with the lowest validation
+        loss (data terms) is refitted on all the training data. No test data is consulted.
+    varied: the parameters that vary per atom (default all); train_base: p0 fitted too.
+    """
+
+    form: str
+    cutoff: float
+    traditional: object
+    basis: dict = field(default_factory=dict)
+    tau: object = DEFAULT_TAU
+    varied: object = None
+    train_base: bool = False
+    max_iterations: int = 200
+    gtol: float = 1e-8
+    validation_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        from ace.physical import SPECS
+
+        if self.form not in SPECS:
+            raise ValueError(f"model.form: expected one of {sorted(SPECS)}, got {self.form!r}")
+        names = SPECS[self.form].parameter_names
+        if isinstance(self.traditional, str):
+            if not self.traditional:
+                raise ValueError("model.traditional: an empty path")
+        elif isinstance(self.traditional, dict):
+            from ace.fitting.traditional import SETTINGS_KEYS as TRADITIONAL_KEYS
+            from ace.fitting.traditional import TraditionalSettings
+
+            unknown = sorted(set(self.traditional) - (TRADITIONAL_KEYS - {"kind", "form",
+                                                                         "cutoff"}))
+            if unknown:
+                raise ValueError(f"model.traditional: unknown key(s) {unknown} (the settings "
+                                 "of a traditional fit, without kind, form and cutoff)")
+            try:
+                TraditionalSettings(form=self.form, cutoff=self.cutoff, **self.traditional)
+            except ValueError as exc:
+                raise ValueError(f"model.traditional: {exc}") from None
+        else:
+            raise ValueError("model.traditional: the path of a fitted traditional potential or "
+                             f"the settings of its fit (a mapping), got {self.traditional!r}")
+        if not isinstance(self.basis, dict) or set(self.basis) - BASIS_KEYS:
+            raise ValueError(f"model.basis: a mapping with the keys {sorted(BASIS_KEYS)} "
+                             f"(the descriptor's), got {self.basis!r}")
+        taus = self.tau_candidates()
+        if not taus or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                               and np.isfinite(t) and t >= 0 for t in taus):
+            raise ValueError(f"model.tau: a number >= 0 or a list of them, got {self.tau!r}")
+        if self.varied is not None:
+            if not isinstance(self.varied, (list, tuple)) or not self.varied:
+                raise ValueError(f"model.varied: a list of parameter names, got {self.varied!r}")
+            unknown = sorted(set(self.varied) - set(names))
+            if unknown:
+                raise ValueError(f"model.varied: unknown parameter(s) {unknown} of the "
+                                 f"{self.form} form (its parameters: {list(names)})")
+        if not isinstance(self.train_base, bool):
+            raise ValueError(f"model.train_base: true or false, got {self.train_base!r}")
+        for key, least in (("max_iterations", 1), ("seed", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"model.{key}: expected a whole number >= {least}, got "
+                                 f"{value!r}")
+        if isinstance(self.gtol, bool) or not isinstance(self.gtol, (int, float)) \
+                or not self.gtol > 0:
+            raise ValueError(f"model.gtol: expected a positive number, got {self.gtol!r}")
+        if not (isinstance(self.validation_fraction, (int, float))
+                and 0 < self.validation_fraction < 1):
+            raise ValueError("model.validation_fraction: a number between 0 and 1, got "
+                             f"{self.validation_fraction!r}")
+
+    def tau_candidates(self):
+        return list(self.tau) if isinstance(self.tau, (list, tuple)) else [self.tau]
+
+    def descriptor_dict(self, elements):
+        """The descriptor's pacemaker-format basis dict, defaults filled in."""
+        import copy
+
+        bonds = copy.deepcopy(self.basis.get("bonds") or {})
+        bonds["ALL"] = {**DEFAULT_DESCRIPTOR_RADIAL, "rcut": self.cutoff, **bonds.get("ALL", {})}
+        functions = copy.deepcopy(self.basis.get("functions") or DEFAULT_DESCRIPTOR_FUNCTIONS)
+        return {"elements": list(elements),
+                "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "ndensity": 1,
+                                       "fs_parameters": [1.0, 1.0]}},
+                "bonds": bonds, "functions": functions}
+
+    def to_dict(self):
+        return {"kind": "physically-informed", "form": self.form, "cutoff": self.cutoff,
+                "traditional": self.traditional, "basis": self.basis, "tau": self.tau,
+                "varied": self.varied, "train_base": self.train_base,
+                "max_iterations": self.max_iterations, "gtol": self.gtol,
+                "validation_fraction": self.validation_fraction, "seed": self.seed}
+
+
+def traditional_start(settings, dataset, loss_settings, elements, base_dir=None,
+                      num_threads=None, log=None):
+    """The traditional potential p0 comes from: loaded (a path) or fitted (inline settings)."""
+    from ace.fitting.traditional import TraditionalSettings, fit_traditional
+    from ace.io import load_potential
+    from ace.physical.potential import TraditionalPotential
+
+    if isinstance(settings.traditional, str):
+        path = settings.traditional
+        if base_dir and not os.path.isabs(path):
+            path = os.path.join(base_dir, path)
+        potential = load_potential(path)
+        if not isinstance(potential, TraditionalPotential):
+            raise ValueError(f"model.traditional: {path} is not a traditional potential")
+        if potential.form.name != settings.form or potential.elements != list(elements):
+            raise ValueError(f"model.traditional: {path} is a {potential.form.name} potential "
+                             f"of {potential.elements}; this fit needs {settings.form} of "
+                             f"{list(elements)}")
+        if abs(potential.form.cutoff - settings.cutoff) > 1e-12:
+            raise ValueError(f"model.traditional: {path} has the cutoff "
+                             f"{potential.form.cutoff:g} Å, the config {settings.cutoff:g} Å")
+        return potential, {"traditional": os.path.basename(path)}
+    traditional = TraditionalSettings(form=settings.form, cutoff=settings.cutoff,
+                                      **settings.traditional)
+    potential, report = fit_traditional(dataset, traditional, loss_settings, elements,
+                                        num_threads=num_threads, log=log)
+    return potential, {"traditional": report}
+
+
+def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
+                      num_threads=None, log=None):
+    """The physically-informed fit of a config: (potential, report)."""
+    import time
+
+    from ace.basis import build_basis
+    from ace.fitting.linear import (DEFAULT_FORCES_WEIGHT, DEFAULT_STRESS_WEIGHT,
+                                    structure_weights)
+    from ace.potential import ACEPotential
+
+    log = log or (lambda message: None)
+    start_time = time.perf_counter()
+    traditional, report = traditional_start(settings, dataset, loss_settings, elements,
+                                            base_dir, num_threads, log)
+    descriptor = ACEPotential.from_basis(build_basis(settings.descriptor_dict(elements)))
+    form = traditional.form
+    p0 = np.array([traditional.parameters[e] for e in traditional.elements])
+    start = PhysicallyInformedPotential(form, descriptor, p0, e0=traditional.e0)
+    log(f"physically-informed {form.name}: descriptor of {len(descriptor.functions)} "
+        f"functions, {start.n_parameters} parameters")
+    weights = structure_weights(dataset, loss_settings, elements)
+    tau_terms = {"forces": (DEFAULT_FORCES_WEIGHT if loss_settings.forces == "auto"
+                            else float(loss_settings.forces)),
+                 "stress": (DEFAULT_STRESS_WEIGHT if loss_settings.stress == "auto"
+                            else float(loss_settings.stress))}
+    samples = make_samples(start, dataset, weights, num_threads=num_threads)
+    candidates = settings.tau_candidates()
+    selection = None
+    if len(candidates) > 1:
+        rng = np.random.default_rng(settings.seed)
+        order = rng.permutation(len(samples))
+        n_valid = max(1, int(round(settings.validation_fraction * len(samples))))
+        valid, train = order[:n_valid], order[n_valid:]
+        train_samples = [samples[k] for k in train]
+        valid_samples = [samples[k] for k in valid]
+        selection = []
+        for tau in candidates:
+            fitted, info = fit_physically_informed(
+                start, train_samples, tau_terms, tau, settings.max_iterations, settings.gtol,
+                settings.train_base, num_threads, varied=settings.varied)
+            check = PhysicallyInformedLoss(fitted, valid_samples, tau_terms, 0.0,
+                                           num_threads=num_threads)
+            terms = check.terms(check.pack(fitted))
+            validation = terms["energy"] + terms["forces"] + terms["stress"]
+            selection.append({"tau": float(tau), "validation_loss": float(validation),
+                              "train_loss": info["loss"]})
+            log(f"tau {tau:g}: validation loss {validation:.6g}")
+        tau = min(selection, key=lambda row: row["validation_loss"])["tau"]
+        log(f"tau {tau:g} chosen on the validation split")
+    else:
+        tau = float(candidates[0])
+    fitted, info = fit_physically_informed(start, samples, tau_terms, tau,
+                                           settings.max_iterations, settings.gtol,
+                                           settings.train_base, num_threads, log=log,
+                                           varied=settings.varied)
+    report.update({"method": "physically-informed", "form": form.name, "tau": tau,
+                   "tau_selection": selection, "weights": tau_terms, "fit": info,
+                   "descriptor_functions": len(descriptor.functions),
+                   "delta_p": delta_p_summary(fitted, samples),
+                   "seconds": time.perf_counter() - start_time})
+    return fitted, report
+
+
+def delta_p_summary(potential, samples):
+    """RMS and largest |Delta p_k| over the training atoms, per parameter."""
+    rows = [potential.local_parameters(s.structure.species, s.basis_values)
+            - potential.base_parameters[s.structure.species] for s in samples]
+    delta = np.concatenate(rows) if rows else np.zeros((0, potential.form.n_params))
+    names = potential.form.parameter_names
+    return {"rms": dict(zip(names, map(float, np.sqrt((delta ** 2).mean(axis=0))))),
+            "max": dict(zip(names, map(float, np.abs(delta).max(axis=0, initial=0.0))))}
