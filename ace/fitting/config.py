@@ -457,7 +457,8 @@ def _model(raw, cutoff, elements):
     model = {k: float_or_same(v) for k, v in _check_keys(model, keys, "model").items()}
     for key in ACE_ONLY_KEYS:
         if key in raw:
-            hint = " (its descriptor's basis goes in model.basis)" if pinn and key == "basis" else ""
+            hint = (" (its descriptor's basis goes in model.basis)"
+                    if pinn and key == "basis" else "")
             raise ConfigError(f"{key}: applies to ACE fits only; this config fits a {kind} "
                               f"potential (model.kind: {kind}){hint}")
     fit = raw.get("fit") or {}

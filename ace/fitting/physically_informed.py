@@ -86,19 +86,20 @@ class PhysicallyInformedLoss:
     """Loss and exact gradient of a physically-informed potential over training samples.
 
     theta = [C scaled (per element, its own functions only; the rows of the parameters named
-    in ``varied``, default all), p0 (if ``train_base``), E0]. A point whose local parameters
-    leave the form's domain (e.g. sigma < 0 under a square root) has the loss +inf, so that the
-    line search backs off.
+    in ``varied``, default all), p0 (if ``train_base``), E0 (if ``train_e0``)]. A point
+    whose local parameters leave the form's domain (e.g. sigma < 0 under a square root) has
+    the loss +inf, so that the line search backs off.
     """
 
     def __init__(self, potential, samples, tau_terms, penalty, train_base=False,
-                 num_threads=None, scale=None, varied=None):
+                 num_threads=None, scale=None, varied=None, train_e0=True):
         self.potential = potential.copy()
         self.evaluator = PhysicallyInformedEvaluator(self.potential)
         self.samples = samples
         self.tau = dict(tau_terms)
         self.penalty = float(penalty)
         self.train_base = bool(train_base)
+        self.train_e0 = bool(train_e0)
         self.num_threads = num_threads
         self.norms = sample_norms(samples)
         self.n_train_atoms = max(sum(s.n_atoms for s in samples), 1)
@@ -135,7 +136,8 @@ class PhysicallyInformedLoss:
     @property
     def sizes(self):
         n_el, n_params, _ = self.potential.coefficients.shape
-        return int(self.mask.sum()), n_el * n_params if self.train_base else 0, n_el
+        return (int(self.mask.sum()), n_el * n_params if self.train_base else 0,
+                n_el if self.train_e0 else 0)
 
     def pack(self, potential=None):
         pot = self.potential if potential is None else potential
@@ -143,7 +145,8 @@ class PhysicallyInformedLoss:
         parts = [scaled[self.mask]]
         if self.train_base:
             parts.append(pot.base_parameters.ravel())
-        parts.append(pot.e0)
+        if self.train_e0:
+            parts.append(pot.e0)
         return np.concatenate(parts)
 
     def unpack(self, theta):
@@ -158,14 +161,15 @@ class PhysicallyInformedLoss:
         out.__dict__.update(pot.__dict__)
         out.coefficients = coefficients
         out.base_parameters = np.array(base, dtype=float)
-        out.e0 = np.array(theta[nc + nb:], dtype=float)
+        out.e0 = np.array(theta[nc + nb:], dtype=float) if ne else pot.e0.copy()
         return out
 
     def _pack_gradient(self, g_coefficients, g_base, g_e0):
         parts = [(g_coefficients / self.scale[:, None, :])[self.mask]]
         if self.train_base:
             parts.append(g_base.ravel())
-        parts.append(g_e0)
+        if self.train_e0:
+            parts.append(g_e0)
         return np.concatenate(parts)
 
     # -- the loss
@@ -249,11 +253,12 @@ class PhysicallyInformedLoss:
 
 
 def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, gtol=1e-8,
-                            train_base=False, num_threads=None, log=None, varied=None):
+                            train_base=False, num_threads=None, log=None, varied=None,
+                            train_e0=True):
     """Minimise the loss from ``potential`` (usually Delta p = 0); returns (fitted potential,
     info {iterations, loss terms, status})."""
     loss = PhysicallyInformedLoss(potential, samples, tau_terms, penalty, train_base,
-                                  num_threads, varied=varied)
+                                  num_threads, varied=varied, train_e0=train_e0)
     theta0 = loss.pack(potential)
     result = minimise(loss.value_and_gradient, theta0, n_iter, gtol)
     fitted = loss.unpack(result.x)
@@ -440,6 +445,8 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
                  "stress": (DEFAULT_STRESS_WEIGHT if loss_settings.stress == "auto"
                             else float(loss_settings.stress))}
     samples = make_samples(start, dataset, weights, num_threads=num_threads)
+    # E0 given in the config (free-atom energies) stays as it is; "auto" is fitted
+    train_e0 = loss_settings.e0 == "auto"
     candidates = settings.tau_candidates()
     selection = None
     if len(candidates) > 1:
@@ -453,7 +460,7 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
         for tau in candidates:
             fitted, info = fit_physically_informed(
                 start, train_samples, tau_terms, tau, settings.max_iterations, settings.gtol,
-                settings.train_base, num_threads, varied=settings.varied)
+                settings.train_base, num_threads, varied=settings.varied, train_e0=train_e0)
             check = PhysicallyInformedLoss(fitted, valid_samples, tau_terms, 0.0,
                                            num_threads=num_threads)
             terms = check.terms(check.pack(fitted))
@@ -468,7 +475,7 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
     fitted, info = fit_physically_informed(start, samples, tau_terms, tau,
                                            settings.max_iterations, settings.gtol,
                                            settings.train_base, num_threads, log=log,
-                                           varied=settings.varied)
+                                           varied=settings.varied, train_e0=train_e0)
     report.update({"method": "physically-informed", "form": form.name, "tau": tau,
                    "tau_selection": selection, "weights": tau_terms, "fit": info,
                    "descriptor_functions": len(descriptor.functions),
