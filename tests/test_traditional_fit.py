@@ -139,3 +139,40 @@ def test_bad_model_sections_are_named(tmp_path, model, extra, message):
 def test_default_model_is_ace(tmp_path):
     config = FitConfig.load(write_config(tmp_path, "{kind: ace}"))
     assert config.model is None and "model" not in config.to_dict()
+
+
+@pytest.mark.parametrize("name", ["bop", "eam"])
+def test_calculator_evaluates_a_saved_traditional_potential(tmp_path, name):
+    from ace.neighbours import build_neighbour_list
+    from ace.physical import per_atom
+    from ace.testing import check_forces, check_stress
+    path = tmp_path / "pot.yaml"
+    teacher(name).save(path)
+    atoms = bulk("Mo", "bcc", a=3.1, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.1, seed=1)
+    atoms.calc = ACECalculator(str(path), num_threads=1)
+    nl = build_neighbour_list(atoms.positions, atoms.cell.array, True, CUTOFF)
+    direct = per_atom(form_by_name(name, CUTOFF, WIDTH), nl, np.zeros(len(atoms)),
+                      np.tile(TEACHERS[name], (len(atoms), 1)), 1)
+    assert atoms.get_potential_energy() == pytest.approx(direct.energy - 2.0 * len(atoms),
+                                                         rel=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), direct.forces, atol=1e-12)
+    check_forces(atoms)
+    check_stress(atoms)
+    with pytest.raises(ValueError, match="active sets and committees belong to ACE"):
+        ACECalculator(str(path), committee=True)
+
+
+def test_potential_files_are_checked(tmp_path):
+    from ace.potential import PotentialFileError
+    path = tmp_path / "pot.yaml"
+    teacher("bop").save(path)
+    text = path.read_text()
+    path.write_text(text.replace("kind: traditional", "kind: mystery"))
+    with pytest.raises(PotentialFileError, match="unknown potential kind 'mystery'"):
+        ace.load(path)
+    path.write_text(text.replace("form: bop", "form: eam"))
+    with pytest.raises(PotentialFileError, match="checksum mismatch"):
+        ace.load(path)
+    teacher("bop").save(path)
+    assert ace.load(path).to_dict() == teacher("bop").to_dict()

@@ -38,7 +38,7 @@ SPECS = {
     "bop": FormSpec(
         "bop", ("A", "alpha", "B", "beta", "h", "sigma", "a", "lambda"),
         lower=(None, None, None, None, None, 0.0, 0.0, 0.0),
-        start={"A": 8.0, "alpha": 2.5, "B": 4.0, "beta": 1.5, "h": -0.3, "sigma": 1.0,
+        start={"A": 7.0, "alpha": 3.0, "B": 4.0, "beta": 1.3, "h": -0.3, "sigma": 1.0,
                "a": 0.2, "lambda": 1.0},
         bounds={"A": (0.0, 20.0), "alpha": (0.5, 6.0), "B": (-5.0, 15.0), "beta": (0.2, 6.0),
                 "h": (-1.0, 1.0), "sigma": (0.0, 20.0), "a": (0.0, 5.0),
@@ -48,7 +48,7 @@ SPECS = {
     "eam": FormSpec(
         "eam", ("A", "alpha", "B", "beta", "gamma", "sigma", "c1", "c2"),
         lower=(None, None, None, None, 0.0, 0.0, None, None),
-        start={"A": 8.0, "alpha": 2.5, "B": 3.0, "beta": 1.2, "gamma": 1.0, "sigma": 1.0,
+        start={"A": 7.5, "alpha": 3.0, "B": 3.5, "beta": 1.3, "gamma": 1.0, "sigma": 1.0,
                "c1": 0.0, "c2": 0.0},
         bounds={"A": (0.0, 20.0), "alpha": (0.5, 6.0), "B": (-5.0, 15.0), "beta": (0.2, 6.0),
                 "gamma": (0.0, 6.0), "sigma": (0.0, 20.0), "c1": (-5.0, 5.0),
