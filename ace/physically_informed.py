@@ -81,9 +81,10 @@ class PhysicallyInformedPotential(PhysicalPotential):
 
     @property
     def n_parameters(self):
-        """Fitted numbers: C of every element's functions, p0 and E0."""
+        """Parameters: C over every element's functions and p0 (E0 not counted, as for the
+        other potentials)."""
         return int(self.form.n_params * self.n_functions_per_element.sum()
-                   + self.base_parameters.size + self.e0.size)
+                   + self.base_parameters.size)
 
     def copy(self):
         return PhysicallyInformedPotential(self.form, self.descriptor.copy(),
