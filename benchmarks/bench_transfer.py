@@ -21,7 +21,8 @@ and are reused when present there with ``--reuse``. Never selects anything by a 
 
     python benchmarks/bench_transfer.py [--elements Mo Si] [--families eam bop ace-linear ...]
         [--groups Surface Vacancy Elastic] [--workdir /tmp/ace-transfer] [--reuse]
-        [--json results.json]
+        [--restarts N] [--json results.json]
+    python benchmarks/bench_transfer.py --tables a.json b.json   # merge earlier runs' tables
 """
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ register(Family("pinn-bop", "physically-informed BOP", physically_informed_confi
 
 # ------------------------------------------------------------------------------- fitting
 
-def fit(family, element, train, output, reuse, log):
+def fit(family, element, train, output, reuse, log, restarts=None):
     import ace
     if reuse and os.path.exists(output):
         log(f"  reusing {output}")
@@ -162,6 +163,8 @@ def fit(family, element, train, output, reuse, log):
     config = family.config(element, train, output)
     if config is None:
         return None
+    if restarts is not None and "model" in config:
+        config["model"]["restarts"] = restarts
     start = time.perf_counter()
     ace.fit(config, validate=False, num_threads=1, progress=False, log=lambda m: None)
     log(f"  fitted {output} in {time.perf_counter() - start:.0f} s")
@@ -269,7 +272,7 @@ def cost(potential, element, steps=10, repeats=5):
 
 # ------------------------------------------------------------------------------- table
 
-def run(elements, families, groups, workdir, reuse, log):
+def run(elements, families, groups, workdir, reuse, log, restarts=None):
     import ace
     os.makedirs(workdir, exist_ok=True)
     results = {}
@@ -294,7 +297,7 @@ def run(elements, families, groups, workdir, reuse, log):
             for group in groups:
                 output = os.path.join(workdir, f"{element}-{name}-without-{group}.yaml")
                 fitted = fit(family, element, without_group(element, group, workdir), output,
-                             reuse, log)
+                             reuse, log, restarts)
                 if fitted is None:
                     continue
                 held = ace.load(fitted)
@@ -354,7 +357,21 @@ def main(argv=None):
     parser.add_argument("--workdir", default="/tmp/ace-transfer")
     parser.add_argument("--reuse", action="store_true", help="reuse fits found in --workdir")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--restarts", type=int, default=None,
+                        help="restarts of the leave-one-group-out refits of traditional "
+                             "families (default: their config's)")
+    parser.add_argument("--tables", nargs="+", default=None, metavar="JSON",
+                        help="only print the table of earlier runs' --json files (merged)")
     args = parser.parse_args(argv)
+    if args.tables:
+        merged = {}
+        for path in args.tables:
+            with open(path) as fh:
+                for element, rows in json.load(fh).items():
+                    merged.setdefault(element, {}).update(rows)
+        print(markdown(merged, [f for f in FAMILIES if any(f in r for r in merged.values())],
+                       args.groups))
+        return
     unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
         parser.error(f"unknown families {unknown}; registered: {list(FAMILIES)}")
@@ -364,7 +381,8 @@ def main(argv=None):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    results = run(args.elements, args.families, args.groups, args.workdir, args.reuse, log)
+    results = run(args.elements, args.families, args.groups, args.workdir, args.reuse, log,
+                  args.restarts)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1, default=float)
