@@ -164,7 +164,12 @@ def fit(family, element, train, output, reuse, log, restarts=None):
     if config is None:
         return None
     if restarts is not None and "model" in config:
-        config["model"]["restarts"] = restarts
+        # a traditional model's restarts, or those of a physically-informed model's inline
+        # traditional fit
+        model = config["model"]
+        target = model if model.get("kind") == "traditional" else model.get("traditional")
+        if isinstance(target, dict):
+            target["restarts"] = restarts
     start = time.perf_counter()
     ace.fit(config, validate=False, num_threads=1, progress=False, log=lambda m: None)
     log(f"  fitted {output} in {time.perf_counter() - start:.0f} s")
