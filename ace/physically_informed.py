@@ -6,7 +6,7 @@ linear ACE expansion of the atom's environment.
 B_i are the raw B-functions of atom i of a linear ACE basis (the *descriptor*, an ACEPotential
 whose coefficients are not used), C_s [n_params, n_functions] the coefficients of element s and
 E_i the physical form's atomic energy (ace.physical), which depends on atom i's own parameters
-and its neighbours' positions only. Then exactly (docs/physical.md):
+and its neighbours' positions only. Then exactly (docs/physically-informed.md):
   forces, strain derivative = those of the form at fixed p  +  those of
       E_W = sum_i sum_f W_if B_if,   W_if = sum_k dE_i/dp_ik C_(s_i)[k, f]
   dE/dC_s[k, f] = sum_(i in s) dE_i/dp_ik B_if
@@ -185,20 +185,20 @@ class PhysicallyInformedEvaluator:
                                          physical.forces + forces, physical.virial + strain,
                                          params, b, physical.dE_dp)
 
-    def directional_gradient(self, structure, nl, basis_values, params, dE_dp, displacement,
-                             strain, num_threads=None):
-        """d(D_delta E)/dC [n_atoms-summed per element: n_elements, n_params, n_columns] and
-        d(D_delta E)/dp0 [n_elements, n_params], for delta_ij = g_j - g_i + strain @ r_ij
-        (g = displacement)."""
+    def directional_gradient(self, structure, nl, params, displacement, strain,
+                             num_threads=None):
+        """Per atom, for delta_ij = g_j - g_i + strain @ r_ij (g = displacement):
+        (u + H q [n_atoms, n_params], T [n_atoms, n_columns]) with T the descriptor's tangents
+        and q = C T, so that d(D_delta E)/dC[k, f] = sum_i (u + H q)_ik B_if + dE_i/dp_ik T_if
+        and d(D_delta E)/dp0_k = sum_i (u + H q)_ik."""
         pot = self.potential
         species = structure.species
         _, tangents = self.descriptor.basis_tangents(structure, displacement, strain,
                                                      num_threads, nl)
-        u, hessian = adjoint(pot.form, nl, species, params,
-                             displacement, strain, num_threads=num_threads)
+        u, hessian = adjoint(pot.form, nl, species, params, displacement, strain,
+                             num_threads=num_threads)
         q = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
-        per_param = u + np.einsum("ikl,il->ik", hessian, q)
-        return per_param, tangents
+        return u + np.einsum("ikl,il->ik", hessian, q), tangents
 
 
 # ----------------------------------------------------------------------------- file format

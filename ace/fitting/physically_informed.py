@@ -238,8 +238,7 @@ class PhysicallyInformedLoss:
                 g = -2 * cF * w * rF if rF is not None else np.zeros((s.n_atoms, 3))
                 D = (2 * cS * w * rS / s.volume).T if rS is not None else np.zeros((3, 3))
                 directional, tangents = evaluator.directional_gradient(
-                    s.structure, s.nl, s.basis_values, r.parameters, r.parameter_derivatives,
-                    g, D, self.num_threads)
+                    s.structure, s.nl, r.parameters, g, D, self.num_threads)
                 per_param = per_param + directional
                 tangent_part = (r.parameter_derivatives, tangents)
             for e in np.unique(species):
