@@ -21,7 +21,7 @@ and are reused when present there with ``--reuse``. Never selects anything by a 
 
     python benchmarks/bench_transfer.py [--elements Mo Si] [--families eam bop ace-linear ...]
         [--groups Surface Vacancy Elastic] [--workdir /tmp/ace-transfer] [--reuse]
-        [--restarts N] [--json results.json]
+        [--restarts N] [--reuse-only] [--json results.json]
     python benchmarks/bench_transfer.py --tables a.json b.json   # merge earlier runs' tables
 """
 from __future__ import annotations
@@ -156,10 +156,15 @@ register(Family("pinn-bop", "physically-informed BOP", physically_informed_confi
 # ------------------------------------------------------------------------------- fitting
 
 def fit(family, element, train, output, reuse, log, restarts=None):
+    """The potential file of ``family`` fitted on ``train`` (``reuse``: an existing
+    ``output``; "only": never fit, None when there is none)."""
     import ace
     if reuse and os.path.exists(output):
         log(f"  reusing {output}")
         return output
+    if reuse == "only":
+        log(f"  no {output}: not run")
+        return None
     config = family.config(element, train, output)
     if config is None:
         return None
@@ -292,6 +297,9 @@ def run(elements, families, groups, workdir, reuse, log, restarts=None):
             if path is None:
                 path = fit(family, element, train, os.path.join(workdir, f"{element}-{name}.yaml"),
                            reuse, log)
+            if path is None:
+                log(f"  no potential of {family.label} for {element}: skipped")
+                continue
             potential = ace.load(path)
             row["potential"] = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
             row["test"] = errors(potential, test)
@@ -304,7 +312,7 @@ def run(elements, families, groups, workdir, reuse, log, restarts=None):
                 fitted = fit(family, element, without_group(element, group, workdir), output,
                              reuse, log, restarts)
                 if fitted is None:
-                    continue
+                    continue  # not refitted (not run): the table says so
                 held = ace.load(fitted)
                 row["held_out"][group] = {
                     "group": errors(held, group_structures(element, group, workdir)),
@@ -338,7 +346,7 @@ def markdown(results, families, groups):
             held = []
             for g in groups:
                 h = r["held_out"].get(g)
-                held.append("not refitted" if h is None else
+                held.append("not run" if h is None else
                             f"{fmt(h['group']['energy_mae'])} / {fmt(h['group']['forces_mae'], 2)}"
                             f" ({fmt(h['test_without_group']['energy_mae'])})")
             lines.append(
@@ -361,6 +369,9 @@ def main(argv=None):
     parser.add_argument("--groups", nargs="*", default=list(GROUPS))
     parser.add_argument("--workdir", default="/tmp/ace-transfer")
     parser.add_argument("--reuse", action="store_true", help="reuse fits found in --workdir")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="reuse fits found in --workdir and fit nothing (missing "
+                             "leave-one-group-out fits are reported as not run)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--restarts", type=int, default=None,
                         help="restarts of the leave-one-group-out refits of traditional "
@@ -386,7 +397,8 @@ def main(argv=None):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    results = run(args.elements, args.families, args.groups, args.workdir, args.reuse, log,
+    reuse = "only" if args.reuse_only else args.reuse
+    results = run(args.elements, args.families, args.groups, args.workdir, reuse, log,
                   args.restarts)
     if args.json:
         with open(args.json, "w") as fh:
