@@ -14,7 +14,9 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from ace._core import effective_n_threads
+from ace._core._basis_tangents import basis_tangents, weighted_forces
 from ace._core._evaluator import CompiledModel, design_rows, energy_forces
+from ace._core._projections import atom_projections
 from ace._core._radial import NPOT_IDS, RADBASE_IDS
 from ace.basis.ctilde import bfunction_ms_coefficients, to_ctilde
 from ace.neighbours import build_neighbour_list
@@ -155,6 +157,38 @@ class Evaluator:
             self.design_model, structure.species, nl.first, nl.j,
             np.ascontiguousarray(nl.vectors), effective_n_threads(num_threads))
         return DesignRows(per_atom.sum(axis=0), per_atom, forces, strain)
+
+    # The potential as a descriptor (physically-informed potentials): its raw B-functions per
+    # atom, in the columns of each element's functions (f - first function of the element),
+    # without core repulsion or blending.
+
+    def basis_values(self, structure, num_threads=None, neighbour_list=None):
+        """B [n_atoms, n_columns]: the B-functions of each atom."""
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        return atom_projections(self.design_model, structure.species, nl.first, nl.j,
+                                np.ascontiguousarray(nl.vectors), np.zeros((1, 1)), False,
+                                effective_n_threads(num_threads))
+
+    def basis_tangents(self, structure, displacement, strain, num_threads=None,
+                       neighbour_list=None):
+        """(B, T) [n_atoms, n_columns]: B-functions per atom and their tangents
+        T_if = sum_j delta_ij . dB_if/dD_ij along delta_ij = g_j - g_i + strain @ D_ij
+        (g = displacement [n_atoms, 3])."""
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        return basis_tangents(self.design_model, structure.species, nl.first, nl.j,
+                              np.ascontiguousarray(nl.vectors),
+                              np.ascontiguousarray(displacement, dtype=float),
+                              np.ascontiguousarray(strain, dtype=float),
+                              effective_n_threads(num_threads))
+
+    def weighted_forces(self, structure, weights, num_threads=None, neighbour_list=None):
+        """E_W = sum_if W_if B_if: (per-atom values [n_atoms], forces -dE_W/dr [n_atoms, 3],
+        strain derivative [3, 3] (as Results.strain_derivative))."""
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        return weighted_forces(self.design_model, structure.species, nl.first, nl.j,
+                               np.ascontiguousarray(nl.vectors),
+                               np.ascontiguousarray(weights, dtype=float),
+                               effective_n_threads(num_threads))
 
 
 def compile_model(potential, design, projections=False):

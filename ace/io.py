@@ -17,6 +17,7 @@ from ace.limits import read_text_file, yaml_load_bounded
 from ace.pace import (PACE_METADATA_KEY, REFERENCE_ENERGY_KEY, export_pace_yaml, export_yace,
                       load_pace)
 from ace.physical.potential import POTENTIAL_KINDS, PhysicalPotential, file_kind
+from ace.physically_informed import PhysicallyInformedPotential
 from ace.potential import ACEPotential, PotentialFileError
 from ace.uncertainty import ActiveSet
 from ace.uncertainty.pace_asi import asi_path, write_asi
@@ -39,10 +40,13 @@ def load_potential(source, reference_energy=False):
             raise ValueError(f"{path}: reference_energy applies to pacemaker .yaml files only")
         kind = file_kind(head)
         if kind is not None:
-            if kind not in POTENTIAL_KINDS:
+            # the physically-informed kind sits above ace.physical (it needs ace.evaluator)
+            kinds = {**POTENTIAL_KINDS,
+                     PhysicallyInformedPotential.kind: PhysicallyInformedPotential}
+            if kind not in kinds:
                 raise PotentialFileError(f"{path}: unknown potential kind {kind!r} (known: "
-                                         f"{', '.join(sorted(POTENTIAL_KINDS))})")
-            return POTENTIAL_KINDS[kind].load(path)
+                                         f"{', '.join(sorted(kinds))})")
+            return kinds[kind].load(path)
         return ACEPotential.load(path)
     try:
         return load_pace(path, reference_energy=reference_energy)

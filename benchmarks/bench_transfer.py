@@ -1,5 +1,5 @@
-"""Transferability of traditional, ML and (registered by its helper) physically-informed
-potentials on the mlearn Mo and Si data (issue 20; the table in potentials/README.md).
+"""Transferability of traditional, ML and physically-informed potentials on the mlearn Mo and
+Si data (issue 20; the table in potentials/README.md).
 
 For each family of potentials and element:
 (a) test MAE of energy (meV/atom) and forces (eV/Å) on the mlearn test set;
@@ -125,6 +125,34 @@ register(Family("ace-nonlinear", "nonlinear ACE (shipped)", lambda *args: None,
                 shipped_file("{element}-nonlinear.yaml"), ace_parameters))
 
 
+
+def physically_informed_config(form):
+    """potentials/<element>_pinn.config.yaml's settings on a training file, on top of the
+    traditional ``form`` potential fitted to the same training file: the bench's own fit of
+    that family (the same output name without "pinn-"), else the shipped one for the full
+    training set, else fitted inline with the shipped traditional config's settings."""
+    def make(element, train, output):
+        config = config_from_file("{element}_pinn.config.yaml")(element, train, output)
+        model = config["model"]
+        traditional = output.replace(f"-pinn-{form}", f"-{form}")
+        shipped = os.path.join(POTENTIALS, f"{element}-{form}.yaml")
+        if os.path.exists(traditional):
+            model["traditional"] = traditional
+        elif train == os.path.join(DATA, element, "train.xyz") and os.path.exists(shipped):
+            model["traditional"] = shipped
+        else:
+            with open(os.path.join(POTENTIALS, f"{element}-{form}.config.yaml")) as fh:
+                source = yaml.safe_load(fh)["model"]
+            model["traditional"] = {k: v for k, v in source.items()
+                                    if k not in ("kind", "form", "cutoff")}
+        return config
+    return make
+
+
+register(Family("pinn-bop", "physically-informed BOP", physically_informed_config("bop"),
+                shipped_file("{element}_pinn.yaml"), traditional_parameters))
+
+
 # ------------------------------------------------------------------------------- fitting
 
 def fit(family, element, train, output, reuse, log, restarts=None):
@@ -141,7 +169,12 @@ def fit(family, element, train, output, reuse, log, restarts=None):
     if config is None:
         return None
     if restarts is not None and "model" in config:
-        config["model"]["restarts"] = restarts
+        # a traditional model's restarts, or those of a physically-informed model's inline
+        # traditional fit
+        model = config["model"]
+        target = model if model.get("kind") == "traditional" else model.get("traditional")
+        if isinstance(target, dict):
+            target["restarts"] = restarts
     start = time.perf_counter()
     ace.fit(config, validate=False, num_threads=1, progress=False, log=lambda m: None)
     log(f"  fitted {output} in {time.perf_counter() - start:.0f} s")

@@ -27,6 +27,7 @@ LAYERS = {
     "ace.neighbours": 3,
     "ace.physical": 3,  # traditional forms (BOP, EAM): kernels wrappers and their potential file
     "ace.evaluator": 4,
+    "ace.physically_informed": 4,  # physical form with per-atom parameters from an ACE basis
     "ace.pace": 5,  # PACE formats
     "ace.uncertainty": 6,  # active set, extrapolation grade, committees
     "ace.io": 7,  # load any potential file, export

@@ -117,7 +117,7 @@ def test_ace_fit_writes_a_traditional_potential(tmp_path):
     ("{kind: traditional, form: tersoff}", "", "model.form: expected one of"),
     ("{kind: traditional}", "", "model.form: a traditional model needs its form"),
     ("{kind: classical, form: eam}", "", "model.kind: expected one of ace, traditional"),
-    ("{kind: physically-informed, form: eam}", "", "physically-informed potentials cannot"),
+    ("{kind: physically-informed, form: eam}", "", "model.traditional: a physically-informed"),
     ("{kind: traditional, form: eam, restart: 3}", "", "restart"),
     ("{kind: traditional, form: eam, parameters: {zeta: 1}}", "", "unknown parameter"),
     ("{kind: traditional, form: bop, bounds: {sigma: [-1, 2]}}", "",

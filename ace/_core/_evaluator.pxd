@@ -129,4 +129,7 @@ cdef int projection_width(const Model* m, bint full) noexcept nogil
 cdef void projection_row(const Model* m, int mu_i, const double* node_re, int stride,
                          const double* A1, const double* dfp, bint full,
                          double* row) noexcept nogil
+cdef tuple scatter_pair_gradients(const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                                  const double[:, ::1] vectors,
+                                  const double[:, ::1] pair_gradient, int n_threads)
 cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept

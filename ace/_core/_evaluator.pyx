@@ -568,8 +568,7 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     contracted into the B-functions (ace.uncertainty.projections; rows padded with zeros).
     """
     cdef Model* m = &compiled.model
-    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i, q
-    cdef int a, b
+    cdef Py_ssize_t n_atoms = species.shape[0], n_pairs = pair_j.shape[0], i
     cdef int max_nb = max_neighbour_count(first)
     cdef bint project = projections is not None
     cdef double* proj = NULL
@@ -650,8 +649,22 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
                         &densities[i, 0], proj + i * proj_stride if project else NULL, full)
     free(lanes)
     free_thread_scratches(scratches, 2 * n_threads)
-    # Scatter into per-thread force and strain buffers, each thread its atoms in order, then
-    # sum the buffers (one thread: exactly the serial loop's sums, bit for bit).
+    forces_np, strain_np = scatter_pair_gradients(first, pair_j, vectors, pair_gradient, n_threads)
+    return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
+
+
+cdef tuple scatter_pair_gradients(const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
+                                  const double[:, ::1] vectors,
+                                  const double[:, ::1] pair_gradient, int n_threads):
+    """Forces F_i = sum_j dE/dD_ij - sum_(k: j = i) dE/dD_ki [n_atoms, 3] and the strain
+    derivative sum_ij D_ij (x) dE/dD_ij [3, 3] from the pair gradients dE/dD_ij.
+
+    Each thread scatters its atoms in order into its own buffer, then the buffers are summed
+    (one thread: exactly the serial loop's sums, bit for bit).
+    """
+    cdef Py_ssize_t n_atoms = first.shape[0] - 1, i, q, jn
+    cdef int a, b, t
+    n_threads = max(1, min(n_threads, max(n_atoms, 1)))
     forces_np = np.zeros((n_atoms, 3))
     strain_np = np.zeros((3, 3))
     buffers_np = np.zeros((n_threads, n_atoms * 3 + 9))
@@ -659,8 +672,6 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
     cdef double[:, ::1] strain = strain_np
     cdef double[:, ::1] buffers = buffers_np
     cdef double* fb
-    cdef Py_ssize_t jn
-    cdef int t
     if n_atoms:
         with nogil, parallel(num_threads=n_threads):
             fb = &buffers[omp_get_thread_num(), 0]
@@ -680,7 +691,7 @@ def energy_forces(CompiledModel compiled, const int[::1] species, const cnp.int6
             for a in range(3):
                 for b in range(3):
                     strain[a, b] += buffers[t, 3 * n_atoms + 3 * a + b]
-    return energies_np, forces_np, strain_np, densities_np[:, :m.n_coef]
+    return forces_np, strain_np
 
 
 cdef const int* design_tree(CompiledModel compiled) except NULL:

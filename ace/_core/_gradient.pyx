@@ -47,34 +47,6 @@ cdef enum:
     GRADIENT_BLOCKS = 64  # fixed, so that the summation order is thread-independent
 
 
-cdef struct Work:
-    Scratch base
-    double* DA      # [2 n_a] tangent of A, (re, im), all m
-    double* DA1     # [n_a1]
-    double* W       # [2 n_a] adjoint (complex) of A
-    double* V       # [2 n_a] adjoint (complex) of DA
-    double* W1      # [n_a1]
-    double* B       # [max functions of an element]
-    double* DB
-    double* rho     # [n_dens]
-    double* drho
-    double* lam
-    double* mu
-    double* P       # [2 n_nodes] tree products (re, im)
-    double* DP      # [2 n_nodes] their tangents
-    double* GP      # [2 n_nodes] adjoint of P
-    double* GDP     # [2 n_nodes] adjoint of DP
-    # base-function sums At[mu, k, lm] = sum_j g_k Y_lm and their tangents DAt, (re, im), m >= 0
-    double* At      # [n_elements * nradbase * 2 n_ylm]
-    double* DAt
-    double* yv      # [max_nb, 2 n_ylm] Y_lm per neighbour, (re, im)
-    double* dyt     # [max_nb, 2 n_ylm] its derivative along the neighbour's tangent
-    double* hk      # [max_nb, nradbase] g_k' (rhat . tangent)
-    double* tangent # [max_nb, 3] the pair tangents of one atom
-    int* order      # [max_nb] the neighbours of one species
-    int* present    # [n_elements] the atom has neighbours of this species
-
-
 cdef int work_alloc(Work* w, const Model* m, int max_nb, int max_funcs, int n_dens) noexcept nogil:
     cdef int nb
     w.DA = <double*>calloc(2 * m.n_a + 2, sizeof(double))

@@ -62,6 +62,13 @@ def print_physical(path, summary):
           f"cutoff {summary['cutoff']:g} Å (width {summary['cutoff_width']:g} Å)")
     for element, values in summary["parameters"].items():
         print(f"  {element}: E0 {summary['e0'][element]:.6g} eV; {readable(values)}")
+    if "descriptor" in summary:  # physically-informed: p_i = p0 + C B_i
+        d = summary["descriptor"]
+        print(f"  local parameters p_i = p0 (above) + C B_i: descriptor of "
+              f"{readable(d['functions'])} B-functions, cutoff {d['cutoff']:g} Å; "
+              f"penalty tau {summary['tau']:g}")
+        for element, norms in summary["coefficient_norms"].items():
+            print(f"  {element}: |C| per parameter {readable(norms)}")
 
 
 def print_ace(path, summary):

@@ -152,6 +152,8 @@ from ace.fitting.config_file import (LINEAR_EMBEDDING, ConfigError, did_you_mean
 from ace.fitting.distributed import EngineSettings
 from ace.fitting.linear import DEFAULT_CHUNK_ROWS, LossSettings, check_e0_elements
 from ace.fitting.nonlinear import NonlinearSettings
+from ace.fitting.physically_informed import SETTINGS_KEYS as PINN_KEYS
+from ace.fitting.physically_informed import PhysicallyInformedSettings
 from ace.fitting.traditional import SETTINGS_KEYS as TRADITIONAL_KEYS
 from ace.fitting.traditional import TraditionalSettings
 from ace.limits import (BOND_INTEGER_LIMITS, MAX_ABS_PARAMETER, MAX_LMAX, MAX_NRADMAX,
@@ -248,7 +250,7 @@ class FitConfig:
     stream: bool = False  # read the data in chunks (ace.stream)
     chunk_structures: int = DEFAULT_CHUNK_STRUCTURES
     engine: EngineSettings = field(default_factory=EngineSettings)  # where the chunks run
-    model: object = None  # TraditionalSettings with model.kind traditional; None: ACE
+    model: object = None  # Traditional/PhysicallyInformedSettings (model.kind); None: ACE
     source: dict = field(default_factory=dict)  # the config as given
     base_dir: str | None = None  # relative paths in the config are relative to this
     path: str | None = None  # the YAML file the config was read from (None: a dict)
@@ -472,7 +474,8 @@ class FitConfig:
 
 def _model(raw, cutoff, elements):
     """The ``model:`` section: None for ``kind: ace`` (the default), TraditionalSettings for
-    ``kind: traditional``. ConfigError naming the key otherwise."""
+    ``kind: traditional``, PhysicallyInformedSettings for ``kind: physically-informed``.
+    ConfigError naming the key otherwise."""
     model = raw.get("model")
     if model is None:
         return None
@@ -485,34 +488,40 @@ def _model(raw, cutoff, elements):
     if kind == "ace":
         _check_keys(model, {"kind"}, "model")
         return None
-    if kind == "physically-informed":
-        raise ConfigError("model.kind: physically-informed potentials cannot be fitted by this "
-                          "version of ace (kinds available: ace, traditional)")
-    model = {k: float_or_same(v) for k, v in _check_keys(model, TRADITIONAL_KEYS, "model").items()}
+    pinn = kind == "physically-informed"
+    keys = PINN_KEYS if pinn else TRADITIONAL_KEYS
+    model = {k: float_or_same(v) for k, v in _check_keys(model, keys, "model").items()}
     for key in ACE_ONLY_KEYS:
         if key in raw:
-            raise ConfigError(f"{key}: applies to ACE fits only; this config fits a traditional "
-                              "potential (model.kind: traditional)")
+            hint = (" (its descriptor's basis goes in model.basis)"
+                    if pinn and key == "basis" else "")
+            raise ConfigError(f"{key}: applies to ACE fits only; this config fits a {kind} "
+                              f"potential (model.kind: {kind}){hint}")
     fit = raw.get("fit") or {}
     for key in ACE_ONLY_FIT_KEYS:
         if isinstance(fit, dict) and key in fit:
             raise ConfigError(f"fit.{key}: applies to ACE fits only; this config fits a "
-                              "traditional potential (model.kind: traditional)")
+                              f"{kind} potential (model.kind: {kind})")
     data = raw.get("data") or {}
     if isinstance(data, dict) and data.get("stream"):
-        raise ConfigError("data.stream: applies to ACE fits only; this config fits a "
-                          "traditional potential (model.kind: traditional)")
+        raise ConfigError(f"data.stream: applies to ACE fits only; this config fits a "
+                          f"{kind} potential (model.kind: {kind})")
     if len(elements) != 1:
-        raise ConfigError(f"model: traditional potentials take one element for now, got "
+        raise ConfigError(f"model: {kind} potentials take one element for now, got "
                           f"{elements}")
     if "form" not in model:
-        raise ConfigError("model.form: a traditional model needs its form (bop or eam)")
+        raise ConfigError(f"model.form: a {kind} model needs its form (bop or eam)")
+    if pinn and "traditional" not in model:
+        raise ConfigError("model.traditional: a physically-informed model needs its "
+                          "traditional potential (a path) or the settings of its fit")
     model_cutoff = model.pop("cutoff", cutoff)
     if model_cutoff != cutoff:
         raise ConfigError(f"model.cutoff: {model_cutoff!r} differs from the top-level cutoff "
                           f"{cutoff:g}; give one (the form's r_c is the top-level cutoff)")
     model.pop("kind")
     try:
+        if pinn:
+            return PhysicallyInformedSettings(cutoff=cutoff, **model)
         return TraditionalSettings(cutoff=cutoff, **model)
     except (TypeError, ValueError) as exc:
         message = str(exc)

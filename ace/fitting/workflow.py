@@ -40,6 +40,7 @@ from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonline
                                    start_from_linear)
 from ace.fitting.sanity import (check_fit_errors, check_outputs, check_threads,
                                 check_training_set)
+from ace.fitting.physically_informed import PhysicallyInformedSettings, fit_from_settings
 from ace.fitting.traditional import fit_traditional
 from ace.potential import ACEPotential
 from ace.stream import StreamedDataset
@@ -183,8 +184,8 @@ def estimate_fit(config, log=None):
     evaluations on the training set."""
     check_threads(config)
     if config.model is not None:
-        raise ConfigError("a dry run estimates ACE fits; this config fits a traditional "
-                          "potential (8 parameters per element: fit it)")
+        raise ConfigError(f"a dry run estimates ACE fits; this config fits a "
+                          f"{config.model.to_dict()['kind']} potential (fit it)")
     train, test = load_data(config, log)
     _warn(check_training_set(config, train, config.num_threads), log)
     potential, info = build_potential(config, train, log)
@@ -229,7 +230,9 @@ def run_fit(config, resume=False, log=None, strict=False):
         if strict and findings:
             raise ConfigError(f"strict: {len(findings)} problem(s) in the training data "
                               "(warnings above); not fitting")
-        if config.model is not None:
+        if isinstance(config.model, PhysicallyInformedSettings):
+            result = fit_physically_informed_config(config, train, test, log)
+        elif config.model is not None:
             result = fit_traditional_config(config, train, test, log)
         else:
             potential, info = build_potential(config, train, log)
@@ -319,6 +322,26 @@ def fit_traditional_config(config, train, test, log=None):
         raise ConfigError(str(exc)) from exc
     log(f"traditional {config.model.form} fit took {report['seconds']:.1f} s (best of "
         f"{config.model.restarts} restarts: loss {report['loss']:.6g})")
+    return save_physical_fit(config, train, test, fitted, report)
+
+
+def fit_physically_informed_config(config, train, test, log=None):
+    """The fit of :func:`run_fit` for ``model: {kind: physically-informed}``
+    (ace.fitting.physically_informed): p0 from the traditional potential (loaded or fitted),
+    then C from Delta p = 0."""
+    log = _logger(log)
+    try:
+        fitted, report = fit_from_settings(config.model, train, config.loss, config.elements,
+                                           config.base_dir, config.num_threads, log)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    log(f"physically-informed {config.model.form} fit took {report['seconds']:.1f} s")
+    return save_physical_fit(config, train, test, fitted, report)
+
+
+def save_physical_fit(config, train, test, fitted, report):
+    """Error tables, provenance, the potential file and the metrics JSON of a fit of a
+    physical form (traditional or physically-informed)."""
     progress = progress_bar(config.progress)
     tables = {"train": evaluate(fitted, train, config.num_threads, progress)}
     if test is not None:

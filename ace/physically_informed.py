@@ -1,0 +1,279 @@
+"""Physically-informed ACE (PINN-style): a physical form whose parameters vary per atom with a
+linear ACE expansion of the atom's environment.
+
+  p_i = p0_(s_i) + C_(s_i) B_i,      E = sum_i [E_i(R_i, p_i) + E0_(s_i)]
+
+B_i are the raw B-functions of atom i of a linear ACE basis (the *descriptor*, an ACEPotential
+whose coefficients are not used), C_s [n_params, n_functions] the coefficients of element s and
+E_i the physical form's atomic energy (ace.physical), which depends on atom i's own parameters
+and its neighbours' positions only. Then exactly (docs/physically-informed.md):
+  forces, strain derivative = those of the form at fixed p  +  those of
+      E_W = sum_i sum_f W_if B_if,   W_if = sum_k dE_i/dp_ik C_(s_i)[k, f]
+  dE/dC_s[k, f] = sum_(i in s) dE_i/dp_ik B_if
+and along a displacement g and strain D (delta_ij = g_j - g_i + D r_ij), with the tangents
+T_if = D_delta B_if, q_il = sum_f C[l, f] T_if, the form's adjoint u, H:
+  d(D_delta E)/dC[k, f] = sum_i (u_ik + sum_l H_ikl q_il) B_if + dE_i/dp_ik T_if,
+which gives the gradient of the force and stress terms of a loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ace.evaluator import COINCIDENT_DISTANCE, Evaluator
+from ace.neighbours import build_neighbour_list
+from ace.physical import PhysicalForm, adjoint, per_atom
+from ace.physical.potential import PhysicalPotential
+from ace.potential import FORMAT_NAME, FORMAT_VERSION, UNITS, ACEPotential, PotentialFileError
+
+KIND = "physically-informed"
+
+
+class PhysicallyInformedPotential(PhysicalPotential):
+    """A physical form with per-atom parameters p_i = p0 + C B_i (see the module doc).
+
+    ``form``: an ace.physical form; ``descriptor``: the ACEPotential giving B;
+    ``base_parameters`` p0 [n_elements, n_params]; ``coefficients`` C [n_elements, n_params,
+    n_columns] (column f - first function of the element, as Evaluator.basis_values);
+    ``e0`` [n_elements]; ``tau`` the penalty weight it was fitted with (kept for the record).
+    """
+
+    kind = KIND
+
+    def __init__(self, form, descriptor, base_parameters, coefficients=None, e0=None, tau=0.0,
+                 metadata=None):
+        self.form = form
+        self.descriptor = descriptor
+        self.elements = list(descriptor.elements)
+        n_el = len(self.elements)
+        self.base_parameters = np.array(base_parameters, dtype=float).reshape(n_el, form.n_params)
+        for e, row in zip(self.elements, self.base_parameters):
+            try:
+                form.check(row)
+            except ValueError as exc:
+                raise ValueError(f"base parameters of {e}: {exc}") from None
+        shape = (n_el, form.n_params, self.n_columns)
+        self.coefficients = (np.zeros(shape) if coefficients is None
+                             else np.array(coefficients, dtype=float))
+        if self.coefficients.shape != shape:
+            raise ValueError(f"coefficients must have shape {shape} (elements, parameters of "
+                             f"{form.name}, descriptor functions), got {self.coefficients.shape}")
+        self.e0 = np.zeros(n_el) if e0 is None else np.array(e0, dtype=float).reshape(n_el)
+        self.tau = float(tau)
+        self.metadata = dict(metadata or {})
+
+    @property
+    def n_columns(self):
+        """Columns of B: the largest number of descriptor functions of an element."""
+        counts = np.bincount([f.mu0 for f in self.descriptor.functions],
+                             minlength=len(self.elements))
+        return int(max(counts.max(initial=0), 1))
+
+    @property
+    def n_functions_per_element(self):
+        return np.bincount([f.mu0 for f in self.descriptor.functions],
+                           minlength=len(self.elements))
+
+    @property
+    def cutoff(self):
+        return max(self.form.cutoff, self.descriptor.cutoff)
+
+    @property
+    def n_parameters(self):
+        """Parameters: C over every element's functions and p0 (E0 not counted, as for the
+        other potentials)."""
+        return int(self.form.n_params * self.n_functions_per_element.sum()
+                   + self.base_parameters.size)
+
+    def copy(self):
+        return PhysicallyInformedPotential(self.form, self.descriptor.copy(),
+                                           self.base_parameters.copy(), self.coefficients.copy(),
+                                           self.e0.copy(), self.tau, dict(self.metadata))
+
+    def local_parameters(self, species, basis_values):
+        """p_i = p0_(s_i) + C_(s_i) B_i [n_atoms, n_params]."""
+        species = np.asarray(species)
+        return self.base_parameters[species] + np.einsum(
+            "ikf,if->ik", self.coefficients[species], basis_values)
+
+    def evaluator(self):
+        return PhysicallyInformedEvaluator(self)
+
+    def to_dict(self):
+        return potential_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return potential_from_dict(data)
+
+    def describe(self):
+        """What ``ace info`` prints (JSON-friendly)."""
+        meta = self.metadata or {}
+        names = self.form.parameter_names
+        counts = self.n_functions_per_element
+        return {"kind": self.kind, "form": self.form.name, "elements": self.elements,
+                "cutoff": self.cutoff, "cutoff_width": self.form.cutoff_width,
+                "n_parameters": self.n_parameters, "tau": self.tau,
+                "descriptor": {"functions": {e: int(n) for e, n in zip(self.elements, counts)},
+                               "cutoff": self.descriptor.cutoff},
+                "parameters": {e: dict(zip(names, map(float, row)))
+                               for e, row in zip(self.elements, self.base_parameters)},
+                "coefficient_norms": {e: dict(zip(names, map(float, np.linalg.norm(
+                    self.coefficients[s], axis=1)))) for s, e in enumerate(self.elements)},
+                "e0": dict(zip(self.elements, map(float, self.e0))),
+                "provenance": {k: meta[k] for k in ("created", "ace_version") if k in meta},
+                "metrics": meta.get("metrics") or {}}
+
+    def __repr__(self):
+        return (f"PhysicallyInformedPotential(form={self.form.name!r}, elements={self.elements}, "
+                f"descriptor functions={len(self.descriptor.functions)}, tau={self.tau})")
+
+
+@dataclass
+class PhysicallyInformedResults:
+    energy: float
+    energies: np.ndarray  # [n_atoms] (E0 included)
+    forces: np.ndarray  # [n_atoms, 3]
+    strain_derivative: np.ndarray  # [3, 3]: dE/d(strain) = volume * stress
+    parameters: np.ndarray  # [n_atoms, n_params]: the local parameters p_i
+    basis_values: np.ndarray  # [n_atoms, n_columns]: B_i
+    parameter_derivatives: np.ndarray  # [n_atoms, n_params]: dE_i/dp_i
+
+
+class PhysicallyInformedEvaluator:
+    """Energies, forces and strain derivatives of a PhysicallyInformedPotential, and the pieces
+    of its exact parameter gradients (ace.fitting.physically_informed)."""
+
+    def __init__(self, potential):
+        self.potential = potential
+        self.descriptor = Evaluator(potential.descriptor)
+
+    def neighbours(self, structure, num_threads=None):
+        nl = build_neighbour_list(structure.positions, structure.cell, structure.pbc,
+                                  self.potential.cutoff, num_threads)
+        self.check_distances(nl)
+        return nl
+
+    def check_distances(self, nl):
+        if len(nl) == 0:
+            return
+        k, shortest = nl.shortest()
+        if shortest < COINCIDENT_DISTANCE:
+            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
+                             f"(distance {shortest:.2e} Å)")
+
+    def compute(self, structure, num_threads=None, neighbour_list=None,
+                basis_values=None) -> PhysicallyInformedResults:
+        pot = self.potential
+        nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
+        b = (self.descriptor.basis_values(structure, num_threads, nl) if basis_values is None
+             else basis_values)
+        params = pot.local_parameters(structure.species, b)
+        physical = per_atom(pot.form, nl, structure.species, params,
+                            num_threads=num_threads)
+        weights = np.einsum("ik,ikf->if", physical.dE_dp, pot.coefficients[structure.species])
+        _, forces, strain = self.descriptor.weighted_forces(structure, weights, num_threads, nl)
+        energies = physical.energies + pot.e0[structure.species]
+        if not (np.isfinite(energies).all() and np.isfinite(physical.forces).all()
+                and np.isfinite(forces).all()):
+            raise FloatingPointError(
+                "the physically-informed potential produced NaN or inf: local parameters "
+                f"outside the physical form's domain? (ranges {params.min(axis=0)} .. "
+                f"{params.max(axis=0)})")
+        return PhysicallyInformedResults(float(energies.sum()), energies,
+                                         physical.forces + forces, physical.virial + strain,
+                                         params, b, physical.dE_dp)
+
+    def directional_gradient(self, structure, nl, params, displacement, strain,
+                             num_threads=None):
+        """Per atom, for delta_ij = g_j - g_i + strain @ r_ij (g = displacement):
+        (u + H q [n_atoms, n_params], T [n_atoms, n_columns]) with T the descriptor's tangents
+        and q = C T, so that d(D_delta E)/dC[k, f] = sum_i (u + H q)_ik B_if + dE_i/dp_ik T_if
+        and d(D_delta E)/dp0_k = sum_i (u + H q)_ik."""
+        pot = self.potential
+        species = structure.species
+        _, tangents = self.descriptor.basis_tangents(structure, displacement, strain,
+                                                     num_threads, nl)
+        u, hessian = adjoint(pot.form, nl, species, params, displacement, strain,
+                             num_threads=num_threads)
+        q = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
+        return u + np.einsum("ikl,il->ik", hessian, q), tangents
+
+
+# ----------------------------------------------------------------------------- file format
+
+FILE_KEYS = ("kind", "format", "format_version", "units", "elements", "form", "cutoff",
+             "cutoff_width", "parameter_names", "base_parameters", "e0", "tau", "coefficients",
+             "descriptor", "metadata")
+
+
+def potential_to_dict(pot):
+    """The file's mapping: ``kind`` first (ace.io reads it from the second line)."""
+    el, names = pot.elements, list(pot.form.parameter_names)
+    counts = pot.n_functions_per_element
+    return {
+        "kind": KIND, "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "units": dict(UNITS), "elements": list(el), **pot.form.to_dict(),
+        "parameter_names": names,
+        "base_parameters": {e: [float(v) for v in row] for e, row in zip(el, pot.base_parameters)},
+        "e0": {e: float(v) for e, v in zip(el, pot.e0)},
+        "tau": float(pot.tau),
+        # per element, one row per parameter over the element's descriptor functions
+        "coefficients": {e: [[float(x) for x in pot.coefficients[s, p, :counts[s]]]
+                             for p in range(len(names))] for s, e in enumerate(el)},
+        "descriptor": pot.descriptor.to_dict(),
+        "metadata": pot.metadata,
+    }
+
+
+def potential_from_dict(data):
+    """The potential of a file's mapping; ValueError or PotentialFileError naming the key."""
+    if not isinstance(data, dict):
+        raise ValueError("the file does not hold a mapping")
+    unknown = sorted(set(data) - set(FILE_KEYS))
+    missing = sorted(set(FILE_KEYS) - set(data) - {"metadata"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in a {KIND} potential")
+    if missing:
+        raise ValueError(f"missing keys {missing} in a {KIND} potential")
+    if data["kind"] != KIND or data["format"] != FORMAT_NAME:
+        raise ValueError(f"not a {FORMAT_NAME} file of kind {KIND}")
+    if data["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"format_version {data['format_version']!r} is not {FORMAT_VERSION}")
+    if data["units"] != UNITS:
+        raise ValueError(f"units {data['units']} are not supported (need {UNITS})")
+    form = PhysicalForm(data["form"], data["cutoff"], data["cutoff_width"])
+    names = list(form.parameter_names)
+    if list(data["parameter_names"]) != names:
+        raise ValueError(f"parameter_names {data['parameter_names']} differ from the "
+                         f"{form.name} form's {names}")
+    try:
+        descriptor = ACEPotential.from_dict(data["descriptor"])
+    except PotentialFileError as exc:
+        raise ValueError(f"descriptor: {exc}") from None
+    elements = [str(e) for e in data["elements"]]
+    if elements != descriptor.elements:
+        raise ValueError(f"elements {elements} differ from the descriptor's "
+                         f"{descriptor.elements}")
+    for key in ("base_parameters", "e0", "coefficients"):
+        if not isinstance(data[key], dict) or sorted(data[key]) != sorted(elements):
+            raise ValueError(f"{key} must map each element {elements} to its values")
+    tau = float(data["tau"])
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tau must be a finite number >= 0, got {data['tau']!r}")
+    pot = PhysicallyInformedPotential(form, descriptor,
+                                      [data["base_parameters"][e] for e in elements],
+                                      e0=[float(data["e0"][e]) for e in elements], tau=tau,
+                                      metadata=data.get("metadata") or {})
+    if not np.isfinite(pot.e0).all():
+        raise ValueError("e0 must be finite")
+    counts = pot.n_functions_per_element
+    for s, e in enumerate(elements):
+        rows = np.array(data["coefficients"][e], dtype=float)
+        if rows.shape != (len(names), counts[s]) or not np.isfinite(rows).all():
+            raise ValueError(f"coefficients of {e}: need {len(names)} rows (one per parameter) "
+                             f"of {counts[s]} finite numbers (one per descriptor function), "
+                             f"got shape {rows.shape}")
+        pot.coefficients[s, :, :counts[s]] = rows
+    return pot
