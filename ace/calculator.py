@@ -102,8 +102,9 @@ class ACECalculator(Calculator):
         due = self._calls % int(self.parameters.uncertainty_interval) == 0
         # gamma's projection vectors come out of the energy pass (one atomic base, one tree)
         grade = self.grader is not None and (due or bool(set(properties) & GAMMA_PROPERTIES))
-        result = self.evaluator.compute(structure, self.parameters.num_threads, nl,
-                                        projections=self.grader.mode if grade else None)
+        # (only an ACE evaluator takes projections: the other kinds have no active set)
+        extra = {"projections": self.grader.mode} if grade else {}
+        result = self.evaluator.compute(structure, self.parameters.num_threads, nl, **extra)
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy
         self.results["energies"] = result.energies
@@ -114,7 +115,7 @@ class ACECalculator(Calculator):
         elif "stress" in properties:
             raise PropertyNotImplementedError("stress needs a fully periodic cell with volume")
         self._calls += 1
-        self._uncertainty(atoms, structure, nl, properties, due, result.projections)
+        self._uncertainty(atoms, structure, nl, properties, due, getattr(result, "projections", None))
 
     def _uncertainty(self, atoms, structure, nl, properties, due, projections=None):
         """Gamma and the committee spread: when ``due`` or when asked for (``projections``
