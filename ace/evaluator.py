@@ -19,13 +19,12 @@ from ace._core._evaluator import CompiledModel, design_rows, energy_forces
 from ace._core._projections import atom_projections
 from ace._core._radial import NPOT_IDS, RADBASE_IDS
 from ace.basis.ctilde import bfunction_ms_coefficients, to_ctilde
-from ace.neighbours import build_neighbour_list
+from ace.neighbours import build_neighbour_list, check_not_coincident
 
 # columns of comb_index, one per factor of a product: the core's fixed row width (MAX_RANK in
 # ace/_core/_evaluator.pxd), at least the highest rank of a function (ace.basis.coupling.MAX_RANK)
 COMB_INDEX_COLUMNS = 8
 INNER_TYPE_IDS = {"density": 0, "distance": 1, "zbl": 2}  # the INNER_* of _evaluator.pxd
-COINCIDENT_DISTANCE = 1e-6  # Å: two atoms this close are the same point
 
 
 @dataclass
@@ -107,12 +106,9 @@ class Evaluator:
         return nl
 
     def check_distances(self, nl):
-        if len(nl) == 0:
+        k, shortest = check_not_coincident(nl)
+        if k < 0:
             return
-        k, shortest = nl.shortest()
-        if shortest < COINCIDENT_DISTANCE:
-            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
-                             f"(distance {shortest:.2e} Å)")
         limit = self.potential.min_distance
         if shortest < limit and not self.potential.has_core_repulsion:
             raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are {shortest:.4f} Å apart, closer "

@@ -110,6 +110,29 @@ def build_neighbour_list(positions, cell, pbc, cutoff, num_threads=None) -> Neig
     return NeighbourList(first=first, i=i, j=j, shift=shift, vectors=vectors, cutoff=float(cutoff))
 
 
+COINCIDENT_DISTANCE = 1e-6  # Å: two atoms this close are the same point
+
+
+def checked_neighbour_list(positions, cell, pbc, cutoff, num_threads=None):
+    """build_neighbour_list, refusing two atoms at the same point (a ValueError naming them):
+    every potential's evaluator starts with this."""
+    nl = build_neighbour_list(positions, cell, pbc, cutoff, num_threads)
+    check_not_coincident(nl)
+    return nl
+
+
+def check_not_coincident(nl):
+    """(pair index, length) of the shortest pair of ``nl`` ((-1, inf) without pairs); a
+    ValueError naming the atoms when they coincide."""
+    if len(nl) == 0:
+        return -1, np.inf
+    k, shortest = nl.shortest()
+    if shortest < COINCIDENT_DISTANCE:
+        raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
+                         f"(distance {shortest:.2e} Å)")
+    return k, shortest
+
+
 def update_vectors(nl, positions, cell, num_threads=None):
     """Recompute ``nl.vectors`` in place for new positions (same pairs and shifts)."""
     positions = np.ascontiguousarray(positions, dtype=float)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ace.evaluator import COINCIDENT_DISTANCE, Evaluator
-from ace.neighbours import build_neighbour_list
+from ace.evaluator import Evaluator
+from ace.neighbours import check_not_coincident, checked_neighbour_list
 from ace.physical import PhysicalForm, adjoint, per_atom
 from ace.physical.potential import PhysicalPotential
 from ace.potential import FORMAT_NAME, FORMAT_VERSION, UNITS, ACEPotential, PotentialFileError
@@ -150,18 +150,11 @@ class PhysicallyInformedEvaluator:
         self.descriptor = Evaluator(potential.descriptor)
 
     def neighbours(self, structure, num_threads=None):
-        nl = build_neighbour_list(structure.positions, structure.cell, structure.pbc,
-                                  self.potential.cutoff, num_threads)
-        self.check_distances(nl)
-        return nl
+        return checked_neighbour_list(structure.positions, structure.cell, structure.pbc,
+                                      self.potential.cutoff, num_threads)
 
     def check_distances(self, nl):
-        if len(nl) == 0:
-            return
-        k, shortest = nl.shortest()
-        if shortest < COINCIDENT_DISTANCE:
-            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
-                             f"(distance {shortest:.2e} Å)")
+        check_not_coincident(nl)
 
     def compute(self, structure, num_threads=None, neighbour_list=None,
                 basis_values=None) -> PhysicallyInformedResults:

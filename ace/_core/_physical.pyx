@@ -20,6 +20,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport exp, sqrt
 from libc.stdlib cimport calloc, free, malloc
 
+from ace._core._evaluator cimport max_neighbour_count
 from ace._core._openmp cimport omp_get_thread_num
 
 cnp.import_array()
@@ -405,15 +406,6 @@ cdef void free_tapes(Tape* tapes, int n_threads) noexcept nogil:
     for t in range(n_threads):
         tape_free(&tapes[t])
     free(tapes)
-
-
-cdef int max_neighbour_count(const cnp.int64_t[::1] first) noexcept:
-    cdef Py_ssize_t i
-    cdef cnp.int64_t best = 0
-    for i in range(first.shape[0] - 1):
-        if first[i + 1] - first[i] > best:
-            best = first[i + 1] - first[i]
-    return <int>best
 
 
 def physical_per_atom(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,

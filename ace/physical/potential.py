@@ -16,12 +16,11 @@ import numpy as np
 from yaml import SafeLoader
 
 from ace.limits import yaml_load_bounded
-from ace.neighbours import build_neighbour_list
+from ace.neighbours import check_not_coincident, checked_neighbour_list
 from ace.physical import PhysicalForm, per_atom
 from ace.potential import (CHECKSUM_PREFIX, PotentialFileError, read_checksummed,
                            write_checksummed)
 
-COINCIDENT_DISTANCE = 1e-6  # Å, as ace.evaluator
 KIND_LINE = re.compile(r"^kind: *([A-Za-z-]+) *$", re.M)
 
 
@@ -174,18 +173,11 @@ class PhysicalEvaluator:
         self.potential = potential
 
     def neighbours(self, structure, num_threads=None):
-        nl = build_neighbour_list(structure.positions, structure.cell, structure.pbc,
-                                  self.potential.cutoff, num_threads)
-        self.check_distances(nl)
-        return nl
+        return checked_neighbour_list(structure.positions, structure.cell, structure.pbc,
+                                      self.potential.cutoff, num_threads)
 
     def check_distances(self, nl):
-        if len(nl) == 0:
-            return
-        k, shortest = nl.shortest()
-        if shortest < COINCIDENT_DISTANCE:
-            raise ValueError(f"atoms {nl.i[k]} and {nl.j[k]} are at the same position "
-                             f"(distance {shortest:.2e} Å)")
+        check_not_coincident(nl)
 
     def compute(self, structure, num_threads=None, neighbour_list=None):
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
