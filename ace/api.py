@@ -99,7 +99,8 @@ def fit(config, *, resume=False, num_threads=None, progress=None, trust_pickle=F
                 "of it); the error tables are in the metrics")
         try:
             quick_validate(result.output, data=None if config.stream else result.train,
-                           num_threads=config.num_threads, log=say)
+                           num_threads=config.num_threads, log=say,
+                           predictions=None if config.stream else result.train_predictions)
         except ValueError as exc:
             say(f"quick validation skipped: {exc}")
         else:

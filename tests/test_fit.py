@@ -435,3 +435,76 @@ def test_plain_progress_lines_without_tqdm():
     progress = progress_bar(True, stream=stream, interval=1e9, use_tqdm=False)
     assert list(progress(iter(range(3)), "evaluate")) == [0, 1, 2]
     assert stream.getvalue() == "evaluate: 3, 0 s\n"
+
+
+def emt_labelled(images):
+    from ase.calculators.emt import EMT
+
+    out = []
+    for atoms in images:
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        labels = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        out.append(atoms)
+    return Dataset.from_atoms(out)
+
+
+@pytest.fixture(scope="module")
+def balance_problem(basis):
+    """A teacher inside the basis (the linear fit of EMT Cu, so energies and forces have
+    physical sizes), 96 training and 40 clean test structures labelled by it."""
+    from ace.fitting.linear import fit_linear
+
+    spread = dict(volume=0.03, strain=0.03, rattle=0.15)
+    teacher = fit_linear(ACEPotential.from_basis(basis),
+                         emt_labelled(emt_like_structures(40, seed=100, **spread)),
+                         LossSettings(forces=0.1, l2=1e-8), num_threads=1).potential
+    train = label(emt_like_structures(96, **spread), teacher)
+    test = label(emt_like_structures(40, seed=7, **spread), teacher)
+    return train, test
+
+
+@pytest.mark.parametrize("noise", [(0.001, 0.1), (0.003, 0.03), (0.01, 0.01), (0.02, 0.002)])
+def test_selection_keeps_energies_and_forces_both_near_their_best(basis, balance_problem, noise):
+    """Teacher-student with known noise (energy per atom, force component, eV and eV/Å): the
+    right balance is known because the teacher is, so every (tau_F, lambda) of the lattice is
+    scored by its error against the noise-free teacher on unseen structures. The
+    cross-validation rule must land within 1.3x of the best of the lattice in energies AND
+    in forces (from energy-noise- to force-noise-dominated data). Choosing by the force
+    validation error alone, which trades energies away, fails this on the same data."""
+    from ace.fitting.linear import (FORCES_LATTICE, L2_LATTICE, CrossValidation, _tau,
+                                    fold_indices, select_hyperparameters, smoothness_prior)
+
+    train, test = balance_problem
+    potential = ACEPotential.from_basis(basis)
+    prior = smoothness_prior(potential, 2)
+    clean = normal_equations(potential, test, np.ones(len(test)), None, 1)
+    worst_force_only = 1.0
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        noisy = train.subset(np.arange(len(train)))
+        noisy.energy = noisy.energy + noise[0] * noisy.n_atoms * rng.normal(size=len(noisy))
+        noisy.forces = noisy.forces + noise[1] * rng.normal(size=noisy.forces.shape)
+        noisy.has_stress[:] = False
+        folds = normal_equations(potential, noisy, np.ones(len(noisy)), None, 1,
+                                 parts=fold_indices(noisy, 5))
+        cv = CrossValidation(folds, range(5), prior=prior)
+        chosen, _ = select_hyperparameters(cv, LossSettings(), False)
+        total = folds[0] + folds[1] + folds[2] + folds[3] + folds[4]
+        truth = {}
+        for forces in FORCES_LATTICE:
+            system = RidgeSystem(*total.combined(_tau(forces, 0.0)), total.n_functions,
+                                 total.n_e0, prior)
+            for l2 in L2_LATTICE:
+                params = system.solve(l2)
+                truth[forces, l2] = np.sqrt([clean.mse(t, params)[0] for t in ("energy", "forces")])
+        best = np.min(list(truth.values()), axis=0)
+        ratio = truth[chosen["forces"], chosen["l2"]] / best
+        assert ratio.max() <= 1.3, (seed, chosen["forces"], chosen["l2"], ratio)
+        cv.evaluate([(f, 0.0, l2) for f in FORCES_LATTICE for l2 in L2_LATTICE])
+        force_only = min(cv.results, key=lambda key: cv.results[key]["forces"])
+        worst_force_only = max(worst_force_only,
+                               (truth[force_only[0], force_only[2]] / best).max())
+    if noise[0] < noise[1]:  # energies informative: a force-only choice gives them away
+        assert worst_force_only > 1.3

@@ -19,6 +19,30 @@ def random_cell(rng, kind):
     return cell
 
 
+@pytest.fixture(autouse=True)
+def parallel_even_when_small(monkeypatch):
+    """These structures are small: build them with the requested threads all the same, so the
+    parallel passes are the ones tested."""
+    import ace.neighbours
+
+    monkeypatch.setattr(ace.neighbours, "PARALLEL_FROM_ATOMS", 0)
+
+
+def test_small_and_large_structures_give_the_same_list_on_any_thread_count(monkeypatch):
+    import ace.neighbours
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((4, 4, 4))  # 256 atoms
+    atoms.rattle(0.1, seed=1)
+    lists = {}
+    for threshold in (0, 10_000):  # parallel, then serial below the threshold
+        monkeypatch.setattr(ace.neighbours, "PARALLEL_FROM_ATOMS", threshold)
+        lists[threshold] = build_neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc,
+                                                4.5, num_threads=2)
+    for name in ("first", "j", "shift", "vectors"):
+        np.testing.assert_array_equal(getattr(lists[0], name), getattr(lists[10_000], name))
+
+
 @pytest.mark.parametrize("kind", ["cubic", "small", "triclinic"])
 @pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
 def test_matches_ase(kind, pbc):

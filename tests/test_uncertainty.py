@@ -11,9 +11,9 @@ from ace.evaluator import Evaluator, Structure
 from ace.testing import random_rotation
 from ace.uncertainty import (ActiveSet, ActiveSetError, ExtrapolationError, ExtrapolationWarning,
                             build_active_set, structure_gamma)
-from ace.uncertainty.maxvol import maxvol
+from ace.uncertainty.maxvol import RankDeficientError, maxvol
 from ace.uncertainty.projections import structure_projections
-from conftest import (LATTICE, clone, potential_dict, random_cu_ni, random_potential,
+from conftest import (requires_openmp, LATTICE, clone, potential_dict, random_cu_ni, random_potential,
                       shift_densities_positive)
 from reference_evaluator import atom_environments, blend_factors, per_atom_b
 from reference_formulas import embedding_reference
@@ -88,6 +88,46 @@ def test_maxvol_bounds_every_row_by_the_tolerance():
     coefficients = np.linalg.solve(matrix[chosen].T, matrix.T).T
     assert np.abs(coefficients).max() <= 1.001
     np.testing.assert_allclose(coefficients[chosen], np.eye(20), atol=1e-10)
+
+
+def numpy_swaps(matrix, chosen, tolerance):
+    """MaxVol's swap phase written plainly (the compiled kernel's reference)."""
+    chosen = chosen.copy()
+    coefficients = np.linalg.solve(matrix[chosen].T, matrix.T).T
+    while True:
+        i, j = np.unravel_index(np.argmax(np.abs(coefficients)), coefficients.shape)
+        pivot = coefficients[i, j]
+        if abs(pivot) <= tolerance:
+            return chosen
+        column, row = coefficients[:, j].copy(), coefficients[i].copy()
+        row[j] -= 1.0
+        coefficients -= np.outer(column / pivot, row)
+        chosen[j] = i
+
+
+@requires_openmp
+def test_maxvol_swaps_equal_the_numpy_reference_on_any_thread_count():
+    """The fused swap kernel makes the same swaps as the plain numpy loop from the same start,
+    and 1 and 2 threads choose the same rows with the same largest grade."""
+    from ace.uncertainty.maxvol import initial_rows
+
+    rng = np.random.default_rng(4)
+    matrix = rng.standard_normal((701, 40)) * rng.uniform(0.1, 10, 40)
+    start = initial_rows(matrix)
+    one, largest_one = maxvol(matrix, num_threads=1, return_largest=True)
+    two, largest_two = maxvol(matrix, num_threads=2, return_largest=True)
+    np.testing.assert_array_equal(one, two)
+    assert largest_one == largest_two <= 1.001
+    assert not np.array_equal(np.sort(start), np.sort(one))  # swaps happened
+    np.testing.assert_array_equal(one, numpy_swaps(matrix, start, 1.001))
+
+
+def test_maxvol_reports_dependent_columns():
+    matrix = np.random.default_rng(2).standard_normal((50, 6))
+    matrix[:, 5] = matrix[:, 0] - 2 * matrix[:, 3]
+    with pytest.raises(RankDeficientError) as error:
+        maxvol(matrix)
+    assert error.value.rank == 5
 
 
 @pytest.mark.parametrize("case", ["cu_case", "mixed_case"])

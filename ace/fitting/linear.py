@@ -474,7 +474,10 @@ class RidgeSystem:
 
     def eig(self):
         if self._eig is None:
-            values, vectors = scipy.linalg.eigh(self.Gs)
+            # one BLAS thread, as spectrum(): 2000 functions on the shared 2-core machine at
+            # load 12: 4.8 s wall on one thread, 13.2 s on two (LAPACK's divide and conquer)
+            with threadpool_limits(1, user_api="blas"):
+                values, vectors = scipy.linalg.eigh(self.Gs, driver="evd", check_finite=False)
             self._eig = (np.maximum(values, 0.0), vectors)
         return self._eig
 
@@ -862,6 +865,8 @@ def fit_linear(potential, train, settings=None, num_threads=None, chunk_rows=DEF
     tau = _tau(choice["forces"], choice["stress"])
     system = RidgeSystem(*neq.combined(tau), neq.n_functions, neq.n_e0, prior)
     params = system.solve(choice["l2"])
+    if committee:
+        system.eig()  # the committee needs the vectors: the spectrum then reuses the values
     rank, condition = system.spectrum()
     nf = potential.n_functions
     coefficients = params[:nf]

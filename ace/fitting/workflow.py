@@ -34,7 +34,7 @@ from ace.fitting.config import ConfigError, apply_core_repulsion, default_basis_
 from ace.fitting.distributed import (ChunkedAssembly, InProcessEngine, chunked_error_table,
                                      open_engine, summarise)
 from ace.fitting.linear import LinearFit, fit_linear, memory_estimate, structure_weights
-from ace.fitting.metrics import evaluate, to_json
+from ace.fitting.metrics import error_table, evaluate, predict, to_json
 from ace.fitting.nonlinear import (EXTENDABLE, CheckpointError, estimate_nonlinear_seconds,
                                    fit_nonlinear, linear_part, read_checkpoint_context,
                                    start_from_linear)
@@ -63,6 +63,9 @@ class FitResult:
     checkpoint: str | None = None
     # the training data the fit read (for the validation that follows a fit)
     train: object = field(default=None, repr=False)
+    # the fitted potential's predictions on it (ace.fitting.metrics.Predictions), reused by
+    # the quick validation instead of evaluating the training set again
+    train_predictions: object = field(default=None, repr=False)
     # <output>.active.yaml: the active set of the extrapolation grade (None: not written)
     active_set: str | None = None
     # the directory of the quick validation report ``ace.fit`` writes after the fit
@@ -271,7 +274,12 @@ def fit_config(config, train, test, potential, info, resume=False, log=None, eng
             f"({stats['resumed']} resumed), {stats['seconds']:.1f} s; "
             f"{stats['result_bytes'] / 2**20:.2f} MiB per chunk result")
     fitted = result.potential
-    tables = {"train": evaluate_on(fitted, train)}
+    train_predictions = None
+    if config.stream:
+        tables = {"train": evaluate_on(fitted, train)}
+    else:
+        train_predictions = predict(fitted, train, config.num_threads, progress)
+        tables = {"train": error_table(train, train_predictions)}
     if test is not None:
         tables["test"] = evaluate_on(fitted, test)
     tables = plain(tables)
@@ -290,7 +298,7 @@ def fit_config(config, train, test, potential, info, resume=False, log=None, eng
     return FitResult(potential=fitted, tables=tables, report=fitted.metadata["fit"]["report"],
                      output=config.output, metrics_path=config.metrics_path,
                      checkpoint=checkpoint_path(config) if config.nonlinear is not None else None,
-                     train=train, active_set=active)
+                     train=train, train_predictions=train_predictions, active_set=active)
 
 
 def active_set_path(config):

@@ -244,14 +244,16 @@ def build_active_set(potential, structures, mode="linear", tolerance=DEFAULT_TOL
     origins = {e: np.zeros((0, 2), dtype=np.int64) for e in widths}
     pending = {e: ([], []) for e in widths}  # rows waiting until an element has enough
 
+    largest = {}  # element -> largest gamma of the rows its last MaxVol saw
+
     def select(e, rows, where):
         rows = np.vstack([active[e], rows])
         where = np.vstack([origins[e], where])
         try:
-            chosen = maxvol(rows, tolerance, max_iterations)
+            chosen, largest[e] = maxvol(rows, tolerance, max_iterations, num_threads, True)
         except RankDeficientError:
             rows, where = _with_placeholders(rows, where)
-            chosen = maxvol(rows, tolerance, max_iterations)
+            chosen, largest[e] = maxvol(rows, tolerance, max_iterations, num_threads, True)
         active[e], origins[e] = rows[chosen], where[chosen]
 
     batches = [range(s, min(s + batch_size, len(structures)))
@@ -271,6 +273,10 @@ def build_active_set(potential, structures, mode="linear", tolerance=DEFAULT_TOL
     result = ActiveSet(elements, mode, {elements[e]: active[e] for e in widths},
                        potential_fingerprint(potential), tolerance,
                        {elements[e]: origins[e] for e in widths})
+    if len(batches) == 1 and all(largest.get(e, np.inf) <= tolerance for e in widths):
+        # one MaxVol saw every atom of every element and left them all within the tolerance:
+        # a refinement pass could find nothing to add
+        refinement_passes = 0
     for _ in range(refinement_passes):
         outside = {e: ([], []) for e in widths}
         for batch in batches:

@@ -50,7 +50,7 @@ def _log_default(message):
 
 def validate(potentials, data=None, reference=None, structure=None, output_dir="validation",
              json_path=None, quick=False, num_threads=None, keys=None, log=_log_default,
-             md_steps=None, plots=True):
+             md_steps=None, plots=True, predictions=None):
     """Validate ``potentials`` and write the report; returns the report dict.
 
     potentials: a path, a potential, or a list of them, or a dict {name: path or potential}.
@@ -63,6 +63,8 @@ def validate(potentials, data=None, reference=None, structure=None, output_dir="
     quick: data figures, EOS and elastic constants only (what ``ace fit`` runs after a fit).
     json_path: where to write the JSON (default ``output_dir/report.json``).
     md_steps: (NVE steps, NVT steps per temperature), default (500, 400).
+    predictions: {name: ace.fitting.metrics.Predictions} of potentials on ``data`` already
+      computed (the others are evaluated).
     """
     from ace.calculator import ACECalculator, load_potential
     from ace.data import Dataset, read_dataset
@@ -88,7 +90,8 @@ def validate(potentials, data=None, reference=None, structure=None, output_dir="
             notes.append(f"no melting point in the reference: NVT runs at {melting:.0f} K and "
                          f"{melting * NVT_FACTORS[-1]:.0f} K")
 
-    data_info = _data_summary(dataset, loaded, num_threads, log) if dataset is not None else None
+    data_info = (_data_summary(dataset, loaded, num_threads, log, predictions)
+                 if dataset is not None else None)
     shortest_data = data_info["shortest_distance"] if data_info else None
 
     report = {"schema_version": SCHEMA_VERSION,
@@ -170,17 +173,23 @@ def validate(potentials, data=None, reference=None, structure=None, output_dir="
 
 
 def quick_validate(potential, data=None, output_dir=None, reference=None, structure=None,
-                   num_threads=None, log=_log_default, name=None):
+                   num_threads=None, log=_log_default, name=None, predictions=None):
     """The quick validation ``ace fit`` runs after a fit: data figures and error tables, EOS,
     elastic constants. ``output_dir`` defaults to ``<potential file without .yaml>.validation``
-    beside the potential file. Returns the report dict."""
+    beside the potential file. ``predictions``: the potential's predictions on ``data``
+    (``ace.fitting.metrics.Predictions``), when the caller has them already. Returns the
+    report dict."""
     if output_dir is None:
         if not isinstance(potential, (str, os.PathLike)):
             raise ValueError("quick_validate needs output_dir when given a potential object")
         output_dir = os.path.splitext(os.fspath(potential))[0] + ".validation"
     sources = {name: potential} if name else potential
+    known = None
+    if predictions is not None:
+        known = {only: predictions for only in _named_potentials(sources)}
     return validate(sources, data=data, reference=reference, structure=structure,
-                    output_dir=output_dir, quick=True, num_threads=num_threads, log=log)
+                    output_dir=output_dir, quick=True, num_threads=num_threads, log=log,
+                    predictions=known)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -239,10 +248,10 @@ def _crystal(structure, ref, elements):
     return props.prototype(element, structure, lattice), structure, element
 
 
-def _data_summary(dataset, potentials, num_threads, log):
+def _data_summary(dataset, potentials, num_threads, log, predictions=None):
     from ace.validation.data_plots import evaluate_on_data, nearest_neighbour_distances
     log(f"data: {dataset}")
-    results = evaluate_on_data(potentials, dataset, num_threads)
+    results = evaluate_on_data(potentials, dataset, num_threads, known=predictions)
     nn = nearest_neighbour_distances(dataset)
     finite = nn[np.isfinite(nn)]
     return {"results": results, "tables": {n: r[1] for n, r in results.items()},
