@@ -113,7 +113,9 @@ def test_maxvol_swaps_equal_the_numpy_reference_on_any_thread_count():
 
     rng = np.random.default_rng(4)
     matrix = rng.standard_normal((701, 40)) * rng.uniform(0.1, 10, 40)
-    start = initial_rows(matrix)
+    start, coefficients = initial_rows(matrix)
+    np.testing.assert_allclose(coefficients, np.linalg.solve(matrix[start].T, matrix.T).T,
+                               atol=1e-10)
     one, largest_one = maxvol(matrix, num_threads=1, return_largest=True)
     two, largest_two = maxvol(matrix, num_threads=2, return_largest=True)
     np.testing.assert_array_equal(one, two)
