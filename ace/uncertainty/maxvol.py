@@ -94,12 +94,14 @@ def initial_rows(matrix):
     order = np.arange(n_rows)
     for k, p in enumerate(pivots):  # LAPACK's row interchanges, applied in order
         order[k], order[p] = order[p], order[k]
-    lower = np.tril(lu, -1)
-    del lu
+    # L in place of the factors (no copy of the tall matrix): U's part zeroed, unit diagonal
+    lower = lu
+    lower[np.triu_indices(n)] = 0.0
     lower[np.arange(n), np.arange(n)] = 1.0
-    # X L1 = L, i.e. L1^T X^T = L^T
-    permuted = scipy.linalg.solve_triangular(lower[:n], lower.T, trans="T", lower=True,
-                                             unit_diagonal=True, check_finite=False).T
+    # X L1 = L, i.e. L1^T X^T = L^T, solved into L's own memory (its transpose is Fortran-ordered)
+    permuted = scipy.linalg.solve_triangular(lower[:n].copy(), lower.T, trans="T", lower=True,
+                                             unit_diagonal=True, overwrite_b=True,
+                                             check_finite=False).T
     coefficients = np.empty((n_rows, n))
     coefficients[order] = permuted
     return order[:n].astype(np.int64), coefficients
