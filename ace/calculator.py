@@ -103,7 +103,7 @@ class ACECalculator(Calculator):
         # gamma's projection vectors come out of the energy pass (one atomic base, one tree)
         grade = self.grader is not None and (due or bool(set(properties) & GAMMA_PROPERTIES))
         # (only an ACE evaluator takes projections: the other kinds have no active set)
-        extra = {"projections": self.grader.mode} if grade else {}
+        extra = {"projections": self.grader.kernel_mode} if grade else {}
         result = self.evaluator.compute(structure, self.parameters.num_threads, nl, **extra)
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy

@@ -12,7 +12,7 @@ from ace.testing import random_rotation
 from ace.uncertainty import (ActiveSet, ActiveSetError, ExtrapolationError, ExtrapolationWarning,
                             build_active_set, structure_gamma)
 from ace.uncertainty.maxvol import RankDeficientError, maxvol
-from ace.uncertainty.projections import structure_projections
+from ace.uncertainty.projections import kernel_mode, structure_projections
 from conftest import (requires_openmp, LATTICE, clone, potential_dict, random_cu_ni, random_potential,
                       shift_densities_positive)
 from reference_evaluator import atom_environments, blend_factors, per_atom_b
@@ -54,7 +54,8 @@ def mixed_case():
 
 
 def reference_projections(pot, atoms, mode):
-    """Slow numpy projections: B (linear) or s F'_p(rho_p) B_f (full), per element columns."""
+    """Slow numpy projections: B (linear), B / |B| (normalised) or s F'_p(rho_p) B_f (full),
+    per element columns."""
     b = per_atom_b(pot, atoms)
     blend = blend_factors(pot, atoms)
     rows = []
@@ -63,6 +64,9 @@ def reference_projections(pot, atoms, mode):
         values = b[a, own]
         if mode == "linear":
             rows.append(values)
+            continue
+        if mode == "normalised":
+            rows.append(values / np.linalg.norm(values))
             continue
         emb = pot.embeddings[mu]
         rho = values @ pot.coefficients[own, :emb.ndensity]
@@ -227,7 +231,7 @@ def test_projections_from_the_energy_pass_equal_the_kernel_and_the_reference(cas
     structure = Structure.from_atoms(pot, atoms)
     plain = Evaluator(pot).compute(structure, num_threads=1)
     evaluator = Evaluator(pot)
-    reference = reference_projections(pot, atoms, active_set.mode)
+    reference = reference_projections(pot, atoms, kernel_mode(active_set.mode))
     for mode in ("linear", "full"):
         kernel = structure_projections(evaluator, structure, mode, num_threads=1)
         for threads in (1, 2):
@@ -238,7 +242,7 @@ def test_projections_from_the_energy_pass_equal_the_kernel_and_the_reference(cas
             if threads == 1:
                 np.testing.assert_array_equal(result.energies, plain.energies)
                 np.testing.assert_array_equal(result.forces, plain.forces)
-            if mode == active_set.mode:
+            if mode == kernel_mode(active_set.mode):
                 for a, expected in enumerate(reference):
                     np.testing.assert_allclose(result.projections[a, :len(expected)], expected,
                                                rtol=1e-9, atol=1e-11 * np.abs(expected).max())
@@ -446,11 +450,37 @@ def test_pace_asi_gives_pyace_the_same_gamma(case, tmp_path):
     assert gamma.max() > 2  # also far outside the data
 
 
-def test_full_mode_active_sets_are_not_written_as_pace_asi(mixed_case, tmp_path):
+@pytest.mark.parametrize("case", ["cu_case", "mixed_case"])  # normalised, full
+def test_only_linear_mode_active_sets_are_written_as_pace_asi(case, request, tmp_path):
     from ace.uncertainty.pace_asi import write_asi
-    pot, _, active_set = mixed_case
-    with pytest.raises(ValueError, match="linear-mode active set"):
+    pot, _, active_set = request.getfixturevalue(case)
+    assert active_set.mode != "linear"
+    with pytest.raises(ValueError, match="linear-mode active set .*--mode linear"):
         write_asi(active_set, pot, tmp_path / "X.asi")
+
+
+def test_normalised_grade_ignores_the_size_of_b_and_is_zero_without_neighbours(cu_case):
+    """Normalised rows: gamma is that of B / |B|, so it equals the linear grade computed with
+    the active rows and the atom's row scaled to unit length; an atom with no neighbours
+    (B = 0) gets 0, not NaN."""
+    pot, structures, active_set = cu_case
+    assert active_set.mode == "normalised"
+    np.testing.assert_allclose(np.linalg.norm(active_set.matrices["Cu"], axis=1), 1.0, rtol=1e-12)
+    atoms = structures[3].copy()
+    atoms.set_cell(atoms.cell * 1.1, scale_atoms=True)
+    b = np.array(reference_projections(pot, atoms, "linear"))
+    expected = np.abs(np.linalg.solve(active_set.matrices["Cu"].T,
+                                      (b / np.linalg.norm(b, axis=1)[:, None]).T)).max(axis=0)
+    gamma = structure_gamma(pot, active_set, atoms, num_threads=1)
+    np.testing.assert_allclose(gamma, expected, rtol=1e-7)
+    assert gamma.max() > 1.5  # an expanded cell is outside the data
+    lonely = atoms.copy()
+    lonely.positions[0] += [0.0, 0.0, 40.0]
+    lonely.set_cell(atoms.cell + np.diag([0.0, 0.0, 60.0]))
+    calc = ACECalculator(pot, num_threads=1, active_set=active_set, gamma_warning=None)
+    lonely.calc = calc
+    lonely.get_potential_energy()
+    assert calc.results["gamma"][0] == 0.0 and np.isfinite(calc.results["gamma"]).all()
 
 
 # ---------------------------------------------------------------------------- committee

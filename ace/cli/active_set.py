@@ -15,6 +15,7 @@ import os
 
 def add_arguments(parser):
     from ace.uncertainty import MODES
+    from ace.uncertainty.projections import DEFAULT_MODE
     from ace.uncertainty.active_set import DEFAULT_BATCH_SIZE
     from ace.uncertainty.maxvol import DEFAULT_TOLERANCE
 
@@ -22,9 +23,10 @@ def add_arguments(parser):
     parser.add_argument("data", nargs="+", help="data files, glob patterns or file@slice")
     parser.add_argument("-o", "--output", default=None,
                         help="active-set file (default: POTENTIAL without suffix + .active.yaml)")
-    parser.add_argument("--mode", choices=MODES, default="linear",
-                        help="projections: linear (B-functions, PACE .asi compatible) or full "
-                             "(dE_i/dc for every coefficient)")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                        help="projections: normalised (B-functions scaled to unit length; the "
+                             "default, the best detector), linear (B-functions, needed for PACE "
+                             ".asi) or full (dE_i/dc for every coefficient)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="MaxVol swap tolerance (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,

@@ -185,7 +185,7 @@ REGULARISATION_KEYS = {"l2", "method", "folds", "validation_fraction", "seed", "
 FIT_KEYS = {"num_threads", "chunk_rows", "progress", "method", "committee", "active_set",
             "engine", "scheduler", "workers", "threads_per_worker"}
 ENGINE_KEYS = ("engine", "scheduler", "workers", "threads_per_worker")
-ACTIVE_SET_MODES = ("linear", "full", "none")
+ACTIVE_SET_MODES = ("normalised", "linear", "full", "none")
 # the nonlinear fit's keys (ace.fitting.nonlinear.NonlinearSettings), allowed with method nonlinear
 NONLINEAR_KEYS = {"optimizer", "trainable", "max_iterations", "checkpoint_every", "patience",
                   "restarts", "restart_noise", "batch_size", "ladder", "radial_l2",
@@ -245,7 +245,7 @@ class FitConfig:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     progress: bool = True
     committee: int = 32  # members of the Bayesian committee of a linear fit (0: none)
-    active_set: str = "linear"  # mode of the active set written beside the potential, or none
+    active_set: str = "normalised"  # mode of the active set written beside the potential, or none
     nonlinear: object = None  # NonlinearSettings with fit.method nonlinear, else None
     stream: bool = False  # read the data in chunks (ace.stream)
     chunk_structures: int = DEFAULT_CHUNK_STRUCTURES
@@ -366,7 +366,7 @@ class FitConfig:
             chunk_rows=_optional_int(fit.get("chunk_rows", DEFAULT_CHUNK_ROWS), "fit.chunk_rows"),
             progress=bool(fit.get("progress", True)), nonlinear=nonlinear,
             committee=_committee_size(fit.get("committee", 32)),
-            active_set=_active_set_mode(fit.get("active_set", "linear")),
+            active_set=_active_set_mode(fit.get("active_set", "normalised")),
             stream=stream, chunk_structures=chunk_structures, engine=engine,
             source=copy.deepcopy(raw), base_dir=base_dir)
         if model is None:

@@ -31,7 +31,8 @@ from ace.limits import yaml_load_bounded
 from ace.potential import SafeLoader, read_checksummed, write_checksummed
 from ace.uncertainty.maxvol import (DEFAULT_MAX_ITERATIONS, DEFAULT_TOLERANCE, RANK_TOLERANCE,
                                     RankDeficientError, column_scales, maxvol)
-from ace.uncertainty.projections import (check_mode, per_element_projections, projection_widths)
+from ace.uncertainty.projections import (DEFAULT_MODE, check_mode, per_element_projections,
+                                         projection_widths)
 
 FORMAT_NAME = "ace-active-set"
 FORMAT_VERSION = 1
@@ -245,7 +246,7 @@ def _with_placeholders(rows, origins):
             np.vstack([origins, np.full((len(extra), 2), -1, dtype=np.int64)]))
 
 
-def build_active_set(potential, structures, mode="linear", tolerance=DEFAULT_TOLERANCE,
+def build_active_set(potential, structures, mode=DEFAULT_MODE, tolerance=DEFAULT_TOLERANCE,
                      batch_size=DEFAULT_BATCH_SIZE, refinement_passes=10,
                      max_iterations=DEFAULT_MAX_ITERATIONS, num_threads=None, progress=None):
     """The active set of ``potential`` on ``structures`` (a list of ASE Atoms or an

@@ -8,7 +8,7 @@ import warnings
 
 from ace.evaluator import Evaluator
 from ace.uncertainty.active_set import ActiveSet
-from ace.uncertainty.projections import structure_projections
+from ace.uncertainty.projections import finish_projections, kernel_mode, structure_projections
 
 DEFAULT_GAMMA_WARNING = 5.0  # pacemaker's upper bound for "extrapolating, worth labelling"
 MD_GAMMA_STOP = 25.0  # pacemaker's LAMMPS example halts the run above this
@@ -37,15 +37,23 @@ class Grader:
 
     @property
     def mode(self):
-        """The projection mode of the active set ("linear" or "full")."""
+        """The projection mode of the active set ("normalised", "linear" or "full")."""
         return self.active_set.mode
+
+    @property
+    def kernel_mode(self):
+        """The projections the energy pass must return for this grade ("linear" or "full")."""
+        return kernel_mode(self.active_set.mode)
 
     def gamma(self, structure, neighbour_list, num_threads=None, projections=None):
         """Per-atom gamma; ``projections`` from the energy pass (Evaluator.compute with
-        projections=self.mode), else computed here by the projection kernel."""
+        projections=self.kernel_mode; normalised here in place when the mode asks), else
+        computed here by the projection kernel."""
         if projections is None:
             projections = structure_projections(self.evaluator, structure, self.active_set.mode,
                                                 neighbour_list, num_threads)
+        else:
+            projections = finish_projections(projections, self.active_set.mode)
         return self.active_set.gamma(projections, structure.species, num_threads)
 
     def check(self, max_gamma, warning, stop):

@@ -50,7 +50,9 @@ def write_asi(active_set, potential, path):
     active_set.check(potential)
     if active_set.mode != "linear":
         raise ValueError(f"PACE .asi needs a linear-mode active set (this one is "
-                         f"{active_set.mode}); build one with `ace active-set --mode linear`")
+                         f"{active_set.mode}; ace's default grade is normalised): build one "
+                         "with `ace active-set POTENTIAL DATA --mode linear`, or fit with "
+                         "fit.active_set: linear")
     columns = pace_column_order(potential)
     arrays = {}
     for element in active_set.elements:
