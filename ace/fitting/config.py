@@ -84,7 +84,8 @@ Every key (relative paths are relative to the config file)::
       chunk_rows: 4096                # rows per normal-equation update (memory vs speed)
       committee: 32                   # linear fits: committee members sampled from the
                                       #   Bayesian posterior of the coefficients (0: none)
-      active_set: linear              # write <output>.active.yaml (extrapolation grade γ):
+      active_set: normalised          # write <output>.active.yaml (extrapolation grade γ):
+                                      #   normalised (B / |B|: the best detector, docs/trust.md),
                                       #   linear (PACE-compatible .asi), full, or none
       progress: true                  # tqdm bars when tqdm is installed, else a plain line
                                       #   on stderr every 10 s
