@@ -6,9 +6,12 @@ every 10 steps, 4 structures labelled per iteration). Random selection: the same
 labels drawn at random from EMT Langevin MD frames started from the same seeds at the same
 temperatures (every 10th step), fitted the same way. Both are scored on an independent EMT
 test set: a 1500 K-equilibrated melt, (100) and (111) slabs, vacancy cells and strained bulk,
-all rattled. Printed: test energy and force RMSE against the number of labelled structures.
+all rattled. Printed, for each of ``--seeds`` learn loops (the loop's MD seed): test energy and
+force RMSE against the number of labelled structures, beside random selection of the same
+counts (mean of ``--repeats`` draws), and how many labels the loop needed to reach random
+selection's error at the loop's final count.
 
-    PYTHONPATH=. python benchmarks/bench_learn.py [--iterations 8] [--repeats 3]
+    PYTHONPATH=. python benchmarks/bench_learn.py [--iterations 8] [--seeds 3] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -107,10 +110,19 @@ def fit_errors(images, test):
     return row["energy_rmse"], row["forces_rmse"]
 
 
+def labels_to_reach(history_labels, errors, target):
+    """The first label count whose error is at or below ``target`` (None if never)."""
+    for n, error in zip(history_labels, errors):
+        if error <= target:
+            return int(n)
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="random-selection repeats")
+    parser.add_argument("--seeds", type=int, default=3, help="learn loops (MD seeds 0..N-1)")
+    parser.add_argument("--repeats", type=int, default=5, help="random-selection draws per count")
     args = parser.parse_args()
     from ace.basis import build_basis
     from ace.learn import learn, load_config
@@ -118,37 +130,61 @@ def main():
 
     test = test_set()
     start = seeds()
+    histories = []
     with tempfile.TemporaryDirectory() as workdir:
         ACEPotential.from_basis(build_basis(BASIS)).save(os.path.join(workdir, "start.yaml"))
         write(os.path.join(workdir, "seeds.xyz"), start)
         write(os.path.join(workdir, "test.xyz"), test)
-        with open(os.path.join(workdir, "learn.yaml"), "w") as fh:
-            fh.write(f"potential: start.yaml\nreference: ase.calculators.emt:EMT\n"
-                     f"seeds: seeds.xyz\ntest: test.xyz\noutput: out\n"
-                     f"iterations: {args.iterations}\nselect: 4\ngamma_threshold: 1.5\n"
-                     f"md: {{temperatures: {TEMPERATURES}, steps: 200, timestep: 2.0, "
-                     f"interval: 10}}\nloss: {LOSS}\n")
-        history = learn(load_config(os.path.join(workdir, "learn.yaml")))
+        for seed in range(args.seeds):
+            config = os.path.join(workdir, f"learn-{seed}.yaml")
+            with open(config, "w") as fh:
+                fh.write(f"potential: start.yaml\nreference: ase.calculators.emt:EMT\n"
+                         f"seeds: seeds.xyz\ntest: test.xyz\noutput: out-{seed}\n"
+                         f"iterations: {args.iterations}\nselect: 4\ngamma_threshold: 1.5\n"
+                         f"seed: {seed}\n"
+                         f"md: {{temperatures: {TEMPERATURES}, steps: 200, timestep: 2.0, "
+                         f"interval: 10}}\nloss: {LOSS}\n")
+            histories.append(learn(load_config(config)))
     pool = [frame for t in TEMPERATURES for k, s in enumerate(start)
             for frame in emt_md(s, t, 200, 10, 1000 * k + int(t))]
-    labels = np.cumsum([h["labelled"] for h in history])
-    rows = []
     rng = np.random.default_rng(0)
-    for h, n in zip(history, labels):
-        extra = int(n) - len(start)
-        random_errors = []
-        for _ in range(args.repeats if extra else 1):
-            chosen = rng.choice(len(pool), size=extra, replace=False) if extra else []
-            images = [labelled(a) for a in start] + [labelled(pool[i]) for i in chosen]
-            random_errors.append(fit_errors(images, test))
-        random_errors = np.mean(random_errors, axis=0)
-        rows.append([h["iteration"], int(n), f"{h['max_gamma'] or 0:.3g}",
-                     f"{h['test']['energy_rmse']:.1f}", f"{h['test']['forces_rmse']:.3f}",
-                     f"{random_errors[0]:.1f}", f"{random_errors[1]:.3f}"])
+    random_cache = {}
+
+    def random_errors(n):
+        """Mean test RMSE (E, F) of fits to the seeds plus n - len(seeds) random pool frames."""
+        if n not in random_cache:
+            extra = n - len(start)
+            errors = []
+            for _ in range(args.repeats if extra else 1):
+                chosen = rng.choice(len(pool), size=extra, replace=False) if extra else []
+                images = [labelled(a) for a in start] + [labelled(pool[i]) for i in chosen]
+                errors.append(fit_errors(images, test))
+            random_cache[n] = np.mean(errors, axis=0)
+        return random_cache[n]
+
+    summary = []
+    for seed, history in enumerate(histories):
+        labels = np.cumsum([h["labelled"] for h in history])
+        rows = []
+        for h, n in zip(history, labels):
+            random_e, random_f = random_errors(int(n))
+            rows.append([h["iteration"], int(n), f"{h['max_gamma'] or 0:.3g}",
+                         f"{h['test']['energy_rmse']:.1f}", f"{h['test']['forces_rmse']:.4f}",
+                         f"{random_e:.1f}", f"{random_f:.4f}"])
+        print(f"\nlearn loop, MD seed {seed}")
+        print(format_table(["iteration", "labelled", "max gamma", "learn E meV/atom",
+                            "learn F eV/Å", "random E meV/atom", "random F eV/Å"], rows))
+        final = int(labels[-1])
+        target_e, target_f = random_errors(final)
+        reach_e = labels_to_reach(labels, [h["test"]["energy_rmse"] for h in history], target_e)
+        reach_f = labels_to_reach(labels, [h["test"]["forces_rmse"] for h in history], target_f)
+        summary.append([seed, final, f"{target_e:.1f} / {target_f:.4f}",
+                        f"{reach_e} ({100 * reach_e / final:.0f}%)" if reach_e else "never",
+                        f"{reach_f} ({100 * reach_f / final:.0f}%)" if reach_f else "never"])
     print(f"\n{machine_description()}; ace {source_version(__file__)}; pool of "
-          f"{len(pool)} EMT MD frames for random selection (mean of {args.repeats})")
-    print(format_table(["iteration", "labelled", "max gamma", "learn E meV/atom",
-                        "learn F eV/Å", "random E meV/atom", "random F eV/Å"], rows))
+          f"{len(pool)} EMT MD frames for random selection (mean of {args.repeats} draws)")
+    print(format_table(["MD seed", "final labels", "random's final E / F",
+                        "learn reaches E with", "learn reaches F with"], summary))
 
 
 if __name__ == "__main__":
