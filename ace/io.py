@@ -20,7 +20,7 @@ from ace.physical.potential import POTENTIAL_KINDS, PhysicalPotential, file_kind
 from ace.physically_informed import PhysicallyInformedPotential
 from ace.potential import ACEPotential, PotentialFileError
 from ace.uncertainty import ActiveSet
-from ace.uncertainty.pace_asi import asi_path, write_asi
+from ace.uncertainty.pace_asi import asi_path, check_asi_exportable, write_asi
 
 EXPORT_FORMATS = ("yace", "pace-yaml", "ace")
 # the suffixes that name an export format when none is given
@@ -146,9 +146,13 @@ def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins
     if isinstance(potential, PhysicalPotential):
         potential.save(path)
         return fmt
-    if active_set is not None and fmt != "pace-yaml":
-        raise ValueError("an active set is exported with the pace-yaml format only (PACE reads "
-                         "active sets with the B-basis .yaml)")
+    if active_set is not None:
+        if fmt != "pace-yaml":
+            raise ValueError("an active set is exported with the pace-yaml format only (PACE "
+                             "reads active sets with the B-basis .yaml)")
+        if not isinstance(active_set, ActiveSet):
+            active_set = ActiveSet.load(active_set)
+        check_asi_exportable(active_set, potential)  # before anything is written
     if fmt == "yace":
         export_yace(potential, path, delta_spline_bins=delta_spline_bins)
     elif fmt == "pace-yaml":
@@ -157,7 +161,5 @@ def export(potential, path, format=None, e0_to_metadata=False, delta_spline_bins
     else:
         potential.save(path)
     if active_set is not None:
-        if not isinstance(active_set, ActiveSet):
-            active_set = ActiveSet.load(active_set)
         write_asi(active_set, potential, asi_path(path))
     return fmt

@@ -418,6 +418,20 @@ def test_cli_active_set_writes_a_file_the_calculator_uses(cu_case, tmp_path, cap
     assert "missing.xyz: no such file" in capsys.readouterr().err
 
 
+def test_cli_export_of_a_normalised_active_set_fails_before_writing(cu_case, tmp_path, capsys):
+    """The default active set (normalised) cannot become a PACE .asi: export says how to get
+    a linear one and writes neither X.yaml nor X.asi."""
+    from ace.cli import main
+    pot, structures, active_set = cu_case
+    pot.save(tmp_path / "pot.yaml")
+    active_set.save(tmp_path / "pot.active.yaml")
+    out = tmp_path / "X.yaml"
+    assert main(["export", str(tmp_path / "pot.yaml"), "-o", str(out), "--e0-to-metadata",
+                 "--active-set", str(tmp_path / "pot.active.yaml")]) == 1
+    assert "--mode linear" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "X.asi").exists()
+
+
 @pytest.mark.parametrize("case", ["single", "cu_ni"])
 def test_pace_asi_gives_pyace_the_same_gamma(case, tmp_path):
     pyace = pytest.importorskip("pyace", reason="python-ace is not installed")

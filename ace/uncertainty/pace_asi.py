@@ -45,14 +45,20 @@ def pace_column_order(potential):
     return columns
 
 
-def write_asi(active_set, potential, path):
-    """Write the .asi of ``active_set`` (checked against ``potential``), atomically."""
+def check_asi_exportable(active_set, potential):
+    """Raise ValueError unless ``active_set`` belongs to ``potential`` and is linear-mode (the
+    only mode PACE's .asi can carry)."""
     active_set.check(potential)
     if active_set.mode != "linear":
         raise ValueError(f"PACE .asi needs a linear-mode active set (this one is "
                          f"{active_set.mode}; ace's default grade is normalised): build one "
                          "with `ace active-set POTENTIAL DATA --mode linear`, or fit with "
                          "fit.active_set: linear")
+
+
+def write_asi(active_set, potential, path):
+    """Write the .asi of ``active_set`` (checked against ``potential``), atomically."""
+    check_asi_exportable(active_set, potential)
     columns = pace_column_order(potential)
     arrays = {}
     for element in active_set.elements:
