@@ -21,9 +21,14 @@ medians, and Spearman's rank correlation on the in-domain test set between each 
 the actual error (per structure: |energy error| per atom against committee std per atom and
 max gamma; per atom: |force error| against the committee force std and gamma).
 
+``calibration``: the shipped linear potentials (potentials/<El>.yaml) on the whole mlearn test
+sets, active sets on the whole training sets: Spearman's rank correlation of the committee std
+and of gamma with the actual error, per structure (energy) and per atom (forces).
+
     PYTHONPATH=. python benchmarks/bench_trust.py cost [--repeats 5]
     PYTHONPATH=. python benchmarks/bench_trust.py detection [--elements Mo Si] [--data DIR]
         [--modes normalised linear]
+    PYTHONPATH=. python benchmarks/bench_trust.py calibration [--elements Mo Si]
 """
 from __future__ import annotations
 
@@ -260,6 +265,33 @@ def run_detection(args):
                         "Spearman E: std / gamma", "Spearman F: std / gamma"], rows))
 
 
+def run_calibration(args):
+    """Spearman correlation of each signal with the actual error, shipped potentials on the
+    whole mlearn test sets, active sets on the whole training sets."""
+    import ase.io
+
+    import ace
+    from ace.uncertainty import build_active_set
+
+    rows = []
+    for element in args.elements:
+        potential = ace.load(os.path.join(args.potentials, f"{element}.yaml"))
+        train = ase.io.read(os.path.join(args.data, element, "train.xyz"), ":")
+        test = ase.io.read(os.path.join(args.data, element, "test.xyz"), ":")
+        for mode in args.modes:
+            active_set = build_active_set(potential, train, mode=mode, num_threads=args.threads)
+            per_structure, per_atom = signals(potential, active_set, test, args.threads)
+            rows.append([element, mode,
+                         f"{spearman(per_structure[:, 1], per_structure[:, 2]):.2f}",
+                         f"{spearman(per_structure[:, 0], per_structure[:, 2]):.2f}",
+                         f"{spearman(per_atom[:, 1], per_atom[:, 2]):.2f}",
+                         f"{spearman(per_atom[:, 0], per_atom[:, 2]):.2f}"])
+            print(rows[-1], flush=True)
+    print(f"\n{machine_description()}; ace {source_version(__file__)}")
+    print(format_table(["", "mode", "E: committee std", "E: max gamma", "F: committee std",
+                        "F: gamma"], rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -274,13 +306,19 @@ def main():
     detection.add_argument("--threads", type=int, default=1)
     detection.add_argument("--modes", nargs="+", default=["normalised", "linear"],
                            help="active-set modes to compare (the default first)")
+    calibration = commands.add_parser("calibration")
+    calibration.add_argument("--elements", nargs="+", default=["Mo", "Si"])
+    calibration.add_argument("--data", default=DATA)
+    calibration.add_argument("--potentials", default=os.path.join(HERE, "..", "potentials"))
+    calibration.add_argument("--threads", type=int, default=1)
+    calibration.add_argument("--modes", nargs="+", default=["normalised", "linear"])
     args = parser.parse_args()
     if args.command == "cost":
         run_cost(args)
-    else:
-        if not os.path.isdir(args.data):
-            sys.exit(f"no mlearn data at {args.data}")
-        run_detection(args)
+        return
+    if not os.path.isdir(args.data):
+        sys.exit(f"no mlearn data at {args.data}")
+    (run_detection if args.command == "detection" else run_calibration)(args)
 
 
 if __name__ == "__main__":
