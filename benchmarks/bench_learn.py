@@ -11,7 +11,7 @@ force RMSE against the number of labelled structures, beside random selection of
 counts (mean of ``--repeats`` draws), and how many labels the loop needed to reach random
 selection's error at the loop's final count.
 
-    PYTHONPATH=. python benchmarks/bench_learn.py [--iterations 8] [--seeds 3] [--repeats 5]
+    PYTHONPATH=. python benchmarks/bench_learn.py [--iterations 8] [--seeds 5] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def labels_to_reach(history_labels, errors, target):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--seeds", type=int, default=3, help="learn loops (MD seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, default=5, help="learn loops (MD seeds 0..N-1)")
     parser.add_argument("--repeats", type=int, default=5, help="random-selection draws per count")
     args = parser.parse_args()
     from ace.basis import build_basis
