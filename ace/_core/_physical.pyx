@@ -20,7 +20,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport exp, sqrt
 from libc.stdlib cimport calloc, free, malloc
 
-from ace._core._evaluator cimport max_neighbour_count
+from ace._core._evaluator cimport max_neighbour_count, scatter_pair_gradients
 from ace._core._openmp cimport omp_get_thread_num
 
 cnp.import_array()
@@ -408,25 +408,33 @@ cdef void free_tapes(Tape* tapes, int n_threads) noexcept nogil:
     free(tapes)
 
 
+cdef void release_tapes(Tape* tapes, int n_threads) except *:
+    """Free the per-thread tapes; raise if one overflowed its node bound."""
+    cdef int t, failed = 0
+    for t in range(n_threads):
+        failed |= tapes[t].failed
+    free_tapes(tapes, n_threads)
+    if failed:
+        raise RuntimeError("the physical-form tape overflowed its node bound (a bug: "
+                           "capacity_for undercounts)")
+
+
 def physical_per_atom(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
                       const double[:, ::1] vectors, const double[:, ::1] params, double rc,
                       double width, int n_threads):
     """Per-atom energies [n], forces [n, 3], strain derivative sum_q D_q (x) dE/dD_q [3, 3] and
     dE_i/dp_i [n, n_params]."""
-    cdef Py_ssize_t n_atoms = params.shape[0], i, q, jn
-    cdef int n_params = params.shape[1], max_nb = max_neighbour_count(first), k, out, a, b
+    cdef Py_ssize_t n_atoms = params.shape[0], i, q
+    cdef int n_params = params.shape[1], max_nb = max_neighbour_count(first), k, out, a
     n_threads = max(1, n_threads)
     energies_np = np.zeros(n_atoms)
     gradient_np = np.zeros((n_atoms, n_params))
     pair_gradient_np = np.zeros((max(vectors.shape[0], 1), 3))
-    atom_strain_np = np.zeros((n_atoms, 9))
     cdef double[::1] energies = energies_np
     cdef double[:, ::1] gradient = gradient_np
     cdef double[:, ::1] pair_gradient = pair_gradient_np
-    cdef double[:, ::1] atom_strain = atom_strain_np
     cdef Tape* tapes = thread_tapes(n_threads, form, max_nb, n_params, 1)
     cdef Tape* tp
-    cdef int failed = 0
     cdef Py_ssize_t n_nb
     with nogil, parallel(num_threads=n_threads):
         tp = tapes + omp_get_thread_num()
@@ -444,25 +452,10 @@ def physical_per_atom(int form, const cnp.int64_t[::1] first, const cnp.int64_t[
             for q in range(n_nb):
                 for a in range(3):
                     pair_gradient[first[i] + q, a] = tp.adj[n_params + 3 * q + a]
-                    for b in range(3):
-                        atom_strain[i, 3 * a + b] += (vectors[first[i] + q, a]
-                                                      * tp.adj[n_params + 3 * q + b])
-    for k in range(n_threads):
-        failed |= tapes[k].failed
-    free_tapes(tapes, n_threads)
-    if failed:
-        raise RuntimeError("the physical-form tape overflowed its node bound (a bug: "
-                           "capacity_for undercounts)")
-    forces_np = np.zeros((n_atoms, 3))
-    cdef double[:, ::1] forces = forces_np
-    with nogil:
-        for i in range(n_atoms):
-            for q in range(first[i], first[i + 1]):
-                jn = pair_j[q]
-                for a in range(3):
-                    forces[i, a] += pair_gradient[q, a]
-                    forces[jn, a] -= pair_gradient[q, a]
-    return energies_np, forces_np, atom_strain_np.sum(axis=0).reshape(3, 3), gradient_np
+    release_tapes(tapes, n_threads)
+    forces_np, strain_np = scatter_pair_gradients(first, pair_j, vectors, pair_gradient,
+                                                  n_threads)
+    return energies_np, forces_np, strain_np, gradient_np
 
 
 def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
@@ -482,7 +475,7 @@ def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[:
     cdef double[:, :, ::1] hessian = hessian_np
     cdef Tape* tapes = thread_tapes(n_threads, form, max_nb, n_params, n_dir)
     cdef Tape* tp
-    cdef int failed = 0, nd
+    cdef int nd
     cdef Py_ssize_t n_nb
     cdef double value
     with nogil, parallel(num_threads=n_threads):
@@ -518,10 +511,5 @@ def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[:
                 for k in range(n_params):
                     for c in range(n_params):
                         hessian[i, c, k] = tp.tadj[k * nd + 1 + c]
-    for k in range(n_threads):
-        failed |= tapes[k].failed
-    free_tapes(tapes, n_threads)
-    if failed:
-        raise RuntimeError("the physical-form tape overflowed its node bound (a bug: "
-                           "capacity_for undercounts)")
+    release_tapes(tapes, n_threads)
     return u_np, hessian_np
