@@ -181,31 +181,30 @@ def fit(family, element, train, output, reuse, log, restarts=None):
     return output
 
 
-def without_group(element, group, workdir):
-    path = os.path.join(workdir, f"{element}-train-without-{group}.xyz")
+def group_file(element, splits, group, keep_group, workdir):
+    """A cached extxyz of the ``splits`` ("train", "test") of ``element`` holding only the
+    structures of config_type ``group`` (``keep_group``) or all the others."""
+    name = f"{element}-{'-'.join(splits)}-{'only' if keep_group else 'without'}-{group}.xyz"
+    path = os.path.join(workdir, name)
     if not os.path.exists(path):
-        images = read(os.path.join(DATA, element, "train.xyz"), ":")
-        write(path, [a for a in images if a.info.get("config_type") != group])
-    return path
-
-
-def group_structures(element, group, workdir):
-    """The group's training and test structures (the held-out set of leave-one-group-out)."""
-    path = os.path.join(workdir, f"{element}-{group}-all.xyz")
-    if not os.path.exists(path):
-        images = [a for split in ("train", "test")
+        images = [a for split in splits
                   for a in read(os.path.join(DATA, element, f"{split}.xyz"), ":")
-                  if a.info.get("config_type") == group]
+                  if (a.info.get("config_type") == group) == keep_group]
         write(path, images)
     return path
 
 
+def without_group(element, group, workdir):
+    return group_file(element, ("train",), group, False, workdir)
+
+
+def group_structures(element, group, workdir):
+    """The group's training and test structures (the held-out set of leave-one-group-out)."""
+    return group_file(element, ("train", "test"), group, True, workdir)
+
+
 def test_without_group(element, group, workdir):
-    path = os.path.join(workdir, f"{element}-test-without-{group}.xyz")
-    if not os.path.exists(path):
-        images = read(os.path.join(DATA, element, "test.xyz"), ":")
-        write(path, [a for a in images if a.info.get("config_type") != group])
-    return path
+    return group_file(element, ("test",), group, False, workdir)
 
 
 def errors(potential, data):
