@@ -1,18 +1,26 @@
 """Physically-informed ACE (PINN-style): a physical form whose parameters vary per atom with a
 linear ACE expansion of the atom's environment.
 
-  p_i = p0_(s_i) + C_(s_i) B_i,      E = sum_i [E_i(R_i, p_i) + E0_(s_i)]
+  p_i = p0_(s_i) + m(q_i),  q_i = C_(s_i) B_i,      E = sum_i [E_i(R_i, p_i) + E0_(s_i)]
+
+m is the identity (the unbounded potential) or, per parameter k with a half-width s_k
+(``max_shift``), m_k(q) = s_k tanh(q / s_k): the local parameter stays within s_k of the
+global one however far the environment lies from the data, with slope 1 at q = 0.
 
 B_i are the raw B-functions of atom i of a linear ACE basis (the *descriptor*, an ACEPotential
 whose coefficients are not used), C_s [n_params, n_functions] the coefficients of element s and
 E_i the physical form's atomic energy (ace.physical), which depends on atom i's own parameters
 and its neighbours' positions only. Then exactly (docs/physically-informed.md):
+With m', m'' its derivatives at q_i:
   forces, strain derivative = those of the form at fixed p  +  those of
-      E_W = sum_i sum_f W_if B_if,   W_if = sum_k dE_i/dp_ik C_(s_i)[k, f]
-  dE/dC_s[k, f] = sum_(i in s) dE_i/dp_ik B_if
+      E_W = sum_i sum_f W_if B_if,   W_if = sum_k dE_i/dp_ik m'_ik C_(s_i)[k, f]
+  dE/dC_s[k, f] = sum_(i in s) dE_i/dp_ik m'_ik B_if
 and along a displacement g and strain D (delta_ij = g_j - g_i + D r_ij), with the tangents
-T_if = D_delta B_if, q_il = sum_f C[l, f] T_if, the form's adjoint u, H:
-  d(D_delta E)/dC[k, f] = sum_i (u_ik + sum_l H_ikl q_il) B_if + dE_i/dp_ik T_if,
+T_if = D_delta B_if, t_il = sum_f C[l, f] T_if, the form's adjoint u, H, and
+v_ik = u_ik + sum_l H_ikl m'_il t_il:
+  d(D_delta E)/dC[k, f] = sum_i (m'_ik v_ik + dE_i/dp_ik m''_ik t_ik) B_if
+                                + dE_i/dp_ik m'_ik T_if,
+  d(D_delta E)/dp0_k = sum_i v_ik,
 which gives the gradient of the force and stress terms of a loss.
 """
 from __future__ import annotations
@@ -36,13 +44,15 @@ class PhysicallyInformedPotential(PhysicalPotential):
     ``form``: an ace.physical form; ``descriptor``: the ACEPotential giving B;
     ``base_parameters`` p0 [n_elements, n_params]; ``coefficients`` C [n_elements, n_params,
     n_columns] (column f - first function of the element, as Evaluator.basis_values);
-    ``e0`` [n_elements]; ``tau`` the penalty weight it was fitted with (kept for the record).
+    ``e0`` [n_elements]; ``tau`` the penalty weight it was fitted with (kept for the record);
+    ``max_shift`` [n_elements, n_params] the half-widths s of the bounded map (inf: that
+    parameter unbounded; None: all unbounded).
     """
 
     kind = KIND
 
     def __init__(self, form, descriptor, base_parameters, coefficients=None, e0=None, tau=0.0,
-                 metadata=None):
+                 metadata=None, max_shift=None):
         self.form = form
         self.descriptor = descriptor
         self.elements = list(descriptor.elements)
@@ -62,6 +72,11 @@ class PhysicallyInformedPotential(PhysicalPotential):
         self.e0 = np.zeros(n_el) if e0 is None else np.array(e0, dtype=float).reshape(n_el)
         self.tau = float(tau)
         self.metadata = dict(metadata or {})
+        self.max_shift = (np.full((n_el, form.n_params), np.inf) if max_shift is None
+                          else np.array(max_shift, dtype=float).reshape(n_el, form.n_params))
+        if np.isnan(self.max_shift).any() or (self.max_shift <= 0).any():
+            raise ValueError("max_shift: half-widths must be positive (inf: unbounded), got "
+                             f"{self.max_shift.tolist()}")
 
     @property
     def n_columns(self):
@@ -89,13 +104,31 @@ class PhysicallyInformedPotential(PhysicalPotential):
     def copy(self):
         return PhysicallyInformedPotential(self.form, self.descriptor.copy(),
                                            self.base_parameters.copy(), self.coefficients.copy(),
-                                           self.e0.copy(), self.tau, dict(self.metadata))
+                                           self.e0.copy(), self.tau, dict(self.metadata),
+                                           self.max_shift.copy())
+
+    @property
+    def bounded(self):
+        return bool(np.isfinite(self.max_shift).any())
+
+    def parameter_shifts(self, species, basis_values):
+        """(Delta p = m(q), m'(q), m''(q)) [n_atoms, n_params] with q_i = C_(s_i) B_i."""
+        species = np.asarray(species)
+        q = np.einsum("ikf,if->ik", self.coefficients[species], basis_values)
+        if not self.bounded:
+            return q, np.ones_like(q), np.zeros_like(q)
+        half_width = self.max_shift[species]
+        finite = np.isfinite(half_width)
+        safe = np.where(finite, half_width, 1.0)
+        t = np.tanh(np.where(finite, q / safe, 0.0))
+        slope = 1.0 - t * t
+        return (np.where(finite, safe * t, q), np.where(finite, slope, 1.0),
+                np.where(finite, -2.0 * t * slope / safe, 0.0))
 
     def local_parameters(self, species, basis_values):
-        """p_i = p0_(s_i) + C_(s_i) B_i [n_atoms, n_params]."""
+        """p_i = p0_(s_i) + m(C_(s_i) B_i) [n_atoms, n_params]."""
         species = np.asarray(species)
-        return self.base_parameters[species] + np.einsum(
-            "ikf,if->ik", self.coefficients[species], basis_values)
+        return self.base_parameters[species] + self.parameter_shifts(species, basis_values)[0]
 
     def evaluator(self):
         return PhysicallyInformedEvaluator(self)
@@ -115,6 +148,7 @@ class PhysicallyInformedPotential(PhysicalPotential):
         return {"kind": self.kind, "form": self.form.name, "elements": self.elements,
                 "cutoff": self.cutoff, "cutoff_width": self.form.cutoff_width,
                 "n_parameters": self.n_parameters, "tau": self.tau,
+                "max_shift": shift_mapping(self),
                 "descriptor": {"functions": {e: int(n) for e, n in zip(self.elements, counts)},
                                "cutoff": self.descriptor.cutoff},
                 "parameters": {e: dict(zip(names, map(float, row)))
@@ -139,6 +173,8 @@ class PhysicallyInformedResults:
     parameters: np.ndarray  # [n_atoms, n_params]: the local parameters p_i
     basis_values: np.ndarray  # [n_atoms, n_columns]: B_i
     parameter_derivatives: np.ndarray  # [n_atoms, n_params]: dE_i/dp_i
+    shift_slope: np.ndarray  # [n_atoms, n_params]: m'(q_i)
+    shift_curvature: np.ndarray  # [n_atoms, n_params]: m''(q_i)
 
 
 class PhysicallyInformedEvaluator:
@@ -162,10 +198,12 @@ class PhysicallyInformedEvaluator:
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
         b = (self.descriptor.basis_values(structure, num_threads, nl) if basis_values is None
              else basis_values)
-        params = pot.local_parameters(structure.species, b)
+        shift, slope, curvature = pot.parameter_shifts(structure.species, b)
+        params = pot.base_parameters[structure.species] + shift
         physical = per_atom(pot.form, nl, structure.species, params,
                             num_threads=num_threads)
-        weights = np.einsum("ik,ikf->if", physical.dE_dp, pot.coefficients[structure.species])
+        weights = np.einsum("ik,ikf->if", physical.dE_dp * slope,
+                            pot.coefficients[structure.species])
         _, forces, strain = self.descriptor.weighted_forces(structure, weights, num_threads, nl)
         energies = physical.energies + pot.e0[structure.species]
         if not (np.isfinite(energies).all() and np.isfinite(physical.forces).all()
@@ -176,29 +214,39 @@ class PhysicallyInformedEvaluator:
                 f"{params.max(axis=0)})")
         return PhysicallyInformedResults(float(energies.sum()), energies,
                                          physical.forces + forces, physical.virial + strain,
-                                         params, b, physical.dE_dp)
+                                         params, b, physical.dE_dp, slope, curvature)
 
-    def directional_gradient(self, structure, nl, params, displacement, strain,
+    def directional_gradient(self, structure, nl, results, displacement, strain,
                              num_threads=None):
-        """Per atom, for delta_ij = g_j - g_i + strain @ r_ij (g = displacement):
-        (u + H q [n_atoms, n_params], T [n_atoms, n_columns]) with T the descriptor's tangents
-        and q = C T, so that d(D_delta E)/dC[k, f] = sum_i (u + H q)_ik B_if + dE_i/dp_ik T_if
-        and d(D_delta E)/dp0_k = sum_i (u + H q)_ik."""
+        """Per atom, for delta_ij = g_j - g_i + strain @ r_ij (g = displacement) at the point of
+        ``results`` (compute's): (v, w, T) with T [n_atoms, n_columns] the descriptor's tangents,
+        so that (module doc) d(D_delta E)/dp0_k = sum_i v_ik and
+        d(D_delta E)/dC[k, f] = sum_i w_ik B_if + dE_i/dp_ik m'_ik T_if."""
         pot = self.potential
         species = structure.species
         _, tangents = self.descriptor.basis_tangents(structure, displacement, strain,
                                                      num_threads, nl)
-        u, hessian = adjoint(pot.form, nl, species, params, displacement, strain,
+        u, hessian = adjoint(pot.form, nl, species, results.parameters, displacement, strain,
                              num_threads=num_threads)
-        q = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
-        return u + np.einsum("ikl,il->ik", hessian, q), tangents
+        t = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
+        v = u + np.einsum("ikl,il->ik", hessian, results.shift_slope * t)
+        w = results.shift_slope * v + results.parameter_derivatives * results.shift_curvature * t
+        return v, w, tangents
 
 
 # ----------------------------------------------------------------------------- file format
 
 FILE_KEYS = ("kind", "format", "format_version", "units", "elements", "form", "cutoff",
              "cutoff_width", "parameter_names", "base_parameters", "e0", "tau", "coefficients",
-             "descriptor", "metadata")
+             "descriptor", "metadata", "max_shift")
+OPTIONAL_KEYS = {"metadata", "max_shift"}  # max_shift absent: unbounded (files before it)
+
+
+def shift_mapping(pot):
+    """{element: {parameter: half-width}} of the bounded parameters (empty: unbounded)."""
+    names = pot.form.parameter_names
+    return {e: {k: float(v) for k, v in zip(names, row) if np.isfinite(v)}
+            for e, row in zip(pot.elements, pot.max_shift) if np.isfinite(row).any()}
 
 
 def potential_to_dict(pot):
@@ -217,6 +265,7 @@ def potential_to_dict(pot):
                              for p in range(len(names))] for s, e in enumerate(el)},
         "descriptor": pot.descriptor.to_dict(),
         "metadata": pot.metadata,
+        **({"max_shift": shift_mapping(pot)} if pot.bounded else {}),
     }
 
 
@@ -225,7 +274,7 @@ def potential_from_dict(data):
     if not isinstance(data, dict):
         raise ValueError("the file does not hold a mapping")
     unknown = sorted(set(data) - set(FILE_KEYS))
-    missing = sorted(set(FILE_KEYS) - set(data) - {"metadata"})
+    missing = sorted(set(FILE_KEYS) - set(data) - OPTIONAL_KEYS)
     if unknown:
         raise ValueError(f"unknown keys {unknown} in a {KIND} potential")
     if missing:
@@ -258,7 +307,9 @@ def potential_from_dict(data):
     pot = PhysicallyInformedPotential(form, descriptor,
                                       [data["base_parameters"][e] for e in elements],
                                       e0=[float(data["e0"][e]) for e in elements], tau=tau,
-                                      metadata=data.get("metadata") or {})
+                                      metadata=data.get("metadata") or {},
+                                      max_shift=shifts_from_mapping(data.get("max_shift") or {},
+                                                                    elements, names))
     if not np.isfinite(pot.e0).all():
         raise ValueError("e0 must be finite")
     counts = pot.n_functions_per_element
@@ -270,3 +321,23 @@ def potential_from_dict(data):
                              f"got shape {rows.shape}")
         pot.coefficients[s, :, :counts[s]] = rows
     return pot
+
+
+def shifts_from_mapping(mapping, elements, names):
+    """The max_shift array of a file's {element: {parameter: half-width}} (others: inf)."""
+    shifts = np.full((len(elements), len(names)), np.inf)
+    if not isinstance(mapping, dict) or set(mapping) - set(elements):
+        raise ValueError(f"max_shift must map elements of {elements} to {{parameter: "
+                         f"half-width}}, got {mapping!r}")
+    for s, e in enumerate(elements):
+        row = mapping.get(e, {})
+        if not isinstance(row, dict) or set(row) - set(names):
+            raise ValueError(f"max_shift of {e}: a mapping of parameters of {names} to "
+                             f"half-widths, got {row!r}")
+        for k, value in row.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not (np.isfinite(value) and value > 0):
+                raise ValueError(f"max_shift of {e}, {k}: a positive finite half-width, got "
+                                 f"{value!r}")
+            shifts[s, names.index(k)] = float(value)
+    return shifts

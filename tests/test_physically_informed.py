@@ -28,12 +28,17 @@ def start_parameters(name):
     return np.array([[SPECS[name].start[k] for k in SPECS[name].parameter_names]])
 
 
-def pinn(name, seed=0, amplitude=0.0, orders=2):
+BOUND = 0.04  # a half-width of the bounded map comparable to the shifts of pinn(amplitude=0.1)
+
+
+def pinn(name, seed=0, amplitude=0.0, orders=2, bounded=False):
     """A Cu PINN potential on a small random descriptor; C random with |Delta p| ~ amplitude
-    on the test structures (0: C = 0)."""
+    on the test structures (0: C = 0); ``bounded``: every parameter within BOUND of p0 (the
+    tanh map, in its curved part at these shifts)."""
     descriptor = random_potential(("Cu",), ndensity=1, orders=orders, seed=3, rcut=CUTOFF)
     form = form_by_name(name, cutoff=CUTOFF, cutoff_width=WIDTH)
-    pot = PhysicallyInformedPotential(form, descriptor, start_parameters(name), e0=[0.3])
+    pot = PhysicallyInformedPotential(form, descriptor, start_parameters(name), e0=[0.3],
+                                      max_shift=np.full((1, 8), BOUND) if bounded else None)
     if amplitude:
         b = PhysicallyInformedEvaluator(pot).descriptor.basis_values(
             Structure.from_atoms(descriptor, make_structure("bulk")), 1)
@@ -71,11 +76,11 @@ def deformed(atoms, displacement, strain, t):
     return work
 
 
-@pytest.mark.parametrize("name", FORMS)
+@pytest.mark.parametrize("name, bounded", [(n, False) for n in FORMS] + [("bop", True)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_forces_and_strain_derivative_by_finite_differences(name, kind):
+def test_forces_and_strain_derivative_by_finite_differences(name, kind, bounded):
     """-sum F . g and sum S : D against central differences of E along g and along D."""
-    pot = pinn(name, amplitude=0.1)
+    pot = pinn(name, amplitude=0.1, bounded=bounded)
     atoms = make_structure(kind, seed=3)
     result = compute(pot, atoms)
     assert np.abs(result.parameters - start_parameters(name)).max() > 0.01
@@ -145,13 +150,17 @@ def labelled(teacher, kinds, seed=0, noise=0.0):
     return Dataset.from_atoms(images)
 
 
-@pytest.mark.parametrize("name", FORMS)
+@pytest.mark.parametrize("name, bounded", [(n, False) for n in FORMS] + [("bop", True)])
 @pytest.mark.parametrize("train_base", (False, True))
-def test_loss_gradient_by_finite_differences(name, train_base):
+def test_loss_gradient_by_finite_differences(name, train_base, bounded):
     """Every term (energy, forces, stress, penalty) in C, p0 and E0, at a point off the data."""
     teacher = pinn(name, seed=1, amplitude=0.1)
     data = labelled(teacher, ("bulk", "triclinic", "small_cell"), noise=1.0)
-    start = pinn(name, seed=2, amplitude=0.05)
+    start = pinn(name, seed=2, amplitude=0.1 if bounded else 0.05, bounded=bounded)
+    if bounded:  # the map's curvature matters: shifts reach into the tanh's bend
+        ratio = np.abs(compute(start, make_structure("bulk")).parameters
+                       - start.base_parameters).max() / BOUND
+        assert 0.3 < ratio < 1, ratio
     samples = make_samples(start, data, np.array([1.0, 0.5, 2.0]), num_threads=1)
     loss = PhysicallyInformedLoss(start, samples, {"forces": 0.5, "stress": 0.3}, penalty=0.1,
                                   train_base=train_base, num_threads=1)
@@ -208,15 +217,40 @@ def test_steps_outside_the_domain_are_refused_by_the_loss():
         PhysicallyInformedLoss(pot, loss.samples, {"forces": 1.0}, 0.0, varied=("Z",))
 
 
-def test_file_round_trip(tmp_path):
+def test_bounded_shifts_stay_within_their_half_widths_far_from_the_data():
+    """Compressed to half its volume, the unbounded potential's local parameters move far; the
+    bounded one's stay within max_shift of p0 however far C moves them, and agree to first order
+    near p0."""
+    free = pinn("bop", amplitude=0.1)
+    bounded = pinn("bop", amplitude=0.1)
+    bounded.max_shift = np.full((1, 8), 0.05)
+    atoms = make_structure("bulk", seed=1)
+    atoms.set_cell(atoms.cell * 0.8, scale_atoms=True)
+    far = compute(free, atoms).parameters - free.base_parameters
+    kept = compute(bounded, atoms).parameters - bounded.base_parameters
+    assert np.abs(far).max() > 0.1 and np.abs(kept).max() < 0.05
+    np.testing.assert_allclose(np.abs(kept), 0.05 * np.tanh(np.abs(far) / 0.05), rtol=1e-12)
+    free.coefficients *= 1e-4
+    bounded.coefficients *= 1e-4
+    small = compute(free, atoms).parameters - free.base_parameters
+    np.testing.assert_allclose(compute(bounded, atoms).parameters - bounded.base_parameters,
+                               small, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bounded", (False, True))
+def test_file_round_trip(tmp_path, bounded):
     pot = pinn("bop", amplitude=0.1)
     pot.tau = 0.25
+    if bounded:
+        pot.max_shift[0, [0, 5]] = [0.3, 0.2]  # A and sigma bounded, the others not
     path = tmp_path / "pinn.yaml"
     pot.save(path)
     loaded = PhysicallyInformedPotential.load(path)
     assert loaded.form.name == "bop" and loaded.tau == 0.25
     np.testing.assert_array_equal(loaded.coefficients, pot.coefficients)
     np.testing.assert_array_equal(loaded.base_parameters, pot.base_parameters)
+    np.testing.assert_array_equal(loaded.max_shift, pot.max_shift)
+    assert ("max_shift" in pot.to_dict()) == bounded
     atoms = make_structure("bulk", seed=1)
     assert compute(loaded, atoms).energy == compute(pot, atoms).energy
 
@@ -231,6 +265,9 @@ def test_file_round_trip(tmp_path):
     (lambda d: d.update(tau=-1.0), "tau"),
     (lambda d: d["base_parameters"].update(Cu=[-1.0] * 8), ">= 0"),
     (lambda d: d["descriptor"].pop("bonds"), "descriptor"),
+    (lambda d: d.update(max_shift={"Cu": {"sigma": -1.0}}), "max_shift of Cu, sigma"),
+    (lambda d: d.update(max_shift={"Cu": {"Z": 1.0}}), "max_shift of Cu"),
+    (lambda d: d.update(max_shift={"Fe": {"A": 1.0}}), "max_shift must map"),
 ])
 def test_bad_files_give_clear_errors(change, message):
     data = pinn("bop").to_dict()

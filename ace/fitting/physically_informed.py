@@ -232,21 +232,25 @@ class PhysicallyInformedLoss:
             if not gradient:
                 continue
             alpha = 2 * cE * w * rE / s.n_atoms
-            per_param = alpha * r.parameter_derivatives + 2 * cP * delta
+            # per atom and parameter: the coefficient of B_i in the C gradient, and the p0
+            # gradient (module doc of ace.physically_informed; m' = 1, m'' = 0 unbounded)
+            per_base = alpha * r.parameter_derivatives
+            per_coefficient = (per_base + 2 * cP * delta) * r.shift_slope
             tangent_part = None
             if rF is not None or rS is not None:
                 g = -2 * cF * w * rF if rF is not None else np.zeros((s.n_atoms, 3))
                 D = (2 * cS * w * rS / s.volume).T if rS is not None else np.zeros((3, 3))
-                directional, tangents = evaluator.directional_gradient(
-                    s.structure, s.nl, r.parameters, g, D, self.num_threads)
-                per_param = per_param + directional
-                tangent_part = (r.parameter_derivatives, tangents)
+                base, coefficient, tangents = evaluator.directional_gradient(
+                    s.structure, s.nl, r, g, D, self.num_threads)
+                per_base = per_base + base
+                per_coefficient = per_coefficient + coefficient
+                tangent_part = (r.parameter_derivatives * r.shift_slope, tangents)
             for e in np.unique(species):
                 rows = species == e
-                g_c[e] += per_param[rows].T @ s.basis_values[rows]
+                g_c[e] += per_coefficient[rows].T @ s.basis_values[rows]
                 if tangent_part is not None:
                     g_c[e] += tangent_part[0][rows].T @ tangent_part[1][rows]
-                g_p[e] += (per_param[rows] - 2 * cP * delta[rows]).sum(axis=0)
+                g_p[e] += per_base[rows].sum(axis=0)
                 g_e[e] += alpha * rows.sum()
         return terms, (self._pack_gradient(g_c, g_p, g_e) if gradient else None)
 
