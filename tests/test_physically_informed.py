@@ -347,6 +347,19 @@ def test_traditional_potential_from_a_file(tmp_path):
     np.testing.assert_array_equal(result.potential.base_parameters[0],
                                   teacher("eam").parameters["Mo"])
     assert result.report["traditional"] == "eam.yaml" and result.report["tau"] == 0.1
+    assert not result.potential.bounded
+    # max_shift: a fraction of |p0| for every parameter, or half-widths by name
+    p0 = result.potential.base_parameters[0]
+    for shift, expected in ((0.5, 0.5 * np.abs(p0)),
+                            ("{A: 0.2, sigma: 0.1}", [0.2, np.inf, np.inf, np.inf, np.inf,
+                                                      0.1, np.inf, np.inf])):
+        text = (tmp_path / "fit.yaml").read_text()
+        (tmp_path / "fit.yaml").write_text(text.replace(
+            "form: eam, tau", f"form: eam, max_shift: {shift}, tau"))
+        bounded = ace.fit(str(config), validate=False, num_threads=1, progress=False)
+        np.testing.assert_array_equal(bounded.potential.max_shift[0], expected)
+        assert ace.load(tmp_path / "Mo.yaml").bounded
+        (tmp_path / "fit.yaml").write_text(text)
     (tmp_path / "fit.yaml").write_text((tmp_path / "fit.yaml").read_text().replace(
         "form: eam, tau", "form: bop, tau"))
     with pytest.raises(ValueError, match="is a eam potential"):
@@ -366,6 +379,10 @@ def test_traditional_potential_from_a_file(tmp_path):
     ("{kind: physically-informed, form: eam, traditional: {}, taus: 1}", "taus"),
     ("{kind: physically-informed, form: eam, traditional: {}, validation_fraction: 1}",
      "model.validation_fraction"),
+    ("{kind: physically-informed, form: eam, traditional: {}, max_shift: -0.5}",
+     "model.max_shift: a positive number"),
+    ("{kind: physically-informed, form: eam, traditional: {}, max_shift: {zeta: 1}}",
+     "model.max_shift: unknown parameter"),
 ])
 def test_bad_physically_informed_sections_are_named(tmp_path, model, message):
     from ace.fitting.config import ConfigError, FitConfig

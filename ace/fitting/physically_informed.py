@@ -279,7 +279,8 @@ def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, 
 # ------------------------------------------------------------------------- config settings
 
 SETTINGS_KEYS = {"kind", "form", "cutoff", "traditional", "basis", "tau", "varied",
-                 "train_base", "max_iterations", "gtol", "validation_fraction", "seed"}
+                 "train_base", "max_iterations", "gtol", "validation_fraction", "seed",
+                 "max_shift"}
 BASIS_KEYS = {"bonds", "functions"}
 # a small descriptor: ranks 1-3, about 30 functions per element
 DEFAULT_DESCRIPTOR_FUNCTIONS = {"number_of_functions_per_element": 30,
@@ -302,6 +303,9 @@ class PhysicallyInformedSettings:
         training set (``validation_fraction`` held out) and the one with the lowest validation
         loss (data terms) is refitted on all the training data. No test data is consulted.
     varied: the parameters that vary per atom (default all); train_base: p0 fitted too.
+    max_shift: bounded local parameters, p_ik within s_k of p0_k (ace.physically_informed):
+        a number f (s_k = f |p0_k| for every parameter; f < 1 keeps a positive parameter
+        positive) or {parameter: s_k} in the parameter's units; None: unbounded.
     """
 
     form: str
@@ -315,6 +319,7 @@ class PhysicallyInformedSettings:
     gtol: float = 1e-8
     validation_fraction: float = 0.2
     seed: int = 0
+    max_shift: object = None
 
     def __post_init__(self):
         from ace.physical import SPECS
@@ -355,6 +360,19 @@ class PhysicallyInformedSettings:
             if unknown:
                 raise ValueError(f"model.varied: unknown parameter(s) {unknown} of the "
                                  f"{self.form} form (its parameters: {list(names)})")
+        shift = self.max_shift
+        if isinstance(shift, dict):
+            unknown = sorted(set(shift) - set(names))
+            if unknown:
+                raise ValueError(f"model.max_shift: unknown parameter(s) {unknown} of the "
+                                 f"{self.form} form (its parameters: {list(names)})")
+            values = list(shift.values())
+        else:
+            values = [] if shift is None else [shift]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                   and v > 0 for v in values):
+            raise ValueError("model.max_shift: a positive number (a fraction of each |p0|) or "
+                             f"a mapping parameter -> positive half-width, got {shift!r}")
         if not isinstance(self.train_base, bool):
             raise ValueError(f"model.train_base: true or false, got {self.train_base!r}")
         for key, least in (("max_iterations", 1), ("seed", 0)):
@@ -390,7 +408,28 @@ class PhysicallyInformedSettings:
                 "traditional": self.traditional, "basis": self.basis, "tau": self.tau,
                 "varied": self.varied, "train_base": self.train_base,
                 "max_iterations": self.max_iterations, "gtol": self.gtol,
-                "validation_fraction": self.validation_fraction, "seed": self.seed}
+                "validation_fraction": self.validation_fraction, "seed": self.seed,
+                "max_shift": self.max_shift}
+
+    def shift_half_widths(self, base_parameters):
+        """max_shift as the potential's array [n_elements, n_params] (inf: unbounded)."""
+        from ace.physical import SPECS
+
+        p0 = np.asarray(base_parameters, dtype=float)
+        if self.max_shift is None:
+            return np.full(p0.shape, np.inf)
+        if isinstance(self.max_shift, dict):
+            names = list(SPECS[self.form].parameter_names)
+            shifts = np.full(p0.shape, np.inf)
+            for k, value in self.max_shift.items():
+                shifts[:, names.index(k)] = float(value)
+            return shifts
+        shifts = float(self.max_shift) * np.abs(p0)
+        if (shifts == 0).any():
+            raise ValueError("model.max_shift: a fraction of |p0| leaves a parameter with "
+                             "p0 = 0 no room; give that parameter a half-width "
+                             "({parameter: half-width})")
+        return shifts
 
 
 def traditional_start(settings, dataset, loss_settings, elements, base_dir=None,
@@ -439,7 +478,8 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
     descriptor = ACEPotential.from_basis(build_basis(settings.descriptor_dict(elements)))
     form = traditional.form
     p0 = np.array([traditional.parameters[e] for e in traditional.elements])
-    start = PhysicallyInformedPotential(form, descriptor, p0, e0=traditional.e0)
+    start = PhysicallyInformedPotential(form, descriptor, p0, e0=traditional.e0,
+                                        max_shift=settings.shift_half_widths(p0))
     log(f"physically-informed {form.name}: descriptor of {len(descriptor.functions)} "
         f"functions, {start.n_parameters} parameters")
     weights = structure_weights(dataset, loss_settings, elements)
