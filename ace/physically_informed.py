@@ -31,7 +31,7 @@ import numpy as np
 
 from ace.evaluator import Evaluator
 from ace.neighbours import check_not_coincident, checked_neighbour_list
-from ace.physical import PhysicalForm, adjoint, per_atom
+from ace.physical import PhysicalForm, adjoint_u, per_atom
 from ace.physical.potential import PhysicalPotential
 from ace.potential import FORMAT_NAME, FORMAT_VERSION, UNITS, ACEPotential, PotentialFileError
 
@@ -226,10 +226,10 @@ class PhysicallyInformedEvaluator:
         species = structure.species
         _, tangents = self.descriptor.basis_tangents(structure, displacement, strain,
                                                      num_threads, nl)
-        u, hessian = adjoint(pot.form, nl, species, results.parameters, displacement, strain,
-                             num_threads=num_threads)
         t = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
-        v = u + np.einsum("ikl,il->ik", hessian, results.shift_slope * t)
+        # u + H (m' t) in one tangent pass of the form's tape (no Hessian formed)
+        v = adjoint_u(pot.form, nl, species, results.parameters, displacement, strain,
+                      num_threads, parameter_tangent=results.shift_slope * t)
         w = results.shift_slope * v + results.parameter_derivatives * results.shift_curvature * t
         return v, w, tangents
 

@@ -127,6 +127,12 @@ def test_adjoint_u_and_hessian(form, kind):
     u, hessian = adjoint(form, nl, species, params, displacement, strain, num_threads=1)
     np.testing.assert_array_equal(u, adjoint_u(form, nl, species, params, displacement, strain, 1))
     assert np.abs(u).max() > 1e-3
+    # with a parameter tangent v in the same direction: u + H v, without forming H
+    v = rng.normal(size=params.shape)
+    np.testing.assert_allclose(
+        adjoint_u(form, nl, species, params, displacement, strain, 1, parameter_tangent=v),
+        u + np.einsum("ikl,il->ik", hessian, v), rtol=1e-12,
+        atol=1e-12 * np.abs(hessian).max() * np.abs(v).max())
     # u[i, k] = d/dp_ik of the directional derivative of E_i = that derivative of dE_i/dp_ik
     h = 1e-6
     grads = []

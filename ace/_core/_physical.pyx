@@ -461,12 +461,18 @@ def physical_per_atom(int form, const cnp.int64_t[::1] first, const cnp.int64_t[
 def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[::1] pair_j,
                      const double[:, ::1] vectors, const double[:, ::1] params, double rc,
                      double width, const double[:, ::1] displacement, const double[:, ::1] strain,
-                     bint want_hessian, int n_threads):
-    """u [n, n_params] = d/dp_i (sum_q delta_q . dE_i/dD_q), delta_q = g[j] - g[i] + strain @ D_q;
-    and, if asked, hessian [n, n_params, n_params] = d^2 E_i / dp_i^2."""
+                     const double[:, ::1] parameter_tangent, bint want_hessian, int n_threads):
+    """u [n, n_params] = d/dp_i (sum_q delta_q . dE_i/dD_q), delta_q = g[j] - g[i] + strain @ D_q,
+    plus H_i v_i if a parameter tangent v [n, n_params] is given (else [0, n_params]): the
+    displacement and v share one tangent direction, so the Hessian-vector product costs no
+    extra direction; and, if asked, hessian [n, n_params, n_params] = d^2 E_i / dp_i^2."""
     cdef Py_ssize_t n_atoms = params.shape[0], i, q, jn
     cdef int n_params = params.shape[1], max_nb = max_neighbour_count(first), k, c, out, a, b
     cdef int n_dir = 1 + (n_params if want_hessian else 0)
+    cdef bint with_tangent = parameter_tangent.shape[0] > 0
+    if with_tangent and (parameter_tangent.shape[0] != n_atoms
+                         or parameter_tangent.shape[1] != n_params):
+        raise ValueError(f"parameter_tangent must have shape ({n_atoms}, {n_params})")
     n_threads = max(1, n_threads)
     u_np = np.zeros((n_atoms, n_params))
     hessian_shape = [n_atoms, n_params, n_params] if want_hessian else [0, 0, 0]
@@ -501,6 +507,9 @@ def physical_adjoint(int form, const cnp.int64_t[::1] first, const cnp.int64_t[:
                     for b in range(3):
                         value = value + strain[a, b] * vectors[first[i] + q, b]
                     tp.tan[(n_params + 3 * q + a) * nd] = value
+            if with_tangent:
+                for k in range(n_params):
+                    tp.tan[k * nd] = parameter_tangent[i, k]
             if nd > 1:
                 for k in range(n_params):
                     tp.tan[k * nd + 1 + k] = 1

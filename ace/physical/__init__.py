@@ -173,13 +173,17 @@ def adjoint(form, neighbour_list, species, params, displacement, strain, num_thr
                     True, num_threads)
 
 
-def adjoint_u(form, neighbour_list, species, params, displacement, strain, num_threads=None):
-    """u alone (adjoint without the Hessian: one tangent instead of 1 + n_params)."""
+def adjoint_u(form, neighbour_list, species, params, displacement, strain, num_threads=None,
+              parameter_tangent=None):
+    """u alone (adjoint without the Hessian: one tangent instead of 1 + n_params), or, given a
+    parameter tangent v [n_atoms, n_params], u + H v (per atom) at the same cost: what the
+    physically-informed fit needs, without forming H."""
     return _adjoint(form, neighbour_list, species, params, displacement, strain,
-                    False, num_threads)[0]
+                    False, num_threads, parameter_tangent)[0]
 
 
-def _adjoint(form, neighbour_list, species, params, displacement, strain, hessian, num_threads):
+def _adjoint(form, neighbour_list, species, params, displacement, strain, hessian, num_threads,
+             parameter_tangent=None):
     first, j, vectors, params = _inputs(form, neighbour_list, species, params)
     n_atoms = len(first) - 1
     displacement = np.ascontiguousarray(displacement, dtype=float)
@@ -190,5 +194,13 @@ def _adjoint(form, neighbour_list, species, params, displacement, strain, hessia
         raise ValueError(f"strain must have shape (3, 3), got {strain.shape}")
     if not (np.isfinite(displacement).all() and np.isfinite(strain).all()):
         raise ValueError("displacement and strain must be finite")
+    if parameter_tangent is None:
+        parameter_tangent = np.zeros((0, params.shape[1]))
+    else:
+        parameter_tangent = np.ascontiguousarray(parameter_tangent, dtype=float)
+        if parameter_tangent.shape != params.shape:
+            raise ValueError(f"parameter_tangent must have shape {params.shape}, got "
+                             f"{parameter_tangent.shape}")
     return physical_adjoint(form.id, first, j, vectors, params, form.cutoff, form.cutoff_width,
-                            displacement, strain, bool(hessian), effective_n_threads(num_threads))
+                            displacement, strain, parameter_tangent, bool(hessian),
+                            effective_n_threads(num_threads))
