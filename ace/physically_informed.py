@@ -6,6 +6,11 @@ linear ACE expansion of the atom's environment.
 m is the identity (the unbounded potential) or, per parameter k with a half-width s_k
 (``max_shift``), m_k(q) = s_k tanh(q / s_k): the local parameter stays within s_k of the
 global one however far the environment lies from the data, with slope 1 at q = 0.
+With a ``descriptor_range`` (low_f, high_f per element, from the training atoms), B_if is
+replaced by its soft clip c(B_if): the identity inside [low, high], and beyond high
+high + w tanh((B - high) / w) (likewise below low), w = margin (high - low): the correction
+is not extrapolated past the data's range of each function, and the formulas below hold with
+B, T and the force weights W multiplied through by c'(B) (c depends on the geometry only).
 
 B_i are the raw B-functions of atom i of a linear ACE basis (the *descriptor*, an ACEPotential
 whose coefficients are not used), C_s [n_params, n_functions] the coefficients of element s and
@@ -36,6 +41,7 @@ from ace.physical.potential import PhysicalPotential
 from ace.potential import FORMAT_NAME, FORMAT_VERSION, UNITS, ACEPotential, PotentialFileError
 
 KIND = "physically-informed"
+DEFAULT_CLIP_MARGIN = 0.1  # the soft clip's width, relative to the training range of B_f
 
 
 class PhysicallyInformedPotential(PhysicalPotential):
@@ -46,13 +52,16 @@ class PhysicallyInformedPotential(PhysicalPotential):
     n_columns] (column f - first function of the element, as Evaluator.basis_values);
     ``e0`` [n_elements]; ``tau`` the penalty weight it was fitted with (kept for the record);
     ``max_shift`` [n_elements, n_params] the half-widths s of the bounded map (inf: that
-    parameter unbounded; None: all unbounded).
+    parameter unbounded; None: all unbounded); ``descriptor_range`` [n_elements, 2, n_columns]
+    (low, high) of each B column over the training atoms and ``clip_margin`` the soft clip's
+    width relative to high - low (None: B unclipped).
     """
 
     kind = KIND
 
     def __init__(self, form, descriptor, base_parameters, coefficients=None, e0=None, tau=0.0,
-                 metadata=None, max_shift=None):
+                 metadata=None, max_shift=None, descriptor_range=None,
+                 clip_margin=DEFAULT_CLIP_MARGIN):
         self.form = form
         self.descriptor = descriptor
         self.elements = list(descriptor.elements)
@@ -77,6 +86,17 @@ class PhysicallyInformedPotential(PhysicalPotential):
         if np.isnan(self.max_shift).any() or (self.max_shift <= 0).any():
             raise ValueError("max_shift: half-widths must be positive (inf: unbounded), got "
                              f"{self.max_shift.tolist()}")
+        self.clip_margin = float(clip_margin)
+        if not (np.isfinite(self.clip_margin) and self.clip_margin > 0):
+            raise ValueError(f"clip_margin must be a positive number, got {clip_margin!r}")
+        self.descriptor_range = None
+        if descriptor_range is not None:
+            rng = np.array(descriptor_range, dtype=float)
+            if rng.shape != (n_el, 2, self.n_columns) or not np.isfinite(rng).all() \
+                    or (rng[:, 1] < rng[:, 0]).any():
+                raise ValueError(f"descriptor_range must hold finite (low <= high) rows of shape "
+                                 f"{(n_el, 2, self.n_columns)}, got shape {rng.shape}")
+            self.descriptor_range = rng
 
     @property
     def n_columns(self):
@@ -105,7 +125,27 @@ class PhysicallyInformedPotential(PhysicalPotential):
         return PhysicallyInformedPotential(self.form, self.descriptor.copy(),
                                            self.base_parameters.copy(), self.coefficients.copy(),
                                            self.e0.copy(), self.tau, dict(self.metadata),
-                                           self.max_shift.copy())
+                                           self.max_shift.copy(),
+                                           None if self.descriptor_range is None
+                                           else self.descriptor_range.copy(), self.clip_margin)
+
+    def clipped_descriptor(self, species, basis_values):
+        """(c(B) [n_atoms, n_columns], c'(B) or None when B is not clipped)."""
+        if self.descriptor_range is None:
+            return basis_values, None
+        species = np.asarray(species)
+        low = self.descriptor_range[species, 0]
+        high = self.descriptor_range[species, 1]
+        width = self.clip_margin * (high - low)
+        safe = np.where(width > 0, width, 1.0)
+        # beyond high (or below low) by x: the edge plus w tanh(x / w); constant columns
+        # (width 0) pass unchanged
+        edge = np.where(basis_values > high, high, np.where(basis_values < low, low,
+                                                             basis_values))
+        t = np.where(width > 0, np.tanh((basis_values - edge) / safe), 0.0)
+        outside = (basis_values != edge) & (width > 0)
+        values = np.where(outside, edge + safe * t, basis_values)
+        return values, np.where(outside, 1.0 - t * t, 1.0)
 
     @property
     def bounded(self):
@@ -126,9 +166,10 @@ class PhysicallyInformedPotential(PhysicalPotential):
                 np.where(finite, -2.0 * t * slope / safe, 0.0))
 
     def local_parameters(self, species, basis_values):
-        """p_i = p0_(s_i) + m(C_(s_i) B_i) [n_atoms, n_params]."""
+        """p_i = p0_(s_i) + m(C_(s_i) c(B_i)) [n_atoms, n_params] of the raw B-functions."""
         species = np.asarray(species)
-        return self.base_parameters[species] + self.parameter_shifts(species, basis_values)[0]
+        values, _ = self.clipped_descriptor(species, basis_values)
+        return self.base_parameters[species] + self.parameter_shifts(species, values)[0]
 
     def evaluator(self):
         return PhysicallyInformedEvaluator(self)
@@ -171,10 +212,11 @@ class PhysicallyInformedResults:
     forces: np.ndarray  # [n_atoms, 3]
     strain_derivative: np.ndarray  # [3, 3]: dE/d(strain) = volume * stress
     parameters: np.ndarray  # [n_atoms, n_params]: the local parameters p_i
-    basis_values: np.ndarray  # [n_atoms, n_columns]: B_i
+    basis_values: np.ndarray  # [n_atoms, n_columns]: c(B_i), the descriptor the parameters see
     parameter_derivatives: np.ndarray  # [n_atoms, n_params]: dE_i/dp_i
     shift_slope: np.ndarray  # [n_atoms, n_params]: m'(q_i)
     shift_curvature: np.ndarray  # [n_atoms, n_params]: m''(q_i)
+    descriptor_slope: np.ndarray | None  # [n_atoms, n_columns]: c'(B_i); None: not clipped
 
 
 class PhysicallyInformedEvaluator:
@@ -196,14 +238,17 @@ class PhysicallyInformedEvaluator:
                 basis_values=None) -> PhysicallyInformedResults:
         pot = self.potential
         nl = neighbour_list if neighbour_list is not None else self.neighbours(structure, num_threads)
-        b = (self.descriptor.basis_values(structure, num_threads, nl) if basis_values is None
-             else basis_values)
+        raw = (self.descriptor.basis_values(structure, num_threads, nl) if basis_values is None
+               else basis_values)
+        b, clip_slope = pot.clipped_descriptor(structure.species, raw)
         shift, slope, curvature = pot.parameter_shifts(structure.species, b)
         params = pot.base_parameters[structure.species] + shift
         physical = per_atom(pot.form, nl, structure.species, params,
                             num_threads=num_threads)
         weights = np.einsum("ik,ikf->if", physical.dE_dp * slope,
                             pot.coefficients[structure.species])
+        if clip_slope is not None:
+            weights *= clip_slope
         _, forces, strain = self.descriptor.weighted_forces(structure, weights, num_threads, nl)
         energies = physical.energies + pot.e0[structure.species]
         if not (np.isfinite(energies).all() and np.isfinite(physical.forces).all()
@@ -214,18 +259,22 @@ class PhysicallyInformedEvaluator:
                 f"{params.max(axis=0)})")
         return PhysicallyInformedResults(float(energies.sum()), energies,
                                          physical.forces + forces, physical.virial + strain,
-                                         params, b, physical.dE_dp, slope, curvature)
+                                         params, b, physical.dE_dp, slope, curvature,
+                                         clip_slope)
 
     def directional_gradient(self, structure, nl, results, displacement, strain,
                              num_threads=None):
         """Per atom, for delta_ij = g_j - g_i + strain @ r_ij (g = displacement) at the point of
-        ``results`` (compute's): (v, w, T) with T [n_atoms, n_columns] the descriptor's tangents,
-        so that (module doc) d(D_delta E)/dp0_k = sum_i v_ik and
-        d(D_delta E)/dC[k, f] = sum_i w_ik B_if + dE_i/dp_ik m'_ik T_if."""
+        ``results`` (compute's): (v, w, T) with T [n_atoms, n_columns] the tangents of the
+        descriptor the parameters see (c'(B) D_delta B), so that (module doc)
+        d(D_delta E)/dp0_k = sum_i v_ik and
+        d(D_delta E)/dC[k, f] = sum_i w_ik c(B)_if + dE_i/dp_ik m'_ik T_if."""
         pot = self.potential
         species = structure.species
         _, tangents = self.descriptor.basis_tangents(structure, displacement, strain,
                                                      num_threads, nl)
+        if results.descriptor_slope is not None:
+            tangents = tangents * results.descriptor_slope
         t = np.einsum("ilf,if->il", pot.coefficients[species], tangents)
         # u + H (m' t) in one tangent pass of the form's tape (no Hessian formed)
         v = adjoint_u(pot.form, nl, species, results.parameters, displacement, strain,
@@ -238,8 +287,9 @@ class PhysicallyInformedEvaluator:
 
 FILE_KEYS = ("kind", "format", "format_version", "units", "elements", "form", "cutoff",
              "cutoff_width", "parameter_names", "base_parameters", "e0", "tau", "coefficients",
-             "descriptor", "metadata", "max_shift")
-OPTIONAL_KEYS = {"metadata", "max_shift"}  # max_shift absent: unbounded (files before it)
+             "descriptor", "metadata", "max_shift", "descriptor_range")
+# absent: unbounded, unclipped (files before them)
+OPTIONAL_KEYS = {"metadata", "max_shift", "descriptor_range"}
 
 
 def shift_mapping(pot):
@@ -266,7 +316,18 @@ def potential_to_dict(pot):
         "descriptor": pot.descriptor.to_dict(),
         "metadata": pot.metadata,
         **({"max_shift": shift_mapping(pot)} if pot.bounded else {}),
+        **({"descriptor_range": range_mapping(pot)} if pot.descriptor_range is not None
+           else {}),
     }
+
+
+def range_mapping(pot):
+    """{margin, ranges: {element: {low, high}}} over each element's descriptor functions."""
+    counts = pot.n_functions_per_element
+    return {"margin": pot.clip_margin,
+            "ranges": {e: {"low": [float(x) for x in pot.descriptor_range[s, 0, :counts[s]]],
+                           "high": [float(x) for x in pot.descriptor_range[s, 1, :counts[s]]]}
+                       for s, e in enumerate(pot.elements)}}
 
 
 def potential_from_dict(data):
@@ -320,7 +381,37 @@ def potential_from_dict(data):
                              f"of {counts[s]} finite numbers (one per descriptor function), "
                              f"got shape {rows.shape}")
         pot.coefficients[s, :, :counts[s]] = rows
+    if "descriptor_range" in data:
+        pot.descriptor_range, pot.clip_margin = range_from_mapping(pot, data["descriptor_range"])
     return pot
+
+
+def range_from_mapping(pot, mapping):
+    """(descriptor_range, margin) of the file's mapping; ValueError naming what is wrong."""
+    elements, counts = pot.elements, pot.n_functions_per_element
+    if not isinstance(mapping, dict) or set(mapping) != {"margin", "ranges"} \
+            or not isinstance(mapping["ranges"], dict) \
+            or sorted(mapping["ranges"]) != sorted(elements):
+        raise ValueError(f"descriptor_range must be {{margin, ranges: {{element: {{low, "
+                         f"high}}}}}} over the elements {elements}")
+    rng = np.zeros((len(elements), 2, pot.n_columns))
+    for s, e in enumerate(elements):
+        row = mapping["ranges"][e]
+        try:
+            low, high = (np.array(row[k], dtype=float) for k in ("low", "high"))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"descriptor_range of {e}: low and high lists of numbers") from None
+        if low.shape != (counts[s],) or high.shape != (counts[s],):
+            raise ValueError(f"descriptor_range of {e}: low and high need {counts[s]} values "
+                             "(one per descriptor function)")
+        rng[s, 0, :counts[s]], rng[s, 1, :counts[s]] = low, high
+    margin = mapping["margin"]
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) \
+            or not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"descriptor_range margin must be a positive number, got {margin!r}")
+    if not np.isfinite(rng).all() or (rng[:, 1] < rng[:, 0]).any():
+        raise ValueError("descriptor_range: finite values with low <= high")
+    return rng, float(margin)
 
 
 def shifts_from_mapping(mapping, elements, names):

@@ -31,14 +31,20 @@ def start_parameters(name):
 BOUND = 0.04  # a half-width of the bounded map comparable to the shifts of pinn(amplitude=0.1)
 
 
-def pinn(name, seed=0, amplitude=0.0, orders=2, bounded=False):
+def pinn(name, seed=0, amplitude=0.0, orders=2, bounded=False, clipped=False):
     """A Cu PINN potential on a small random descriptor; C random with |Delta p| ~ amplitude
     on the test structures (0: C = 0); ``bounded``: every parameter within BOUND of p0 (the
-    tanh map, in its curved part at these shifts)."""
+    tanh map, in its curved part at these shifts); ``clipped``: B soft-clipped to a range
+    (mean +- 0.3 std of the bulk structure's atoms) that most atoms of every structure leave."""
     descriptor = random_potential(("Cu",), ndensity=1, orders=orders, seed=3, rcut=CUTOFF)
     form = form_by_name(name, cutoff=CUTOFF, cutoff_width=WIDTH)
     pot = PhysicallyInformedPotential(form, descriptor, start_parameters(name), e0=[0.3],
                                       max_shift=np.full((1, 8), BOUND) if bounded else None)
+    if clipped:
+        b = PhysicallyInformedEvaluator(pot).descriptor.basis_values(
+            Structure.from_atoms(descriptor, make_structure("bulk")), 1)
+        spread = 0.3 * b.std(axis=0)
+        pot.descriptor_range = np.stack([b.mean(axis=0) - spread, b.mean(axis=0) + spread])[None]
     if amplitude:
         b = PhysicallyInformedEvaluator(pot).descriptor.basis_values(
             Structure.from_atoms(descriptor, make_structure("bulk")), 1)
@@ -46,6 +52,12 @@ def pinn(name, seed=0, amplitude=0.0, orders=2, bounded=False):
         rng = np.random.default_rng(seed)
         pot.coefficients = amplitude * rng.standard_normal(pot.coefficients.shape) / scale
     return pot
+
+
+VARIANTS = [dict(name=n) for n in FORMS] + [dict(name="bop", bounded=True),
+                                             dict(name="bop", clipped=True),
+                                             dict(name="eam", bounded=True, clipped=True)]
+VARIANT_IDS = ["bop", "eam", "bop-bounded", "bop-clipped", "eam-bounded-clipped"]
 
 
 def compute(pot, atoms, num_threads=1):
@@ -76,14 +88,17 @@ def deformed(atoms, displacement, strain, t):
     return work
 
 
-@pytest.mark.parametrize("name, bounded", [(n, False) for n in FORMS] + [("bop", True)])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_forces_and_strain_derivative_by_finite_differences(name, kind, bounded):
+def test_forces_and_strain_derivative_by_finite_differences(variant, kind):
     """-sum F . g and sum S : D against central differences of E along g and along D."""
-    pot = pinn(name, amplitude=0.1, bounded=bounded)
+    name = variant["name"]
+    pot = pinn(amplitude=0.1, **variant)
     atoms = make_structure(kind, seed=3)
     result = compute(pot, atoms)
     assert np.abs(result.parameters - start_parameters(name)).max() > 0.01
+    if variant.get("clipped"):
+        assert (result.descriptor_slope < 0.999).mean() > 0.1  # atoms beyond the range
     rng = np.random.default_rng(4)
     g = rng.standard_normal((len(atoms), 3))
     strain = rng.standard_normal((3, 3))
@@ -150,13 +165,14 @@ def labelled(teacher, kinds, seed=0, noise=0.0):
     return Dataset.from_atoms(images)
 
 
-@pytest.mark.parametrize("name, bounded", [(n, False) for n in FORMS] + [("bop", True)])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("train_base", (False, True))
-def test_loss_gradient_by_finite_differences(name, train_base, bounded):
+def test_loss_gradient_by_finite_differences(variant, train_base):
     """Every term (energy, forces, stress, penalty) in C, p0 and E0, at a point off the data."""
+    name, bounded = variant["name"], variant.get("bounded", False)
     teacher = pinn(name, seed=1, amplitude=0.1)
     data = labelled(teacher, ("bulk", "triclinic", "small_cell"), noise=1.0)
-    start = pinn(name, seed=2, amplitude=0.1 if bounded else 0.05, bounded=bounded)
+    start = pinn(seed=2, amplitude=0.1 if bounded else 0.05, **variant)
     if bounded:  # the map's curvature matters: shifts reach into the tanh's bend
         ratio = np.abs(compute(start, make_structure("bulk")).parameters
                        - start.base_parameters).max() / BOUND
@@ -239,10 +255,11 @@ def test_bounded_shifts_stay_within_their_half_widths_far_from_the_data():
 
 @pytest.mark.parametrize("bounded", (False, True))
 def test_file_round_trip(tmp_path, bounded):
-    pot = pinn("bop", amplitude=0.1)
+    pot = pinn("bop", amplitude=0.1, clipped=bounded)
     pot.tau = 0.25
     if bounded:
         pot.max_shift[0, [0, 5]] = [0.3, 0.2]  # A and sigma bounded, the others not
+        pot.clip_margin = 0.2
     path = tmp_path / "pinn.yaml"
     pot.save(path)
     loaded = PhysicallyInformedPotential.load(path)
@@ -251,6 +268,10 @@ def test_file_round_trip(tmp_path, bounded):
     np.testing.assert_array_equal(loaded.base_parameters, pot.base_parameters)
     np.testing.assert_array_equal(loaded.max_shift, pot.max_shift)
     assert ("max_shift" in pot.to_dict()) == bounded
+    assert ("descriptor_range" in pot.to_dict()) == bounded
+    if bounded:
+        np.testing.assert_array_equal(loaded.descriptor_range, pot.descriptor_range)
+        assert loaded.clip_margin == 0.2
     atoms = make_structure("bulk", seed=1)
     assert compute(loaded, atoms).energy == compute(pot, atoms).energy
 
@@ -268,6 +289,12 @@ def test_file_round_trip(tmp_path, bounded):
     (lambda d: d.update(max_shift={"Cu": {"sigma": -1.0}}), "max_shift of Cu, sigma"),
     (lambda d: d.update(max_shift={"Cu": {"Z": 1.0}}), "max_shift of Cu"),
     (lambda d: d.update(max_shift={"Fe": {"A": 1.0}}), "max_shift must map"),
+    (lambda d: d.update(descriptor_range={"margin": 0.1, "ranges": {"Cu": {"low": [0.0]}}}),
+     "descriptor_range of Cu"),
+    (lambda d: d.update(descriptor_range={"margin": 0.1, "ranges": {"Fe": {}}}),
+     "descriptor_range must be"),
+    (lambda d: d.update(descriptor_range={
+        "margin": -1, "ranges": {"Cu": {"low": [0.0] * 29, "high": [1.0] * 29}}}), "margin"),
 ])
 def test_bad_files_give_clear_errors(change, message):
     data = pinn("bop").to_dict()
@@ -360,6 +387,21 @@ def test_traditional_potential_from_a_file(tmp_path):
         np.testing.assert_array_equal(bounded.potential.max_shift[0], expected)
         assert ace.load(tmp_path / "Mo.yaml").bounded
         (tmp_path / "fit.yaml").write_text(text)
+    # clip_descriptor: the range of B over the training atoms; inside it nothing changes
+    text = (tmp_path / "fit.yaml").read_text()
+    (tmp_path / "fit.yaml").write_text(text.replace("form: eam, tau",
+                                                    "form: eam, clip_descriptor: true, tau"))
+    clipped = ace.fit(str(config), validate=False, num_threads=1, progress=False)
+    pot = ace.load(tmp_path / "Mo.yaml")
+    np.testing.assert_array_equal(pot.descriptor_range, clipped.potential.descriptor_range)
+    train = clipped.train
+    samples = make_samples(pot, train, np.ones(len(train)), num_threads=1)
+    b = np.concatenate([s.basis_values for s in samples])
+    np.testing.assert_array_equal(pot.descriptor_range[0], [b.min(axis=0), b.max(axis=0)])
+    values, slope = pot.clipped_descriptor(np.zeros(len(b), int), b)
+    np.testing.assert_array_equal(values, b)
+    assert (slope == 1).all()
+    (tmp_path / "fit.yaml").write_text(text)
     (tmp_path / "fit.yaml").write_text((tmp_path / "fit.yaml").read_text().replace(
         "form: eam, tau", "form: bop, tau"))
     with pytest.raises(ValueError, match="is a eam potential"):
@@ -383,6 +425,8 @@ def test_traditional_potential_from_a_file(tmp_path):
      "model.max_shift: a positive number"),
     ("{kind: physically-informed, form: eam, traditional: {}, max_shift: {zeta: 1}}",
      "model.max_shift: unknown parameter"),
+    ("{kind: physically-informed, form: eam, traditional: {}, clip_descriptor: 1}",
+     "model.clip_descriptor: true or false"),
 ])
 def test_bad_physically_informed_sections_are_named(tmp_path, model, message):
     from ace.fitting.config import ConfigError, FitConfig

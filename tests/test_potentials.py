@@ -149,19 +149,29 @@ def test_test_set_errors_are_reproduced(shipped):
             assert row[key] == pytest.approx(recorded["by_config_type"][ctype][key], rel=1e-6)
 
 
-@pytest.mark.parametrize("name", [f"{e}-{f}" for e in sorted(CRYSTALS) for f in ("eam", "bop")])
-def test_shipped_traditional_potentials(name):
-    """The traditional fits (potentials/<element>-<eam|bop>.yaml): they load as traditional
-    potentials, forces are -dE/dr, the crystal's energy minimum lies within 2.5 % of the PBE
-    lattice constant (Si EAM's is 1.7 % short) and below the free atoms, and the metrics file is
-    the one stored in the potential."""
+PHYSICAL = [f"{e}-{f}" for e in sorted(CRYSTALS) for f in ("eam", "bop")] + [
+    f"{e}_pinn" for e in sorted(CRYSTALS)]
+
+
+@pytest.mark.parametrize("name", PHYSICAL)
+def test_shipped_physical_potentials(name):
+    """The traditional fits (potentials/<element>-<eam|bop>.yaml) and the physically-informed
+    ones (<element>_pinn.yaml): they load as their kind, forces are -dE/dr, the crystal's
+    energy minimum lies within 2.5 % of the PBE lattice constant (Si EAM's is 1.7 % short) and
+    below the free atoms, and the metrics file is the one stored in the potential. The
+    physically-informed ones are bounded: a compressed equilateral trimer (1 Å), far from their
+    data, keeps every local parameter within max_shift of p0 and evaluates."""
     import ace
     from ace.physical.potential import TraditionalPotential
+    from ace.physically_informed import PhysicallyInformedEvaluator, PhysicallyInformedPotential
+    from ace.evaluator import Structure
     for suffix in (".yaml", ".config.yaml", ".metrics.json"):
         assert os.path.exists(path_of(name, suffix)), path_of(name, suffix)
     potential = ace.load(path_of(name))
-    assert isinstance(potential, TraditionalPotential) and potential.kind == "traditional"
-    element = name.split("-")[0]
+    informed = name.endswith("_pinn")
+    kind = PhysicallyInformedPotential if informed else TraditionalPotential
+    assert isinstance(potential, kind)
+    element = name.split("-")[0].split("_")[0]
     energies = []
     for scale in (0.95, 1.0, 1.05):
         atoms = crystal(element, scale)
@@ -174,3 +184,14 @@ def test_shipped_traditional_potentials(name):
     check_forces(atoms)
     with open(path_of(name, ".metrics.json")) as fh:
         assert json.load(fh) == potential.metadata["metrics"]
+    if informed:
+        assert np.isfinite(potential.max_shift).all()
+        trimer = Atoms(element * 3, positions=[[0, 0, 0], [1.0, 0, 0], [0.5, 0.75 ** 0.5, 0]])
+        result = PhysicallyInformedEvaluator(potential).compute(
+            Structure.from_atoms(potential.descriptor, trimer), 1)
+        assert np.isfinite(result.energy)
+        # far out, tanh saturates: parameters reach the bound (in floating point) but not past
+        shift = np.abs(result.parameters - potential.base_parameters[0])
+        assert (shift <= potential.max_shift[0] * (1 + 1e-12)).all()
+        sigma = list(potential.form.parameter_names).index("sigma")
+        assert (result.parameters[:, sigma] > 0).all()

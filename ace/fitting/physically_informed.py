@@ -247,7 +247,7 @@ class PhysicallyInformedLoss:
                 tangent_part = (r.parameter_derivatives * r.shift_slope, tangents)
             for e in np.unique(species):
                 rows = species == e
-                g_c[e] += per_coefficient[rows].T @ s.basis_values[rows]
+                g_c[e] += per_coefficient[rows].T @ r.basis_values[rows]
                 if tangent_part is not None:
                     g_c[e] += tangent_part[0][rows].T @ tangent_part[1][rows]
                 g_p[e] += per_base[rows].sum(axis=0)
@@ -255,11 +255,29 @@ class PhysicallyInformedLoss:
         return terms, (self._pack_gradient(g_c, g_p, g_e) if gradient else None)
 
 
+def descriptor_range(potential, samples):
+    """(low, high) of each descriptor column over the samples' atoms, per element
+    [n_elements, 2, n_columns] (zeros for an element without atoms)."""
+    n_el, width = len(potential.elements), potential.n_columns
+    low, high = np.full((n_el, width), np.inf), np.full((n_el, width), -np.inf)
+    for s in samples:
+        for e in np.unique(s.structure.species):
+            rows = s.basis_values[s.structure.species == e]
+            low[e] = np.minimum(low[e], rows.min(axis=0))
+            high[e] = np.maximum(high[e], rows.max(axis=0))
+    seen = np.isfinite(low)
+    return np.stack([np.where(seen, low, 0.0), np.where(seen, high, 0.0)], axis=1)
+
+
 def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, gtol=1e-8,
                             train_base=False, num_threads=None, log=None, varied=None,
-                            train_e0=True):
+                            train_e0=True, clip_descriptor=False):
     """Minimise the loss from ``potential`` (usually Delta p = 0); returns (fitted potential,
-    info {iterations, loss terms, status})."""
+    info {iterations, loss terms, status}). ``clip_descriptor``: B soft-clipped to its range
+    over these samples' atoms (ace.physically_informed)."""
+    if clip_descriptor:
+        potential = potential.copy()
+        potential.descriptor_range = descriptor_range(potential, samples)
     loss = PhysicallyInformedLoss(potential, samples, tau_terms, penalty, train_base,
                                   num_threads, varied=varied, train_e0=train_e0)
     theta0 = loss.pack(potential)
@@ -280,7 +298,7 @@ def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, 
 
 SETTINGS_KEYS = {"kind", "form", "cutoff", "traditional", "basis", "tau", "varied",
                  "train_base", "max_iterations", "gtol", "validation_fraction", "seed",
-                 "max_shift"}
+                 "max_shift", "clip_descriptor"}
 BASIS_KEYS = {"bonds", "functions"}
 # a small descriptor: ranks 1-3, about 30 functions per element
 DEFAULT_DESCRIPTOR_FUNCTIONS = {"number_of_functions_per_element": 30,
@@ -306,6 +324,8 @@ class PhysicallyInformedSettings:
     max_shift: bounded local parameters, p_ik within s_k of p0_k (ace.physically_informed):
         a number f (s_k = f |p0_k| for every parameter; f < 1 keeps a positive parameter
         positive) or {parameter: s_k} in the parameter's units; None: unbounded.
+    clip_descriptor: B soft-clipped to its range over the training atoms (the correction is
+        not extrapolated beyond the data's range of each descriptor function).
     """
 
     form: str
@@ -320,6 +340,7 @@ class PhysicallyInformedSettings:
     validation_fraction: float = 0.2
     seed: int = 0
     max_shift: object = None
+    clip_descriptor: bool = False
 
     def __post_init__(self):
         from ace.physical import SPECS
@@ -373,8 +394,9 @@ class PhysicallyInformedSettings:
                    and v > 0 for v in values):
             raise ValueError("model.max_shift: a positive number (a fraction of each |p0|) or "
                              f"a mapping parameter -> positive half-width, got {shift!r}")
-        if not isinstance(self.train_base, bool):
-            raise ValueError(f"model.train_base: true or false, got {self.train_base!r}")
+        for key in ("train_base", "clip_descriptor"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"model.{key}: true or false, got {getattr(self, key)!r}")
         for key, least in (("max_iterations", 1), ("seed", 0)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -409,7 +431,7 @@ class PhysicallyInformedSettings:
                 "varied": self.varied, "train_base": self.train_base,
                 "max_iterations": self.max_iterations, "gtol": self.gtol,
                 "validation_fraction": self.validation_fraction, "seed": self.seed,
-                "max_shift": self.max_shift}
+                "max_shift": self.max_shift, "clip_descriptor": self.clip_descriptor}
 
     def shift_half_widths(self, base_parameters):
         """max_shift as the potential's array [n_elements, n_params] (inf: unbounded)."""
@@ -503,7 +525,8 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
         for tau in candidates:
             fitted, info = fit_physically_informed(
                 start, train_samples, tau_terms, tau, settings.max_iterations, settings.gtol,
-                settings.train_base, num_threads, varied=settings.varied, train_e0=train_e0)
+                settings.train_base, num_threads, varied=settings.varied, train_e0=train_e0,
+                clip_descriptor=settings.clip_descriptor)
             check = PhysicallyInformedLoss(fitted, valid_samples, tau_terms, 0.0,
                                            num_threads=num_threads)
             terms = check.terms(check.pack(fitted))
@@ -518,7 +541,8 @@ def fit_from_settings(settings, dataset, loss_settings, elements, base_dir=None,
     fitted, info = fit_physically_informed(start, samples, tau_terms, tau,
                                            settings.max_iterations, settings.gtol,
                                            settings.train_base, num_threads, log=log,
-                                           varied=settings.varied, train_e0=train_e0)
+                                           varied=settings.varied, train_e0=train_e0,
+                                           clip_descriptor=settings.clip_descriptor)
     report.update({"method": "physically-informed", "form": form.name, "tau": tau,
                    "tau_selection": selection, "weights": tau_terms, "fit": info,
                    "descriptor_functions": len(descriptor.functions),

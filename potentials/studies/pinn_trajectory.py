@@ -10,7 +10,7 @@ RMS of Delta p per parameter on training and held-out atoms. A diagnostic: nothi
 chosen by the test or held-out data.
 
     python potentials/studies/pinn_trajectory.py Mo [--group Surface] [--tau 1e-3]
-        [--segment 50] [--iterations 200] [--unbounded] [--functions N]
+        [--segment 50] [--iterations 200] [--unbounded] [--clip | --no-clip] [--functions N]
         [--workdir /tmp/ace-transfer]
 
 The traditional fit and the split files are those of benchmarks/bench_transfer.py (run it
@@ -33,7 +33,8 @@ import bench_transfer  # noqa: E402
 from ace.basis import build_basis  # noqa: E402
 from ace.fitting.lbfgs import minimise  # noqa: E402
 from ace.fitting.physically_informed import (PhysicallyInformedLoss,  # noqa: E402
-                                             PhysicallyInformedSettings, make_samples)
+                                             PhysicallyInformedSettings, descriptor_range,
+                                             make_samples)
 from ace.data import read_dataset  # noqa: E402
 from ace.io import load_potential  # noqa: E402
 from ace.physically_informed import (PhysicallyInformedEvaluator,  # noqa: E402
@@ -77,6 +78,9 @@ def main(argv=None):
     parser.add_argument("--segment", type=int, default=50)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--unbounded", action="store_true", help="no max_shift")
+    parser.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
+                        help="soft-clip B to its training range (default: the config's "
+                             "clip_descriptor)")
     parser.add_argument("--functions", type=int, default=None,
                         help="descriptor functions per element (default: the config's)")
     parser.add_argument("--workdir", default="/tmp/ace-transfer")
@@ -106,6 +110,9 @@ def main(argv=None):
     start = PhysicallyInformedPotential(traditional.form, descriptor, p0, e0=traditional.e0,
                                         max_shift=settings.shift_half_widths(p0))
     samples = samples_of(start, train)
+    clip = model.get("clip_descriptor", False) if args.clip is None else args.clip
+    if clip:
+        start.descriptor_range = descriptor_range(start, samples)
     held_out = samples_of(start, bench_transfer.group_structures(element, group, workdir))
     in_domain = samples_of(start, bench_transfer.test_without_group(element, group, workdir))
     loss = PhysicallyInformedLoss(start, samples, {"forces": 0.01, "stress": 0.0}, args.tau,
@@ -133,6 +140,7 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             json.dump({"element": element, "group": group, "tau": args.tau,
                        "max_shift": None if args.unbounded else model.get("max_shift"),
+                       "clip_descriptor": bool(clip),
                        "functions": len(descriptor.functions), "rows": rows}, fh, indent=1)
 
 
