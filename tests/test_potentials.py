@@ -160,7 +160,8 @@ def test_shipped_physical_potentials(name):
     energy minimum lies within 2.5 % of the PBE lattice constant (Si EAM's is 1.7 % short) and
     below the free atoms, and the metrics file is the one stored in the potential. The
     physically-informed ones are bounded: a compressed equilateral trimer (1 Å), far from their
-    data, keeps every local parameter within max_shift of p0 and evaluates."""
+    data, keeps every local parameter within max_shift of p0 and evaluates. Every one repels in
+    that trimer: its energy falls from 1 to 1.6 Å (no spurious minimum at short range)."""
     import ace
     from ace.physical.potential import TraditionalPotential
     from ace.physically_informed import PhysicallyInformedEvaluator, PhysicallyInformedPotential
@@ -184,6 +185,12 @@ def test_shipped_physical_potentials(name):
     check_forces(atoms)
     with open(path_of(name, ".metrics.json")) as fh:
         assert json.load(fh) == potential.metadata["metrics"]
+    trimer_energies = []
+    for d in np.arange(1.0, 1.61, 0.1):
+        trimer = Atoms(element * 3, positions=[[0, 0, 0], [d, 0, 0], [d / 2, d * 0.75 ** 0.5, 0]])
+        trimer.calc = ACECalculator(potential, num_threads=1)
+        trimer_energies.append(trimer.get_potential_energy())
+    assert (np.diff(trimer_energies) < 0).all(), trimer_energies
     if informed:
         assert np.isfinite(potential.max_shift).all()
         trimer = Atoms(element * 3, positions=[[0, 0, 0], [1.0, 0, 0], [0.5, 0.75 ** 0.5, 0]])
