@@ -15,8 +15,8 @@ B, T and the force weights W multiplied through by c'(B) (c depends on the geome
 B_i are the raw B-functions of atom i of a linear ACE basis (the *descriptor*, an ACEPotential
 whose coefficients are not used), C_s [n_params, n_functions] the coefficients of element s and
 E_i the physical form's atomic energy (ace.physical), which depends on atom i's own parameters
-and its neighbours' positions only. Then exactly (docs/physically-informed.md):
-With m', m'' its derivatives at q_i:
+and its neighbours' positions only. Then exactly (docs/physically-informed.md), with m', m''
+the derivatives of m at q_i:
   forces, strain derivative = those of the form at fixed p  +  those of
       E_W = sum_i sum_f W_if B_if,   W_if = sum_k dE_i/dp_ik m'_ik C_(s_i)[k, f]
   dE/dC_s[k, f] = sum_(i in s) dE_i/dp_ik m'_ik B_if
@@ -86,17 +86,7 @@ class PhysicallyInformedPotential(PhysicalPotential):
         if np.isnan(self.max_shift).any() or (self.max_shift <= 0).any():
             raise ValueError("max_shift: half-widths must be positive (inf: unbounded), got "
                              f"{self.max_shift.tolist()}")
-        self.clip_margin = float(clip_margin)
-        if not (np.isfinite(self.clip_margin) and self.clip_margin > 0):
-            raise ValueError(f"clip_margin must be a positive number, got {clip_margin!r}")
-        self.descriptor_range = None
-        if descriptor_range is not None:
-            rng = np.array(descriptor_range, dtype=float)
-            if rng.shape != (n_el, 2, self.n_columns) or not np.isfinite(rng).all() \
-                    or (rng[:, 1] < rng[:, 0]).any():
-                raise ValueError(f"descriptor_range must hold finite (low <= high) rows of shape "
-                                 f"{(n_el, 2, self.n_columns)}, got shape {rng.shape}")
-            self.descriptor_range = rng
+        self.set_clip(descriptor_range, clip_margin)
 
     @property
     def n_columns(self):
@@ -128,6 +118,22 @@ class PhysicallyInformedPotential(PhysicalPotential):
                                            self.max_shift.copy(),
                                            None if self.descriptor_range is None
                                            else self.descriptor_range.copy(), self.clip_margin)
+
+    def set_clip(self, descriptor_range, margin=DEFAULT_CLIP_MARGIN):
+        """Clip B to ``descriptor_range`` [n_elements, 2, n_columns] (low, high) with the soft
+        width ``margin`` (high - low); None: unclipped."""
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) \
+                or not (np.isfinite(margin) and margin > 0):
+            raise ValueError(f"descriptor_range margin must be a positive number, got {margin!r}")
+        self.clip_margin = float(margin)
+        self.descriptor_range = None
+        if descriptor_range is not None:
+            rng = np.array(descriptor_range, dtype=float)
+            shape = (len(self.elements), 2, self.n_columns)
+            if rng.shape != shape or not np.isfinite(rng).all() or (rng[:, 1] < rng[:, 0]).any():
+                raise ValueError(f"descriptor_range must hold finite (low <= high) rows of shape "
+                                 f"{shape}, got shape {rng.shape}")
+            self.descriptor_range = rng
 
     def clipped_descriptor(self, species, basis_values):
         """(c(B) [n_atoms, n_columns], c'(B) or None when B is not clipped)."""
@@ -382,12 +388,13 @@ def potential_from_dict(data):
                              f"got shape {rows.shape}")
         pot.coefficients[s, :, :counts[s]] = rows
     if "descriptor_range" in data:
-        pot.descriptor_range, pot.clip_margin = range_from_mapping(pot, data["descriptor_range"])
+        pot.set_clip(*range_from_mapping(pot, data["descriptor_range"]))
     return pot
 
 
 def range_from_mapping(pot, mapping):
-    """(descriptor_range, margin) of the file's mapping; ValueError naming what is wrong."""
+    """(descriptor_range, margin) of the file's mapping (checked by set_clip); ValueError naming
+    what is wrong."""
     elements, counts = pot.elements, pot.n_functions_per_element
     if not isinstance(mapping, dict) or set(mapping) != {"margin", "ranges"} \
             or not isinstance(mapping["ranges"], dict) \
@@ -405,13 +412,13 @@ def range_from_mapping(pot, mapping):
             raise ValueError(f"descriptor_range of {e}: low and high need {counts[s]} values "
                              "(one per descriptor function)")
         rng[s, 0, :counts[s]], rng[s, 1, :counts[s]] = low, high
-    margin = mapping["margin"]
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) \
-            or not (np.isfinite(margin) and margin > 0):
-        raise ValueError(f"descriptor_range margin must be a positive number, got {margin!r}")
-    if not np.isfinite(rng).all() or (rng[:, 1] < rng[:, 0]).any():
-        raise ValueError("descriptor_range: finite values with low <= high")
-    return rng, float(margin)
+    return rng, mapping["margin"]
+
+
+def is_half_width(value):
+    """A positive finite number (not a bool): a valid max_shift half-width or fraction."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value > 0)
 
 
 def shifts_from_mapping(mapping, elements, names):
@@ -426,8 +433,7 @@ def shifts_from_mapping(mapping, elements, names):
             raise ValueError(f"max_shift of {e}: a mapping of parameters of {names} to "
                              f"half-widths, got {row!r}")
         for k, value in row.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not (np.isfinite(value) and value > 0):
+            if not is_half_width(value):
                 raise ValueError(f"max_shift of {e}, {k}: a positive finite half-width, got "
                                  f"{value!r}")
             shifts[s, names.index(k)] = float(value)

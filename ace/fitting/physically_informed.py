@@ -24,11 +24,9 @@ import numpy as np
 
 from ace.evaluator import Structure
 from ace.fitting.lbfgs import minimise
-from ace.physically_informed import PhysicallyInformedEvaluator, PhysicallyInformedPotential
-
-
-class OutsideDomain(ValueError):
-    """Local parameters outside the physical form's domain."""
+from ace.physical import OutsideDomain
+from ace.physically_informed import (PhysicallyInformedEvaluator, PhysicallyInformedPotential,
+                                     is_half_width)
 
 
 @dataclass
@@ -210,11 +208,7 @@ class PhysicallyInformedLoss:
         cP = self.penalty / self.n_train_atoms
         for s in self.samples:
             species = s.structure.species
-            params = pot.local_parameters(species, s.basis_values)
-            try:
-                pot.form.check(params)
-            except ValueError as exc:
-                raise OutsideDomain(str(exc)) from None
+            # local parameters outside the form's domain: OutsideDomain from its check
             r = evaluator.compute(s.structure, self.num_threads, s.nl, s.basis_values)
             w = s.weight
             rE = (r.energy - s.energy) / s.n_atoms
@@ -277,7 +271,7 @@ def fit_physically_informed(potential, samples, tau_terms, penalty, n_iter=200, 
     over these samples' atoms (ace.physically_informed)."""
     if clip_descriptor:
         potential = potential.copy()
-        potential.descriptor_range = descriptor_range(potential, samples)
+        potential.set_clip(descriptor_range(potential, samples), potential.clip_margin)
     loss = PhysicallyInformedLoss(potential, samples, tau_terms, penalty, train_base,
                                   num_threads, varied=varied, train_e0=train_e0)
     theta0 = loss.pack(potential)
@@ -390,8 +384,7 @@ class PhysicallyInformedSettings:
             values = list(shift.values())
         else:
             values = [] if shift is None else [shift]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-                   and v > 0 for v in values):
+        if not all(is_half_width(v) for v in values):
             raise ValueError("model.max_shift: a positive number (a fraction of each |p0|) or "
                              f"a mapping parameter -> positive half-width, got {shift!r}")
         for key in ("train_base", "clip_descriptor"):

@@ -21,6 +21,10 @@ from ace._core._physical import physical_adjoint, physical_per_atom
 FORM_IDS = {"bop": 0, "eam": 1}  # the FORM_* of ace/_core/_physical.pyx
 
 
+class OutsideDomain(ValueError):
+    """Parameters not finite or below a square root's bound (the form's domain)."""
+
+
 @dataclass(frozen=True)
 class FormSpec:
     """A form's parameter names, the values that keep its square roots real (``lower``/
@@ -94,13 +98,14 @@ class PhysicalForm:
             column = rows[:, k]
             bad = ~np.isfinite(column)
             if bad.any():
-                raise ValueError(f"parameter {name} of the {self.name} form is not finite "
-                                 f"({column[bad][0]}, atom {np.flatnonzero(bad)[0]})")
+                raise OutsideDomain(
+                    f"parameter {name} of the {self.name} form is not finite "
+                    f"({column[bad][0]}, atom {np.flatnonzero(bad)[0]})")
             if low is not None and (column < low).any():
                 atom = np.flatnonzero(column < low)[0]
-                raise ValueError(f"parameter {name} of the {self.name} form must be >= {low} "
-                                 f"(a square root of the form needs it), got {column[atom]} "
-                                 f"(atom {atom})")
+                raise OutsideDomain(
+                    f"parameter {name} of the {self.name} form must be >= {low} (a square "
+                    f"root of the form needs it), got {column[atom]} (atom {atom})")
         return params
 
     def to_dict(self):
